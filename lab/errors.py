@@ -1,0 +1,14 @@
+"""The one exception type for "the user gave bad input" (or the world is not as asked).
+
+Everything the lab refuses on purpose is a LabError with a one-line message
+written for a person. The command line turns it into that line on stderr and
+a non-zero exit; anything else that escapes is a bug and keeps its traceback.
+"""
+
+__all__ = ["LabError"]
+
+
+class LabError(Exception):
+    """A refusal the user can act on: bad parameter, no server, pidfile locked..."""
+
+    exit_code = 2
