@@ -1,0 +1,220 @@
+"""The command line: parses, calls, prints. No experiment logic lives here.
+
+Every expected failure is a LabError and leaves as one line on stderr with a
+non-zero exit; Ctrl-C leaves with 130 after the run is stored as interrupted.
+A traceback from here is a bug in the lab, never the user's fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from lab.errors import LabError
+
+__all__ = ["execute", "main"]
+
+
+class Interrupted(LabError):
+    """Ctrl-C (or TERM) during a run: said in one line, after the run is stored."""
+
+    exit_code = 130  # the shell's convention: 128 + SIGINT
+
+
+def _results():
+    from lab.results import ResultsStore
+
+    return ResultsStore()
+
+
+# -- list / run ------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from lab import experiments
+
+    out = _console()
+    for name in experiments.names():
+        out.print(f"[bold]{name:<12}[/bold] {experiments.load(name).SUMMARY}")
+    return 0
+
+
+def _run_parser(name: str, module) -> argparse.ArgumentParser:
+    from lab import params
+
+    parser = argparse.ArgumentParser(
+        prog=f"daemonlab run {name}", description=module.SUMMARY, allow_abbrev=False
+    )
+    params.add_arguments(parser, module.Params)
+    parser.add_argument("--full", action="store_true", help="the larger sweep (minutes)")
+    parser.add_argument("--json", action="store_true", help="print the run as JSON on stdout")
+    parser.add_argument("--no-store", action="store_true", help="do not keep the run")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lab import experiments, params
+
+    module = experiments.load(args.experiment)
+    opts = _run_parser(args.experiment, module).parse_args(args.options)
+    base = params.from_mapping(module.Params, module.FULL) if opts.full else None
+    chosen = params.from_cli(module.Params, opts, base)
+    run = execute(module, chosen, store=not opts.no_store, quiet=opts.json)
+    if opts.json:
+        print(json.dumps(run.to_json(), indent=2))
+    return 0 if run.status == "ok" else 1
+
+
+def execute(module, chosen, *, store: bool = True, quiet: bool = False):
+    """Run one experiment with a progress bar, store it, and print its table."""
+    from lab import report
+
+    sink = _results() if store else None
+    try:
+        with report.progress_bar(module.NAME) as progress:
+            run = module.run(chosen, progress=progress, sink=sink)
+    except KeyboardInterrupt:
+        where = f"; what it finished is stored as interrupted in {sink.path}" if sink else ""
+        raise Interrupted(f"{module.NAME} interrupted{where}") from None
+    finally:
+        if sink is not None:
+            sink.close()
+    if not quiet:
+        _console().print(report.records_table(run, module.COLUMNS))
+        if store:
+            _console().print(f"stored as run {run.run_id}; plot it: daemonlab plot {module.NAME}")
+    return run
+
+
+# -- plot / results / export -------------------------------------------------------
+def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], every: bool):
+    if run_ids:
+        runs = [store.run(i) for i in run_ids]
+        others = {r.experiment for r in runs} - ({experiment} if experiment else set())
+        if others:
+            raise LabError(f"run {runs[0].run_id} is a {runs[0].experiment} run, not {experiment}")
+        return runs
+    runs = [r for r in store.runs(experiment) if r.records]
+    return runs if every else runs[:1]
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lab import experiments, plots
+
+    experiments.load(args.experiment)  # an unknown name is refused before anything else
+    with _results() as store:
+        runs = _chosen_runs(store, args.experiment, args.run, args.all)
+    path = plots.save(plots.draw(args.experiment, runs), args.output or f"{args.experiment}.png")
+    print(f"wrote {path} from run(s) {', '.join(str(r.run_id) for r in runs)}")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from lab import report
+
+    with _results() as store:
+        runs = store.runs(args.experiment, args.limit)
+    _console().print(report.runs_table(runs))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lab.results import export
+
+    with _results() as store:
+        runs = _chosen_runs(store, args.experiment, args.run, every=True)
+    if args.output:
+        with open(args.output, "w", newline="") as out:
+            count = export(runs, args.format, out)
+        print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    else:
+        export(runs, args.format, sys.stdout)
+    return 0
+
+
+# -- db / doctor / tour ------------------------------------------------------------
+def cmd_db(args: argparse.Namespace) -> int:
+    from lab import db
+
+    if args.action == "down":
+        print("stopped the lab's server" if db.down() else "no lab server was running")
+        return 0
+    facts = db.up() if args.action == "up" else db.status()
+    for key, value in facts.items():
+        print(f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lab import doctor
+
+    return doctor.main(_console())
+
+
+def cmd_tour(args: argparse.Namespace) -> int:
+    from lab import tour
+
+    return tour.main(_console(), only=args.only)
+
+
+def _console():
+    from lab.report import console
+
+    return console()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="daemonlab",
+        description="Unleash the Daemons, measured: fork, threads, asyncio, signals, daemons.",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
+        p = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
+        p.set_defaults(func=func)
+        return p
+
+    command("list", cmd_list, "list the experiments")
+    p = command("run", cmd_run, "run an experiment: daemonlab run NAME [options] (NAME --help)")
+    p.add_argument("experiment", metavar="NAME")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's own options")
+    p = command("plot", cmd_plot, "draw stored runs of an experiment to a PNG")
+    p.add_argument("experiment", metavar="NAME")
+    p.add_argument("--run", type=int, action="append", default=[], help="a run id (repeatable)")
+    p.add_argument("--all", action="store_true", help="every stored run, not only the newest")
+    p.add_argument("-o", "--output", help="the PNG to write (default: NAME.png)")
+    p = command("results", cmd_results, "list stored runs")
+    p.add_argument("experiment", nargs="?", metavar="NAME")
+    p.add_argument("--limit", type=int, default=20)
+    p = command("export", cmd_export, "write stored records as CSV or JSON Lines")
+    p.add_argument("experiment", nargs="?", metavar="NAME")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--run", type=int, action="append", default=[], help="a run id (repeatable)")
+    p.add_argument("-o", "--output", help="a file (default: stdout)")
+    p = command("db", cmd_db, "which MySQL server the lab uses; keep a throwaway one up")
+    p.add_argument("action", choices=("status", "up", "down"), nargs="?", default="status")
+    command("doctor", cmd_doctor, "what this machine offers the lab")
+    p = command("tour", cmd_tour, "the talk, experiment by experiment, explained")
+    p.add_argument("--only", action="append", default=[], metavar="NAME")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"daemonlab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("daemonlab: interrupted", file=sys.stderr)
+        return Interrupted.exit_code
+    except BrokenPipeError:  # `daemonlab export | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Shared test fixtures: an isolated results store, a real MySQL server, leak checks.
+
+Tests here run real processes, signals and servers. Two rules hold for all:
+nothing is left behind (children reaped, descriptors closed: `no_leaks`), and
+a database test fails instead of skipping when LAB_REQUIRE_DB=1 (CI sets it),
+so a CI run without a server cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def results_path(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own results store, never the user's ./results/lab.db."""
+    path = tmp_path / "lab.db"
+    monkeypatch.setenv("LAB_RESULTS", str(path))
+    return path
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def children() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+@pytest.fixture
+def no_leaks():
+    """Fail the test if it leaves a child process or an open descriptor behind.
+
+    A short grace period lets the kernel finish closing sockets and reaping
+    exits the test already waited for; it is not a place to hide a leak.
+    """
+    fds_before = open_fds()
+    kids_before = {p.pid for p in children()}
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        new_fds = open_fds() - fds_before
+        new_kids = [p for p in children() if p.pid not in kids_before]
+        if not new_fds and not new_kids or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    described = [f"{fd} -> {_target(fd)}" for fd in sorted(new_fds)]
+    assert not new_kids, f"child processes left behind: {[(p.pid, p.name()) for p in new_kids]}"
+    assert not new_fds, f"descriptors left open: {described}"
+
+
+def _target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+@pytest.fixture(scope="session")
+def mysql_server():
+    """The server the lab resolves (lab.db.server()); fails, not skips, under LAB_REQUIRE_DB=1."""
+    from lab import db
+    from lab.errors import LabError
+
+    try:
+        with db.server() as srv:
+            yield srv
+    except LabError as exc:
+        if os.environ.get("LAB_REQUIRE_DB") == "1":
+            pytest.fail(f"LAB_REQUIRE_DB=1 but no MySQL server: {exc}")
+        pytest.skip(f"no MySQL server: {exc}")
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None, **kwargs):
+    """`python -m lab ARGS` in a real child process, with this checkout importable."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        **kwargs,
+    )
