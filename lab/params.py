@@ -51,7 +51,9 @@ class Params:
 def _check(f: dataclasses.Field, value: Any) -> None:
     name = f.name.replace("_", "-")
     items = value if isinstance(value, tuple) else (value,)
-    if isinstance(value, tuple) and not value:
+    # An empty list is refused unless it is the field's own default (--python's
+    # () means "this interpreter only", see lab.interpreters).
+    if isinstance(value, tuple) and not value and f.default != ():
         raise LabError(f"--{name} needs at least one value")
     meta = f.metadata
     for item in items:
