@@ -1,0 +1,526 @@
+# lab/db.py: finding a MySQL or MariaDB server for the SLEEP demos, and making it fit the run.
+#
+# resolve_server() tries, in order, and the Server it gives says which it used
+# (Server.source):
+#   url        LAB_MYSQL_URL=mysql://user:password@host:port/db[?ssl=required|preferred|disabled]
+#   local      a server answering on 127.0.0.1:3306 as root, no password, database `test`
+#              (a system MariaDB, a CI service). docker compose's MySQL has a `lab`
+#              user instead: reach it with LAB_MYSQL_URL=mysql://lab:lab@127.0.0.1:3306/test
+#   throwaway  the `daemonlab db up` server if one runs, else a new one started from a
+#              local mariadbd/mysqld in a temporary directory (lab/mysqld.py)
+#   container  a mysql:8.4 container through testcontainers, when a Docker engine answers
+# and otherwise refuses with a LabError naming the four ways to get a server.
+# LAB_DB_PATHS=throwaway,container (any of the four names, in any order) restricts and
+# reorders the search: to force a path in a test, or to skip a slow probe.
+#
+# server() is the usual way in: it resolves, yields, and stops what it started.
+# capacity() makes max_connections fit a run and puts it back afterwards.
+#
+# Things that don't work, and why this module does what it does:
+# - pymysql's default TLS mode ("preferred") builds ssl.create_default_context()
+#   on every connect, ~21 ms of CPU even against a server without TLS; 1,000
+#   threads spent 23 s connecting. So TLS is either off (ssl_disabled=True) or
+#   on with one SSLContext built once.
+# - connect_timeout bounds the TCP connect only: a server whose listen queue
+#   overflowed never sends its greeting, and the client waits for ever. Probes
+#   here also set read_timeout.
+# - Reading the server's privileges to decide whether SET GLOBAL is allowed
+#   means parsing SHOW GRANTS across MySQL and MariaDB versions; trying it and
+#   catching "access denied" (1227) asks the server itself.
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from lab import mysqld
+from lab.errors import LabError
+
+if TYPE_CHECKING:
+    import ssl
+
+    import pymysql.connections
+
+__all__ = [
+    "LOCAL",
+    "PATHS",
+    "Choice",
+    "Probes",
+    "Server",
+    "capacity",
+    "connect",
+    "describe",
+    "down",
+    "explain",
+    "parse_url",
+    "resolve_server",
+    "server",
+    "status",
+    "up",
+]
+
+PATHS = ("url", "local", "throwaway", "container")
+LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 3306
+CONTAINER_IMAGE = "mysql:8.4"
+# pymysql's own default; the 1,000-client runs pace their connects instead of waiting longer.
+CONNECT_TIMEOUT_S = 10
+# A server on this machine answers in milliseconds; a probe must not make `db status` slow.
+PROBE_TIMEOUT_S = 1
+# The experiment's own bookkeeping connection, plus one spare so you can still look in.
+HEADROOM = 2
+
+# Client-side connection errors (pymysql.constants.CR) and server error codes we explain.
+CR_CONN_HOST_ERROR, CR_SERVER_LOST, CR_SSL_CONNECTION_ERROR = 2003, 2013, 2026
+ER_DBACCESS_DENIED, ER_ACCESS_DENIED, ER_BAD_DB, ER_HOST_NOT_PRIVILEGED = 1044, 1045, 1049, 1130
+ER_SPECIFIC_ACCESS_DENIED = 1227  # e.g. SET GLOBAL without SUPER / SYSTEM_VARIABLES_ADMIN
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where a MySQL server is and how to log in. The password never shows in repr or output."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    source: str  # "LAB_MYSQL_URL", "127.0.0.1:3306", "throwaway", "db up", "testcontainers"
+    tls: bool = False
+    unix_socket: str | None = None  # None: the experiments measure TCP like a remote client
+
+    def safe_url(self) -> str:
+        """The URL without its password: safe for tables, logs and stored results."""
+        return f"mysql://{quote(self.user)}:***@{self.host}:{self.port}/{self.database}"
+
+    def pymysql_kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Arguments for pymysql.connect; `extra` (read_timeout=..., autocommit=...) wins."""
+        # Not pymysql's default "preferred" TLS, which builds a context per connect (header).
+        tls = {"ssl": _tls_context()} if self.tls else {"ssl_disabled": True}
+        return self._common() | {"database": self.database} | tls | extra
+
+    def aiomysql_kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Arguments for aiomysql.connect, which names them db= and ssl= and has no TLS default."""
+        tls = _tls_context() if self.tls else None
+        return self._common() | {"db": self.database, "ssl": tls} | extra
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "unix_socket": self.unix_socket,
+        }
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One SSLContext for every TLS connection of this process, built on first use.
+
+    Encrypt without verifying, like the mysql client's --ssl-mode=REQUIRED:
+    MySQL's own certificates are self-signed, so verification would refuse them."""
+    import ssl  # here, not at the top: ~10 ms that most runs (TLS off) never need
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# -- LAB_MYSQL_URL --------------------------------------------------------------
+
+_URL_FORM = "mysql://user:password@host:port/db"
+_SSL_MODES = ("required", "preferred", "disabled")
+
+
+def parse_url(url: str) -> tuple[Server, str]:
+    """A Server from LAB_MYSQL_URL and its ssl mode; a LabError naming what is wrong.
+
+    Messages never repeat the URL: it holds a password."""
+
+    def bad(what: str) -> LabError:
+        return LabError(f"LAB_MYSQL_URL is not {_URL_FORM}: {what}")
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise bad(f"scheme is {parts.scheme or 'missing'!r}, expected 'mysql'")
+    if not parts.hostname:
+        raise bad("no host")
+    if not parts.username:
+        raise bad("no user")
+    try:
+        port = LOCAL_PORT if parts.port is None else parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if not 1 <= port <= 65535:
+        raise bad("the port is not a number from 1 to 65535")
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise bad("no database after the port (e.g. /test)")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"ssl"})
+    if unknown:
+        raise bad(f"unknown option {unknown[0]!r} (only ?ssl=required|preferred|disabled)")
+    mode = query.get("ssl", ["disabled"])[-1]
+    if mode not in _SSL_MODES:
+        raise bad(f"ssl={mode!r}, expected one of {', '.join(_SSL_MODES)}")
+    srv = Server(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        database=database,
+        source="LAB_MYSQL_URL",
+        tls=mode == "required",
+    )
+    return srv, mode
+
+
+# -- connecting, and errors a person can act on ---------------------------------
+
+
+def connect(srv: Server, **extra: Any) -> pymysql.connections.Connection:
+    """A pymysql connection to `srv`; expected failures become a one-line LabError."""
+    import pymysql
+
+    try:
+        return pymysql.connect(**srv.pymysql_kwargs(**extra))
+    except pymysql.err.MySQLError as exc:
+        raise explain(srv, exc) from None
+
+
+def explain(srv: Server, exc: Exception) -> LabError:
+    """Turn a connect error (pymysql's or aiomysql's: both raise pymysql's) into one line."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    user, db = srv.user, srv.database
+    reasons = {
+        ER_ACCESS_DENIED: f"access denied for user {user!r}: wrong user or password",
+        ER_DBACCESS_DENIED: f"user {user!r} may not use database {db!r}",
+        ER_BAD_DB: f"unknown database {db!r}: CREATE DATABASE {db}, or name another one",
+        ER_HOST_NOT_PRIVILEGED: f"user {user!r} may not connect from this host",
+        CR_CONN_HOST_ERROR: "nothing answers there: is the server running, host and port right?",
+        CR_SERVER_LOST: "the connection dropped while logging in: is that a MySQL server?",
+        CR_SSL_CONNECTION_ERROR: "ssl=required but the server offers no TLS",
+    }
+    # Server messages name the user and host, never the password.
+    reason = reasons.get(code) or f"error {code}: {exc.args[-1] if exc.args else exc}"
+    return LabError(f"{srv.safe_url()} ({srv.source}): {reason}")
+
+
+def _answers(srv: Server) -> bool:
+    """Does `srv` accept a login within PROBE_TIMEOUT_S?"""
+    import pymysql
+
+    try:
+        conn = pymysql.connect(
+            **srv.pymysql_kwargs(
+                connect_timeout=PROBE_TIMEOUT_S,
+                read_timeout=PROBE_TIMEOUT_S,
+                write_timeout=PROBE_TIMEOUT_S,
+            )
+        )
+    except (pymysql.err.Error, OSError):
+        return False
+    conn.close()
+    return True
+
+
+def _offers_tls(srv: Server) -> bool:
+    """For ssl=preferred: ask the server once, rather than pymysql on every connect."""
+    from pymysql.constants import CLIENT
+
+    with contextlib.closing(connect(srv)) as conn:
+        return bool(conn.server_capabilities & CLIENT.SSL)
+
+
+# -- the probes, one per question resolution asks ---------------------------------
+
+
+def _url_from_env() -> str | None:
+    return os.environ.get("LAB_MYSQL_URL") or None
+
+
+LOCAL = Server(LOCAL_HOST, LOCAL_PORT, "root", "", "test", source=f"{LOCAL_HOST}:{LOCAL_PORT}")
+
+
+def _local_answers() -> bool:
+    return _answers(LOCAL)
+
+
+def _throwaway_server(m: mysqld.Mysqld, source: str) -> Server:
+    return Server("127.0.0.1", m.port, "root", "", "test", source=source)
+
+
+def _live_up_server() -> Server | None:
+    """The `db up` server, if its state file names a live one that answers."""
+    m = mysqld.running()
+    if m is None:
+        return None
+    srv = _throwaway_server(m, "db up")
+    return srv if _answers(srv) else None
+
+
+def _docker_answers() -> bool:
+    """A Docker engine answers a ping. Cheap checks first: most machines have no engine."""
+    if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
+        return False
+    try:
+        import docker
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=PROBE_TIMEOUT_S * 2)  # an engine answers a ping slower
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except (docker.errors.DockerException, OSError):  # requests' errors are OSErrors
+        return False
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What resolution asks the world, one callable per question, so tests can fake the world."""
+
+    url: Callable[[], str | None] = _url_from_env
+    local: Callable[[], bool] = _local_answers
+    up_server: Callable[[], Server | None] = _live_up_server
+    mysqld_binary: Callable[[], str | None] = mysqld.find_binary
+    docker: Callable[[], bool] = _docker_answers
+
+
+# -- resolution -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What resolution picked: a server to use now, or what server() would start."""
+
+    path: str  # one of PATHS
+    source: str  # what Server.source will say
+    server: Server | None = None
+    would_start: str | None = None
+
+
+def _allowed_paths() -> list[str]:
+    raw = os.environ.get("LAB_DB_PATHS")
+    if raw is None:
+        return list(PATHS)
+    paths = [p.strip() for p in raw.split(",") if p.strip()]
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        raise LabError(
+            f"LAB_DB_PATHS={raw!r}: use a comma-separated list of {', '.join(PATHS)}"
+        )
+    return paths
+
+
+def _try_url(probes: Probes) -> Choice | None:
+    url = probes.url()
+    if url is None:
+        return None
+    srv, mode = parse_url(url)
+    if mode == "preferred":
+        srv = replace(srv, tls=_offers_tls(srv))
+    return Choice("url", srv.source, server=srv)
+
+
+def _try_local(probes: Probes) -> Choice | None:
+    return Choice("local", LOCAL.source, server=LOCAL) if probes.local() else None
+
+
+def _try_throwaway(probes: Probes) -> Choice | None:
+    live = probes.up_server()
+    if live is not None:
+        return Choice("throwaway", live.source, server=live)
+    binary = probes.mysqld_binary()
+    if binary is None:
+        return None
+    name = os.path.basename(binary)
+    return Choice("throwaway", "throwaway", would_start=f"a throwaway {name} from {binary}")
+
+
+def _try_container(probes: Probes) -> Choice | None:
+    if not probes.docker():
+        return None
+    return Choice("container", "testcontainers", would_start=f"a {CONTAINER_IMAGE} container")
+
+
+_TRIES = {
+    "url": _try_url,
+    "local": _try_local,
+    "throwaway": _try_throwaway,
+    "container": _try_container,
+}
+
+NO_SERVER = (
+    "no MySQL server found; either "
+    "(1) set LAB_MYSQL_URL=mysql://user:password@host:port/db "
+    "(after `docker compose up -d mysql`: mysql://lab:lab@127.0.0.1:3306/test), "
+    "(2) start a server on 127.0.0.1:3306 with root and no password, "
+    "(3) install mariadb-server (the lab starts its own mariadbd), or "
+    "(4) start Docker (with pip install 'daemonlab[docker]')"
+)
+
+
+def resolve_server(probes: Probes | None = None) -> Choice:
+    """Pick the first path in LAB_DB_PATHS order that can give a server; start nothing."""
+    probes = probes or Probes()
+    paths = _allowed_paths()
+    for path in paths:
+        choice = _TRIES[path](probes)
+        if choice is not None:
+            return choice
+    restricted = f" (LAB_DB_PATHS allows only {','.join(paths)})" if paths != list(PATHS) else ""
+    raise LabError(NO_SERVER + restricted)
+
+
+@contextlib.contextmanager
+def server(probes: Probes | None = None) -> Iterator[Server]:
+    """Resolve a server and yield it; stop what was started for it on exit, Ctrl-C included."""
+    choice = resolve_server(probes)
+    if choice.server is not None:
+        if choice.path == "url":
+            connect(choice.server).close()  # a wrong password fails here, in one line
+        yield choice.server
+    elif choice.path == "throwaway":
+        with mysqld.throwaway() as m:
+            yield _throwaway_server(m, "throwaway")
+    else:
+        with _container() as srv:
+            yield srv
+
+
+@contextlib.contextmanager
+def _container() -> Iterator[Server]:
+    """A mysql:8.4 container for one `with` block, as root so capacity() may SET GLOBAL."""
+    try:
+        from testcontainers.community.mysql import MySqlContainer
+    except ImportError:
+        raise LabError(
+            "Docker answers but testcontainers is missing: pip install 'daemonlab[docker]'"
+        ) from None
+    password = secrets.token_urlsafe(16)  # the container lives minutes; nobody types it
+    container = MySqlContainer(
+        CONTAINER_IMAGE, username="root", password=password, dbname="test"
+    ).with_command(f"--max-connections={mysqld.MAX_CONNECTIONS}")
+    with container:
+        yield Server(
+            host=container.get_container_host_ip(),
+            port=int(container.get_exposed_port(3306)),
+            user="root",
+            password=password,
+            database="test",
+            source="testcontainers",
+        )
+
+
+# -- what the CLI shows -----------------------------------------------------------
+
+
+def describe(srv: Server) -> dict[str, Any]:
+    """Where the server came from and the settings that limit the demos."""
+    with contextlib.closing(connect(srv)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        (version,) = cur.fetchone()
+        cur.execute(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+            "('max_connections', 'back_log', 'have_ssl')"
+        )
+        variables = dict(cur.fetchall())
+    return {
+        "source": srv.source,
+        "url": srv.safe_url(),
+        "version": version,
+        "max_connections": int(variables["max_connections"]),
+        "back_log": int(variables["back_log"]),
+        "have_ssl": variables.get("have_ssl"),  # MySQL 8.4 may no longer report it
+    }
+
+
+def status() -> dict[str, Any]:
+    """describe() of what server() would use, or what it would start (without starting it)."""
+    choice = resolve_server()
+    if choice.server is not None:
+        return describe(choice.server)
+    return {"source": choice.source, "would_start": f"would start {choice.would_start}"}
+
+
+def up() -> dict[str, Any]:
+    """`daemonlab db up`: start (or find) the shared throwaway server and describe it."""
+    m, started = mysqld.up()
+    info = describe(_throwaway_server(m, "db up"))
+    return info | {"started": started, "pid": m.pid, "datadir": m.datadir}
+
+
+def down() -> bool:
+    """`daemonlab db down`: stop the shared server; False if none was running."""
+    return mysqld.down()
+
+
+# -- capacity ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def capacity(srv: Server, connections: int) -> Iterator[None]:
+    """Make sure max_connections >= connections + headroom for the run; raise it with
+    SET GLOBAL when the account may, PUT IT BACK on exit (even on error/Ctrl-C); when
+    it may not, raise LabError before anything connects, naming the limit and the fix.
+
+    Two overlapping runs on one server do not mix well: the one that raised the limit
+    puts it back when it ends, under the other. The lab runs one experiment at a time."""
+    import pymysql
+
+    with contextlib.closing(connect(srv, autocommit=True)) as conn:
+        limit, others = _limit_and_others(conn)
+        need = connections + HEADROOM + others
+        if limit >= need:
+            raised = False
+        else:
+            try:
+                _set_max_connections(conn, need)
+                raised = True
+            except pymysql.err.MySQLError as exc:
+                raise _capacity_refusal(srv, exc, limit, connections, need, others) from None
+    # Not holding the admin connection through the run: a long run may outlive the
+    # server's wait_timeout, so the limit is put back over a fresh connection.
+    try:
+        yield
+    finally:
+        if raised:
+            with contextlib.closing(connect(srv, autocommit=True)) as conn:
+                _set_max_connections(conn, limit)
+
+
+def _capacity_refusal(
+    srv: Server, exc: Exception, limit: int, connections: int, need: int, others: int
+) -> LabError:
+    """'access denied' to SET GLOBAL becomes the fix; any other error is explained as is."""
+    if exc.args[0] != ER_SPECIFIC_ACCESS_DENIED:
+        return explain(srv, exc)
+    busy = f" ({others} other connections are open)" if others else ""
+    fix = -(-need // 100) * 100  # rounded up to the hundred: an easy number to type
+    return LabError(
+        f"max_connections is {limit}, {connections} clients need {need}{busy}: "
+        f"run SET GLOBAL max_connections={fix} as an admin, or lower --clients"
+    )
+
+
+def _limit_and_others(conn: pymysql.connections.Connection) -> tuple[int, int]:
+    """max_connections, and how many connections besides ours are open now."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.max_connections")
+        (limit,) = cur.fetchone()
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+        (_, connected) = cur.fetchone()
+    return int(limit), int(connected) - 1
+
+
+def _set_max_connections(conn: pymysql.connections.Connection, value: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET GLOBAL max_connections = %s", (int(value),))

@@ -1,0 +1,421 @@
+# lab/mysqld.py: a throwaway MariaDB/MySQL server in a temporary directory.
+#
+# When no server is at hand but `mariadbd` or `mysqld` is installed (the
+# mariadb-server package), the lab makes its own, the way pytest-mysql does:
+# initialise a data directory under /tmp, start the server on a free
+# 127.0.0.1 port, wait until it answers, create database `test`, and on the
+# way out stop it (TERM, a grace period, KILL) and delete the directory.
+#
+# Two lifetimes:
+#   throwaway()  a context manager: the server is our child and lives for one
+#                `with` block (one CLI run, one test module).
+#   up()/down()  `daemonlab db up` / `db down`: the server outlives the
+#                process that started it, so notebooks in several kernels can
+#                share it; a small JSON state file says where it is.
+#
+# Things that don't work, and why the code below looks as it does:
+# - The distribution's server config (/etc/mysql/my.cnf) names the system
+#   server's datadir, socket and port: every command gets --no-defaults first.
+# - Without --socket a second server tries the system server's socket file.
+# - As root, mariadbd refuses to start unless told --user=root.
+# - Popen(start_new_session=True) alone is not enough for `db up`: the server
+#   would stay our child, and a notebook kernel that never waits for it keeps
+#   a zombie after `db down` runs elsewhere. A launcher process that starts
+#   the server and exits at once hands it to init (the talk's double fork,
+#   without forking a threaded Python).
+# - If the Python process is SIGKILLed, no `finally` runs and a throwaway
+#   server and its directory stay behind; `ps aux | grep daemonlab-mysqld`
+#   finds them. Only `db up` servers are tracked across processes.
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from lab.errors import LabError
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "Mysqld",
+    "down",
+    "find_binary",
+    "running",
+    "state_path",
+    "throwaway",
+    "up",
+]
+
+log = logging.getLogger(__name__)
+
+# Daemons live in sbin, which is often not on a normal user's PATH.
+SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin")
+SERVER_NAMES = ("mariadbd", "mysqld")
+INSTALL_DB_NAMES = ("mariadb-install-db", "mysql_install_db")
+DIR_PREFIX = "daemonlab-mysqld-"  # how down() knows a directory is ours to delete
+
+# The same limit as docker-compose.yml, so the 1,000-client demo runs as is.
+MAX_CONNECTIONS = 1100
+# A fresh InnoDB starts in ~2 s here; slow CI disks get a generous bound.
+START_TIMEOUT_S = 60.0
+# TERM makes mariadbd flush and exit (~0.5 s for a fresh datadir).
+STOP_GRACE_S = 10.0
+# After KILL the kernel frees the process at once; waiting longer means it is stuck in D state.
+KILL_WAIT_S = 5.0
+# Poll interval while waiting for the server's first answer: start-up takes seconds.
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Mysqld:
+    """A running server we started: everything lives in `datadir`."""
+
+    binary: str
+    datadir: str
+    port: int
+    pid: int
+
+
+def find_binary() -> str | None:
+    """The first mariadbd or mysqld on PATH or in the sbin directories, or None."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SEARCH_DIRS])
+    for name in SERVER_NAMES:
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    return None
+
+
+def state_path() -> Path:
+    """Where `db up` records its server (LAB_MYSQLD_STATE overrides)."""
+    default = Path.home() / ".cache" / "daemonlab" / "mysqld.json"
+    return Path(os.environ.get("LAB_MYSQLD_STATE", default))
+
+
+@contextlib.contextmanager
+def throwaway() -> Iterator[Mysqld]:
+    """Start a server for one `with` block; stop it and delete its directory on exit."""
+    binary = _require_binary()
+    datadir = tempfile.mkdtemp(prefix=DIR_PREFIX)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        _initialise(binary, datadir)
+        port = _free_port()
+        # Its own session: a Ctrl-C at the terminal goes to our process group
+        # only, so the server is stopped by our `finally`, in order, not by
+        # the same signal at the same moment.
+        proc = subprocess.Popen(
+            _server_argv(binary, datadir, port),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_until_ready(proc.pid, port, datadir)
+        yield Mysqld(binary, datadir, port, proc.pid)
+    finally:
+        if proc is not None:
+            _stop(proc.pid)
+            proc.wait()  # already reaped by _stop; this tells Popen so
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def up() -> tuple[Mysqld, bool]:
+    """Start a detached server and record it; reuse the recorded one if it runs.
+
+    Returns the server and whether this call started it.
+    """
+    with _state_lock():
+        live = _running_locked()
+        if live is not None:
+            return live, False
+        binary = _require_binary()
+        datadir = tempfile.mkdtemp(prefix=DIR_PREFIX)
+        pid = None
+        try:
+            _initialise(binary, datadir)
+            port = _free_port()
+            pid = _launch_detached(_server_argv(binary, datadir, port))
+            _wait_until_ready(pid, port, datadir)
+            srv = Mysqld(binary, datadir, port, pid)
+            _write_state(srv)
+            return srv, True
+        except BaseException:
+            if pid is not None:
+                _stop(pid)
+            shutil.rmtree(datadir, ignore_errors=True)
+            raise
+
+
+def down() -> bool:
+    """Stop the `db up` server and delete its directory and state file; False if none ran."""
+    with _state_lock():
+        srv = _read_state()
+        if srv is None:
+            return False
+        if _is_ours(srv):
+            _stop(srv.pid)
+        _forget(srv)
+        return True
+
+
+def running() -> Mysqld | None:
+    """The `db up` server if its state file names a live one; a dead one's leftovers are removed."""
+    with _state_lock():
+        return _running_locked()
+
+
+# -- starting -----------------------------------------------------------------
+
+
+def _require_binary() -> str:
+    binary = find_binary()
+    if binary is None:
+        raise LabError(
+            "no mariadbd or mysqld found on PATH or in /usr/sbin, /usr/local/sbin: "
+            "install mariadb-server"
+        )
+    return binary
+
+
+def _is_mysql(binary: str) -> bool:
+    """Oracle MySQL rather than MariaDB (Debian's /usr/sbin/mysqld is MariaDB, renamed)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return "mariadb" not in out.stdout.lower()
+
+
+def _initialise(binary: str, datadir: str) -> None:
+    """Create the system tables in `datadir`, with a root account that has no password."""
+    if _is_mysql(binary):
+        argv = [binary, "--no-defaults", f"--datadir={datadir}", "--initialize-insecure"]
+    else:
+        argv = [
+            _install_db_script(binary),
+            "--no-defaults",
+            f"--datadir={datadir}",
+            # MariaDB's default lets root in only through the unix socket; the
+            # lab connects over TCP like a remote client, so use a password (empty).
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
+    argv += _as_root()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise LabError(f"{Path(argv[0]).name} failed (exit {done.returncode}): {last[0]}")
+
+
+def _install_db_script(binary: str) -> str:
+    """mariadb-install-db sits in bin/ while the server is in sbin/: look beside it too."""
+    here = Path(binary).parent
+    path = os.pathsep.join([os.environ.get("PATH", ""), str(here), str(here.parent / "bin")])
+    for name in INSTALL_DB_NAMES:
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    raise LabError(f"found {binary} but no mariadb-install-db beside it: reinstall mariadb-server")
+
+
+def _as_root() -> list[str]:
+    """mysqld refuses to run as root unless told to; as anyone else it runs as that user."""
+    return ["--user=root"] if os.geteuid() == 0 else []
+
+
+def _server_argv(binary: str, datadir: str, port: int) -> list[str]:
+    d = Path(datadir)
+    argv = [
+        binary,
+        "--no-defaults",
+        f"--datadir={d}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={d / 'mysqld.sock'}",
+        f"--pid-file={d / 'mysqld.pid'}",
+        f"--log-error={d / 'error.log'}",
+        "--skip-log-bin",  # a throwaway server needs no replication log
+        f"--max-connections={MAX_CONNECTIONS}",
+        *_as_root(),
+    ]
+    if _is_mysql(binary):
+        # MySQL's X Protocol listens on 33060 by default: a second server would clash.
+        argv.append("--mysqlx=OFF")
+    return argv
+
+
+def _free_port() -> int:
+    """A port the kernel just gave out. Another process may take it before the server
+    binds it; the server then exits with 'Address already in use', reported as a LabError."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_LAUNCHER = """\
+import subprocess, sys
+p = subprocess.Popen(sys.argv[1:], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid)
+"""
+
+
+def _launch_detached(argv: list[str]) -> int:
+    """Start argv in its own session as init's child (see the header), return its pid."""
+    out = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *argv], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout)
+
+
+def _wait_until_ready(pid: int, port: int, datadir: str) -> None:
+    """Poll until the server answers, then create database `test`; bounded by START_TIMEOUT_S."""
+    import pymysql
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if not _alive(pid):
+            raise LabError(f"the throwaway server exited during start-up: {_last_error(datadir)}")
+        try:
+            conn = pymysql.connect(
+                host="127.0.0.1",
+                port=port,
+                user="root",
+                password="",
+                connect_timeout=1,
+                read_timeout=1,  # connect_timeout does not bound waiting for the greeting
+                ssl_disabled=True,
+            )
+            break
+        except pymysql.err.OperationalError:
+            if time.monotonic() > deadline:  # the caller stops it and deletes datadir
+                raise LabError(
+                    f"the throwaway server did not answer within {START_TIMEOUT_S:.0f} s: "
+                    f"{_last_error(datadir)}"
+                ) from None
+            time.sleep(POLL_S)
+    with contextlib.closing(conn), conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS test")
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs; an exited child (zombie) counts as gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _last_error(datadir: str) -> str:
+    """The last [ERROR] line of the server's log: usually the reason it stopped."""
+    try:
+        lines = (Path(datadir) / "error.log").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "no error log"
+    errors = [line for line in lines if "[ERROR]" in line]
+    return (errors or lines or ["empty error log"])[-1].strip()
+
+
+# -- stopping -----------------------------------------------------------------
+
+
+def _stop(pid: int) -> None:
+    """TERM, a grace period, KILL, wait: escalate visibly, never hang."""
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        if _exited(proc, STOP_GRACE_S):
+            return
+        log.warning("server %d still up %g s after TERM: sending KILL", pid, STOP_GRACE_S)
+        proc.kill()
+        _exited(proc, KILL_WAIT_S)
+    except psutil.NoSuchProcess:
+        pass  # already gone: that is what we wanted
+
+
+def _exited(proc: psutil.Process, timeout: float) -> bool:
+    """Wait up to `timeout` for the process to exit; True if it did.
+
+    Our own child is reaped here. A `db up` server is init's child, and this
+    machine's init reaps late (1.2-1.6 s, see REFERENCES): its zombie has
+    already exited and freed its port and files, so it counts as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            proc.wait(POLL_S)
+            return True
+        except psutil.TimeoutExpired:
+            if not _alive(proc.pid):
+                return True
+    return False
+
+
+# -- the `db up` state file ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def _state_lock() -> Iterator[None]:
+    """Serialise up/down/running across processes, so two `db up` start one server.
+
+    The lock is on a separate file: the state file itself is replaced, not rewritten."""
+    lock_path = state_path().with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _running_locked() -> Mysqld | None:
+    srv = _read_state()
+    if srv is None:
+        return None
+    if _is_ours(srv):
+        return srv
+    log.warning("the `db up` server (pid %d) is gone: removing %s", srv.pid, srv.datadir)
+    _forget(srv)
+    return None
+
+
+def _read_state() -> Mysqld | None:
+    try:
+        return Mysqld(**json.loads(state_path().read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:  # torn or hand-edited: unusable either way
+        raise LabError(f"{state_path()} is not a daemonlab state file ({exc}): delete it") from None
+
+
+def _write_state(srv: Mysqld) -> None:
+    """Write-then-rename, so a reader sees the old file or the new one, never half of one."""
+    path = state_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(srv)))
+    os.replace(tmp, path)
+
+
+def _is_ours(srv: Mysqld) -> bool:
+    """The pid runs, and it is our server, not a newer process that reused the pid."""
+    if not _alive(srv.pid):
+        return False
+    try:
+        return f"--datadir={srv.datadir}" in psutil.Process(srv.pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _forget(srv: Mysqld) -> None:
+    """Delete the server's directory (only one of ours) and the state file."""
+    if Path(srv.datadir).name.startswith(DIR_PREFIX):
+        shutil.rmtree(srv.datadir, ignore_errors=True)
+    state_path().unlink(missing_ok=True)

@@ -1,0 +1,468 @@
+"""lab.db and lab.mysqld against real servers: this machine's MariaDB on 3306, throwaway
+mariadbd servers started for the test, and resolution's choice logic with faked probes.
+
+The only fakes are the probes in the choice-logic tests: Docker cannot run here, and
+"which path wins when X answers" is a question about the order, not about servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from lab import db, mysqld
+from lab.errors import LabError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.usefixtures("no_leaks", "isolated_env")
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    """No LAB_MYSQL_URL or LAB_DB_PATHS from the caller's shell; `db up` state in tmp_path."""
+    monkeypatch.delenv("LAB_MYSQL_URL", raising=False)
+    monkeypatch.delenv("LAB_DB_PATHS", raising=False)
+    monkeypatch.setenv("LAB_MYSQLD_STATE", str(tmp_path / "mysqld.json"))
+
+
+def _missing(what: str) -> None:
+    """Skip, or fail when LAB_REQUIRE_DB=1 (CI), so a run without a server cannot pass."""
+    if os.environ.get("LAB_REQUIRE_DB") == "1":
+        pytest.fail(f"LAB_REQUIRE_DB=1 but {what}")
+    pytest.skip(what)
+
+
+@pytest.fixture
+def require_db() -> db.Server:
+    """This machine's server on 127.0.0.1:3306 (root, no password)."""
+    if not db.Probes().local():
+        _missing("no server answers on 127.0.0.1:3306 as root with no password")
+    return db.LOCAL
+
+
+@pytest.fixture
+def require_mysqld() -> str:
+    """A local mariadbd/mysqld binary, for the throwaway servers."""
+    binary = mysqld.find_binary()
+    if binary is None:
+        _missing("no mariadbd or mysqld installed")
+    return binary
+
+
+@pytest.fixture
+def low_privilege_user(require_db):
+    """A throw-away account that may use database `test` and nothing else; dropped after."""
+    name = f"lab_t_{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(12)
+    admin = db.connect(require_db, autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (name, password))
+            cur.execute(f"GRANT ALL ON test.* TO `{name}`@'127.0.0.1'")
+        yield db.Server("127.0.0.1", 3306, name, password, "test", source="test user")
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (name,))
+        admin.close()
+
+
+def max_connections(srv: db.Server) -> int:
+    return db.describe(srv)["max_connections"]
+
+
+def mariadbd_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if any("--datadir=" in a for a in p.cmdline())]
+
+
+def gone(pid: int, timeout: float = 5.0) -> bool:
+    """The process exited. A server we did not start is init's child, reaped a moment later
+    on this machine (see REFERENCES), so a zombie counts as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- path 2: this machine's server ----------------------------------------------
+
+
+@pytest.mark.db
+def test_local_server_is_found_and_described(require_db):
+    with db.server() as srv:
+        assert srv.source == "127.0.0.1:3306"
+        info = db.describe(srv)
+    assert info["source"] == "127.0.0.1:3306"
+    assert info["url"] == "mysql://root:***@127.0.0.1:3306/test"
+    assert info["version"]
+    assert info["max_connections"] > 0 and info["back_log"] > 0
+
+
+@pytest.mark.db
+def test_status_describes_the_server_it_would_use(require_db):
+    assert db.status()["source"] == "127.0.0.1:3306"
+
+
+# -- path 1: LAB_MYSQL_URL against the real server -----------------------------
+
+
+@pytest.mark.db
+def test_url_path_is_used_when_set(require_db, monkeypatch):
+    monkeypatch.setenv("LAB_MYSQL_URL", "mysql://root:@127.0.0.1:3306/test")
+    with db.server() as srv:
+        assert srv.source == "LAB_MYSQL_URL"
+        assert db.describe(srv)["version"]
+
+
+@pytest.mark.db
+def test_ssl_preferred_asks_the_server_once(require_db, monkeypatch):
+    monkeypatch.setenv("LAB_MYSQL_URL", "mysql://root:@127.0.0.1:3306/test?ssl=preferred")
+    offers = db.describe(db.LOCAL)["have_ssl"] == "YES"
+    assert db.resolve_server().server.tls is offers
+
+
+@pytest.mark.db
+def test_ssl_required_from_a_server_without_tls_is_one_line(require_db, monkeypatch):
+    if db.describe(db.LOCAL)["have_ssl"] == "YES":
+        pytest.skip("this server offers TLS")
+    monkeypatch.setenv("LAB_MYSQL_URL", "mysql://root:@127.0.0.1:3306/test?ssl=required")
+    with pytest.raises(LabError, match="offers no TLS"), db.server():
+        pass
+
+
+@pytest.mark.db
+def test_wrong_password_is_one_line_without_the_password(require_db, monkeypatch):
+    monkeypatch.setenv("LAB_MYSQL_URL", "mysql://root:hunter2-secret@127.0.0.1:3306/test")
+    with pytest.raises(LabError) as err, db.server():
+        pass
+    message = str(err.value)
+    assert "access denied" in message and "\n" not in message
+    assert "hunter2-secret" not in message
+
+
+@pytest.mark.db
+def test_unknown_database_is_one_line(require_db):
+    srv = db.Server("127.0.0.1", 3306, "root", "", "no_such_db_here", source="test")
+    with pytest.raises(LabError, match="unknown database 'no_such_db_here'"):
+        db.connect(srv)
+
+
+def test_unreachable_port_is_one_line():
+    srv = db.Server("127.0.0.1", closed_port(), "root", "pw-not-shown", "test", source="test")
+    with pytest.raises(LabError, match="nothing answers there") as err:
+        db.connect(srv, connect_timeout=1)
+    assert "pw-not-shown" not in str(err.value)
+
+
+# -- LAB_MYSQL_URL parsing --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("postgres://u:s3cret-pw@h:3306/db", "scheme is 'postgres'"),
+        ("just s3cret-pw words", "scheme is 'missing'"),
+        ("mysql://u:s3cret-pw@:3306/db", "no host"),
+        ("mysql://:s3cret-pw@h:3306/db", "no user"),
+        ("mysql://u:s3cret-pw@h:port/db", "port is not a number"),
+        ("mysql://u:s3cret-pw@h:70000/db", "port is not a number"),
+        ("mysql://u:s3cret-pw@h:0/db", "port is not a number"),
+        ("mysql://u:s3cret-pw@h:3306", "no database"),
+        ("mysql://u:s3cret-pw@h:3306/db?ssl=maybe", "ssl='maybe'"),
+        ("mysql://u:s3cret-pw@h:3306/db?sslmode=on", "unknown option 'sslmode'"),
+    ],
+)
+def test_bad_url_is_one_line_naming_what_is_wrong(url, complaint):
+    with pytest.raises(LabError, match="LAB_MYSQL_URL is not mysql://") as err:
+        db.parse_url(url)
+    message = str(err.value)
+    assert complaint in message
+    assert "s3cret-pw" not in message and "\n" not in message
+
+
+def test_url_parts_are_decoded_and_the_password_hidden():
+    srv, mode = db.parse_url("mysql://lab:p%40ss%2Fword@db.example:3307/test?ssl=required")
+    assert (srv.user, srv.password, srv.host, srv.port, srv.database) == (
+        "lab", "p@ss/word", "db.example", 3307, "test"
+    )
+    assert mode == "required" and srv.tls
+    assert "p@ss" not in repr(srv) and "p@ss" not in srv.safe_url()
+    assert srv.safe_url() == "mysql://lab:***@db.example:3307/test"
+
+
+def test_port_defaults_to_3306_and_tls_to_off():
+    srv, mode = db.parse_url("mysql://lab:lab@localhost/test")
+    assert srv.port == 3306 and mode == "disabled" and not srv.tls
+
+
+# -- connect arguments ------------------------------------------------------------
+
+
+def test_tls_off_means_ssl_disabled_not_pymysqls_preferred():
+    kwargs = db.LOCAL.pymysql_kwargs(read_timeout=5)
+    assert kwargs["ssl_disabled"] is True and "ssl" not in kwargs
+    assert kwargs["read_timeout"] == 5 and kwargs["database"] == "test"
+    assert db.LOCAL.aiomysql_kwargs()["ssl"] is None
+
+
+def test_tls_on_reuses_one_context():
+    a, _ = db.parse_url("mysql://u:p@h1:3306/db?ssl=required")
+    b, _ = db.parse_url("mysql://v:q@h2:3306/db?ssl=required")
+    ctx = a.pymysql_kwargs()["ssl"]
+    assert ctx is a.pymysql_kwargs()["ssl"] is b.pymysql_kwargs()["ssl"]
+    assert a.aiomysql_kwargs()["ssl"] is ctx
+    assert "ssl_disabled" not in a.pymysql_kwargs()
+    assert a.aiomysql_kwargs()["db"] == "db"
+
+
+# -- capacity() on the real server ------------------------------------------------
+
+
+@pytest.mark.db
+def test_capacity_raises_max_connections_and_puts_it_back(require_db):
+    before = max_connections(require_db)
+    try:
+        with db.capacity(require_db, before + 50):
+            assert max_connections(require_db) >= before + 50 + db.HEADROOM
+        assert max_connections(require_db) == before
+        with pytest.raises(RuntimeError), db.capacity(require_db, before + 50):
+            raise RuntimeError("the run failed")
+        assert max_connections(require_db) == before
+    finally:
+        with db.connect(require_db, autocommit=True) as conn:  # whatever happened above
+            conn.query(f"SET GLOBAL max_connections={before}")
+
+
+@pytest.mark.db
+def test_capacity_leaves_a_large_enough_limit_alone(require_db):
+    before = max_connections(require_db)
+    with db.capacity(require_db, 1):
+        assert max_connections(require_db) == before
+
+
+@pytest.mark.db
+def test_capacity_refuses_before_connecting_when_the_account_may_not_raise_it(
+    low_privilege_user,
+):
+    before = max_connections(low_privilege_user)
+    clients = before + 349
+    with pytest.raises(LabError) as err, db.capacity(low_privilege_user, clients):
+        pytest.fail("the run must not start")
+    message = str(err.value)
+    assert message.startswith(f"max_connections is {before}, {clients} clients need ")
+    assert "as an admin, or lower --clients" in message
+    assert low_privilege_user.password not in message
+    assert max_connections(low_privilege_user) == before
+
+
+@pytest.mark.db
+def test_describe_never_shows_the_password(low_privilege_user):
+    info = db.describe(low_privilege_user)
+    assert low_privilege_user.password not in json.dumps(info)
+    assert low_privilege_user.password not in repr(low_privilege_user)
+
+
+# -- path 3: a throwaway server, for real -----------------------------------------
+
+
+@pytest.mark.db
+def test_throwaway_server_answers_and_leaves_nothing_behind(require_mysqld, monkeypatch, caplog):
+    monkeypatch.setenv("LAB_DB_PATHS", "throwaway")
+    with db.server() as srv:
+        assert srv.source == "throwaway" and srv.port != 3306
+        (server_proc,) = mariadbd_children()
+        datadir = next(a for a in server_proc.cmdline() if a.startswith("--datadir="))
+        datadir = datadir.removeprefix("--datadir=")
+        assert Path(datadir).name.startswith(mysqld.DIR_PREFIX)
+        with db.connect(srv) as conn, conn.cursor() as cur:
+            cur.execute("SELECT SLEEP(0.1), DATABASE()")
+            assert cur.fetchone() == (0, "test")
+    assert not Path(datadir).exists()
+    assert not psutil.pid_exists(server_proc.pid)
+    assert "KILL" not in caplog.text  # TERM was enough
+
+
+@pytest.mark.db
+def test_throwaway_server_is_stopped_on_ctrl_c(require_mysqld, monkeypatch):
+    monkeypatch.setenv("LAB_DB_PATHS", "throwaway")
+    with pytest.raises(KeyboardInterrupt), db.server():
+        (server_proc,) = mariadbd_children()
+        raise KeyboardInterrupt
+    assert not psutil.pid_exists(server_proc.pid)
+    assert not mariadbd_children()
+
+
+@pytest.mark.db
+def test_status_says_what_it_would_start_without_starting_it(require_mysqld, monkeypatch):
+    monkeypatch.setenv("LAB_DB_PATHS", "throwaway")
+    assert db.status() == {
+        "source": "throwaway",
+        "would_start": f"would start a throwaway {Path(require_mysqld).name} from {require_mysqld}",
+    }
+    assert not mariadbd_children()
+
+
+def run_python(code: str) -> str:
+    """Run `code` in a fresh interpreter (another process, like another notebook kernel)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.db
+def test_db_up_is_shared_across_processes_and_db_down_cleans_up(require_mysqld):
+    up_code = "import json; from lab import db; print(json.dumps(db.up()))"
+    try:
+        first = json.loads(run_python(up_code))
+        assert first["started"] and first["source"] == "db up"
+        assert json.loads(run_python(up_code))["started"] is False  # the same one, reused
+
+        found = run_python(
+            "import os, json; from lab import db; os.environ['LAB_DB_PATHS'] = 'throwaway';"
+            "print(json.dumps(db.status()))"
+        )
+        assert json.loads(found)["url"] == first["url"]
+
+        assert run_python("from lab import db; print(db.down())").strip() == "True"
+        assert gone(first["pid"])
+        assert not Path(first["datadir"]).exists()
+        assert not mysqld.state_path().exists()
+        assert db.down() is False
+    finally:
+        db.down()
+
+
+@pytest.mark.parametrize("owner", ["dead process", "pid reused by another process"])
+def test_a_state_file_naming_no_live_server_is_recognised_and_cleaned(owner, monkeypatch):
+    if owner == "dead process":
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait()
+        pid = child.pid
+    else:
+        pid = os.getpid()  # alive, but not a mariadbd with that datadir
+    datadir = tempfile.mkdtemp(prefix=mysqld.DIR_PREFIX)
+    state = mysqld.state_path()
+    state.write_text(json.dumps({"binary": "mariadbd", "datadir": datadir, "port": 1, "pid": pid}))
+
+    assert mysqld.running() is None
+    assert not Path(datadir).exists() and not state.exists()
+
+
+def test_stop_escalates_to_kill_visibly_when_term_is_ignored(monkeypatch, caplog):
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+         "print(flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
+    with stubborn:
+        stubborn.stdout.readline()  # TERM is ignored from here on
+        monkeypatch.setattr(mysqld, "STOP_GRACE_S", 0.2)
+        mysqld._stop(stubborn.pid)
+        assert "sending KILL" in caplog.text
+        assert not psutil.pid_exists(stubborn.pid)  # killed and reaped by _stop
+
+
+# -- choice logic, probes faked ---------------------------------------------------
+
+
+def never():
+    raise AssertionError("an earlier path should have won before this probe ran")
+
+
+SERVER_UP = db.Server("127.0.0.1", 40000, "root", "", "test", source="db up")
+
+WORLDS = {
+    # name: (probes, expected path, expected source)
+    "url wins over everything": (
+        dict(url=lambda: "mysql://u:p@h:1/d", local=never, up_server=never), "url", "LAB_MYSQL_URL"
+    ),
+    "then 3306": (
+        dict(url=lambda: None, local=lambda: True, up_server=never), "local", "127.0.0.1:3306"
+    ),
+    "then a live db-up server": (
+        dict(url=lambda: None, local=lambda: False, up_server=lambda: SERVER_UP,
+             mysqld_binary=never), "throwaway", "db up"
+    ),
+    "then a new throwaway one": (
+        dict(url=lambda: None, local=lambda: False, up_server=lambda: None,
+             mysqld_binary=lambda: "/usr/sbin/mariadbd", docker=never), "throwaway", "throwaway"
+    ),
+    "then a container when Docker answers": (
+        dict(url=lambda: None, local=lambda: False, up_server=lambda: None,
+             mysqld_binary=lambda: None, docker=lambda: True), "container", "testcontainers"
+    ),
+}
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_resolution_takes_the_first_path_that_answers(world):
+    probes, path, source = WORLDS[world]
+    choice = db.resolve_server(db.Probes(**probes))
+    assert (choice.path, choice.source) == (path, source)
+
+
+def test_no_container_without_docker_and_the_error_names_four_ways():
+    nothing = db.Probes(url=lambda: None, local=lambda: False, up_server=lambda: None,
+                        mysqld_binary=lambda: None, docker=lambda: False)
+    with pytest.raises(LabError) as err:
+        db.resolve_server(nothing)
+    message = str(err.value)
+    for way in ("LAB_MYSQL_URL", "127.0.0.1:3306", "docker compose up -d mysql",
+                "install mariadb-server", "start Docker"):
+        assert way in message
+    assert "\n" not in message
+
+
+def test_lab_db_paths_restricts_and_reorders(monkeypatch):
+    everything = db.Probes(url=lambda: "mysql://u:p@h:1/d", local=lambda: True,
+                           up_server=lambda: None, mysqld_binary=lambda: "/usr/sbin/mariadbd",
+                           docker=lambda: True)
+    monkeypatch.setenv("LAB_DB_PATHS", "container,local")
+    assert db.resolve_server(everything).path == "container"
+    monkeypatch.setenv("LAB_DB_PATHS", " throwaway ")
+    choice = db.resolve_server(everything)
+    assert choice.would_start == "a throwaway mariadbd from /usr/sbin/mariadbd"
+
+
+def test_a_restricted_search_that_finds_nothing_says_so(monkeypatch):
+    monkeypatch.setenv("LAB_DB_PATHS", "container")
+    with pytest.raises(LabError, match=r"LAB_DB_PATHS allows only container\)$"):
+        db.resolve_server(db.Probes(docker=lambda: False))
+
+
+@pytest.mark.parametrize("value", ["url,carrier-pigeon", "", " , "])
+def test_lab_db_paths_with_unknown_names_is_refused(value, monkeypatch):
+    monkeypatch.setenv("LAB_DB_PATHS", value)
+    with pytest.raises(LabError, match="comma-separated list of url, local, throwaway, container"):
+        db.resolve_server(db.Probes(url=never))
+
+
+def test_docker_probe_is_false_here_and_quick():
+    """No Docker engine on this machine: the real probe must say so without hanging."""
+    if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
+        pytest.skip("a Docker engine may answer here")
+    assert db.Probes().docker() is False
