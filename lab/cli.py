@@ -198,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     command("doctor", cmd_doctor, "what this machine offers the lab")
     p = command("tour", cmd_tour, "the talk, experiment by experiment, explained")
     p.add_argument("--only", action="append", default=[], metavar="NAME")
+    # `daemonlab daemon start|stop|status|reload|logs`: the harness (lab/daemon/cli.py).
+    from lab.daemon import cli as daemon_cli  # here, not at the top: only argparse inside
+
+    daemon_cli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,344 @@
+"""`daemonlab daemon start|stop|status|reload|logs`: the harness's command line.
+
+Thin, like lab/cli.py: it parses, calls lab.daemon, prints. Everything it
+says about a running daemon comes from that daemon (its pidfile lock and the
+status file it writes when asked with USR1), never from a guess such as "a
+process with that pid exists".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+
+__all__ = ["add_parser"]
+
+#: LSB exit code of `status` when the daemon is not running.
+EXIT_NOT_RUNNING = 3
+#: How often the CLI looks again while it waits for the daemon (stop, status).
+POLL = 0.05
+
+
+class NotStarted(LabError):
+    """The launcher's refusal (already running, bad config, cannot drop privileges)."""
+
+    exit_code = 1
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `daemon` and its actions on the top-level parser's subparsers."""
+    daemon = subparsers.add_parser(
+        "daemon",
+        help="the harness: a daemon that runs experiments on a schedule",
+        description="Run experiments unattended on a schedule, as a real Unix daemon.",
+        allow_abbrev=False,
+    )
+    actions = daemon.add_subparsers(dest="daemon_action", required=True, metavar="ACTION")
+
+    def action(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help, description=help, allow_abbrev=False)
+        p.set_defaults(func=func)
+        return p
+
+    p = action("start", cmd_start, "start the harness (detached unless --foreground)")
+    _start_options(p)
+    p.add_argument(
+        "--experiment",
+        nargs=argparse.REMAINDER,
+        metavar="NAME [OPTIONS]",
+        help="run NAME with these options of its own (put it last); instead of --config",
+    )
+    p = action("stop", cmd_stop, "TERM the harness, wait --timeout, then KILL")
+    _where_options(p)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait after TERM")
+    p = action("status", cmd_status, "ask the running harness how it is")
+    _where_options(p)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    p = action("reload", cmd_reload, "HUP: re-read the config file (a bad one is refused)")
+    _where_options(p)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    p = action("logs", cmd_logs, "print the end of the harness's log")
+    _where_options(p)
+    p.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+
+
+def _start_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a TOML file: experiments, intervals, paths")
+    p.add_argument("--every", help="with --experiment: the interval (30s, 10m, 2h; default 10m)")
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="do not detach (for systemd Type=notify, supervisord, honcho, containers)",
+    )
+    p.add_argument("--pidfile", help="default: next to the results store")
+    p.add_argument("--log", help="default: next to the pidfile (foreground: stderr)")
+    p.add_argument("--results", help="the results store (default: LAB_RESULTS or results/lab.db)")
+    p.add_argument("--umask", help="octal, default 022; one that lets others write is refused")
+    p.add_argument("--user", help="when started as root, run as this user")
+    p.add_argument("--ready-timeout", type=float, help="seconds the launcher waits (default 30)")
+
+
+def _where_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="the TOML file the harness was started with")
+    p.add_argument("--pidfile", help="the harness's pidfile (default: next to the results)")
+
+
+# -- start ---------------------------------------------------------------------------
+def _config(args: argparse.Namespace):
+    from lab import experiments, params
+    from lab.daemon import config as config_mod
+
+    paths = {k: getattr(args, k) for k in ("pidfile", "log", "results", "umask", "user")}
+    if args.experiment is not None:
+        if args.config:
+            raise LabError("give --config FILE or --experiment NAME, not both")
+        if not args.experiment:
+            raise LabError("--experiment needs a NAME")
+        name, rest = args.experiment[0], args.experiment[1:]
+        module = experiments.load(name)
+        inner = argparse.ArgumentParser(
+            prog=f"daemonlab daemon start --experiment {name}",
+            argument_default=argparse.SUPPRESS,
+            allow_abbrev=False,
+        )
+        _start_options(inner)
+        params.add_arguments(inner, module.Params)
+        more = inner.parse_args(rest)
+        for key, value in vars(more).items():
+            setattr(args, key, value)
+        paths = {k: getattr(args, k) for k in paths}
+        chosen = params.from_cli(module.Params, args)
+        return config_mod.from_options(
+            name, args.every or "10m", chosen, foreground=args.foreground, **paths
+        )
+    if args.config:
+        if args.every:
+            raise LabError("--every goes with --experiment; a config file says it per [[run]]")
+        return config_mod.load(args.config, foreground=args.foreground, overrides=paths)
+    raise LabError("start needs --config FILE or --experiment NAME [its options]")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from lab.daemon import steps
+    from lab.daemon.harness import prepare_files
+
+    config = _config(args)
+    ids = steps.user_ids(config.user)
+    for folder in {config.pidfile.parent} | ({config.log.parent} if config.log else set()):
+        folder.mkdir(parents=True, exist_ok=True)
+    if config.log is not None:  # the daemon's log exists, and is the user's, before it runs
+        os.close(steps.open_log(str(config.log)))
+    if ids is not None:
+        prepare_files(config, *ids)
+    if args.foreground:
+        return _foreground(config)
+    options = steps.Options(
+        pidfile=str(config.pidfile),
+        log=str(config.log) if config.log else None,
+        umask=config.umask,
+        user=config.user,
+    )
+    result = steps.launch(
+        options,
+        lambda detached: _serve_detached(config, detached),
+        ready_timeout=args.ready_timeout or 30.0,
+    )
+    if not result.ok:
+        raise NotStarted(f"daemon not started: {result.message}")
+    print(f"started: pid {result.pid}, pidfile {config.pidfile}, log {config.log}")
+    return 0
+
+
+def _logging() -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)  # fd 2: the log once daemonized
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s daemonlab[%(process)d] %(levelname)s %(message)s")
+    )
+    root = logging.getLogger("lab.daemon")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _serve_detached(config, detached) -> int:
+    """The daemon's life, after steps 1-13; tells the launcher when it runs."""
+    import logging
+
+    from lab.daemon.harness import Harness
+
+    _logging()
+    try:
+        return Harness(config).serve(ready=detached.ready.ready)
+    except LabError as exc:
+        detached.ready.failed(str(exc))  # only heard if we were not ready yet
+        logging.getLogger("lab.daemon").error("cannot run: %s", exc)
+        return NotStarted.exit_code
+    finally:
+        detached.pidfile.release()
+
+
+def _foreground(config) -> int:
+    """New-style (`man 7 daemon`): no fork, no setsid; umask, pidfile, user, sd_notify."""
+    from lab.daemon import steps
+    from lab.daemon.harness import Harness
+
+    steps.set_umask(config.umask)
+    pidfile = steps.take_pidfile(str(config.pidfile))
+    try:
+        steps.drop_privileges(config.user)
+        if config.log is not None:
+            fd = steps.open_log(str(config.log))
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        _logging()
+        return Harness(config).serve(ready=lambda: None)
+    finally:
+        pidfile.release()
+
+
+# -- stop / status / reload / logs ---------------------------------------------------------
+def _pidfile(args: argparse.Namespace) -> Path:
+    import tomllib
+
+    from lab.daemon.config import default_pidfile
+    from lab.results import default_path
+
+    if args.pidfile:
+        return Path(args.pidfile).absolute()
+    if args.config:
+        path = Path(args.config).absolute()
+        try:
+            daemon = tomllib.loads(path.read_text()).get("daemon", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise LabError(f"cannot read config {path}: {exc}") from None
+        if "pidfile" in daemon:
+            return (path.parent / daemon["pidfile"]).absolute()
+        if "results" in daemon:
+            return default_pidfile((path.parent / daemon["results"]).absolute())
+    return default_pidfile(default_path().absolute())
+
+
+def _status_path(pidfile: Path) -> Path:
+    return pidfile.with_name(pidfile.stem + ".status.json")
+
+
+def _read_status(pidfile: Path) -> dict[str, Any]:
+    try:
+        return json.loads(_status_path(pidfile).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _running(pidfile: Path) -> int | None:
+    from lab.daemon.pidfile import holder
+
+    return holder(pidfile)
+
+
+def _not_running(pidfile: Path) -> str:
+    return f"not running (pidfile {pidfile} is not locked)"
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    pidfile = _pidfile(args)
+    pid = _running(pidfile)
+    if pid is None:
+        print(_not_running(pidfile))
+        return 0
+    run = (_read_status(pidfile).get("running") or {}).get("pid")
+    began = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    if _wait_gone(pidfile, pid, args.timeout):
+        print(f"stopped pid {pid} with TERM after {time.monotonic() - began:.1f}s")
+        return 0
+    # Escalate visibly: say so, KILL the harness and its run's process group, then wait.
+    os.kill(pid, signal.SIGKILL)
+    run = (_read_status(pidfile).get("running") or {}).get("pid") or run
+    if run:
+        try:
+            os.killpg(run, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _wait_gone(pidfile, pid, 5.0)
+    print(f"pid {pid} did not stop within {args.timeout:g}s of TERM: stopped it with KILL")
+    return 0
+
+
+def _wait_gone(pidfile: Path, pid: int, timeout: float) -> bool:
+    """True once `pid` no longer holds the pidfile (the kernel drops the lock at exit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _running(pidfile) != pid:
+            return True
+        time.sleep(POLL)
+    return _running(pidfile) != pid
+
+
+def _ask(pidfile: Path, sig: signal.Signals, counter: str, timeout: float) -> dict[str, Any]:
+    """Signal the daemon and wait until its status file shows it answered."""
+    pid = _running(pidfile)
+    if pid is None:
+        raise _NotRunning(_not_running(pidfile))
+    before = _read_status(pidfile)
+    seen = before.get(counter, -1) if before.get("pid") == pid else -1
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _read_status(pidfile)
+        if status.get("pid") == pid and status.get(counter, -1) > seen:
+            return status
+        time.sleep(POLL)
+    raise LabError(f"pid {pid} holds {pidfile} but did not answer {sig.name} within {timeout:g}s")
+
+
+class _NotRunning(LabError):
+    exit_code = EXIT_NOT_RUNNING
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _ask(_pidfile(args), signal.SIGUSR1, "answers", args.timeout)
+    running = status["running"]
+    print(f"pid        {status['pid']} (uid {status['uid']})")
+    print(f"uptime     {status['uptime_s']:.0f}s (since {status['started']})")
+    print(f"runs done  {status['runs_done']} ({status['runs_failed']} failed)")
+    if running:
+        print(f"running    {running['experiment']} (pid {running['pid']}, {running['for_s']:.1f}s)")
+    else:
+        print("running    nothing")
+    for job in status["jobs"]:
+        nxt = max(job["next_in_s"], 0)
+        print(f"schedule   {job['experiment']} every {job['every_s']:g}s, next in {nxt:.0f}s")
+    print(f"last error {status['last_error'] or '-'}")
+    print(f"results    {status['results']}")
+    print(f"log        {status['log'] or '(stderr)'}")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    status = _ask(_pidfile(args), signal.SIGHUP, "reloads", args.timeout)
+    verdict = status["last_reload"]
+    print(f"pid {status['pid']}: reload {verdict}")
+    return 0 if verdict.startswith("ok") else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    pidfile = _pidfile(args)
+    where = _read_status(pidfile).get("log") or str(pidfile.with_name("daemonlab.log"))
+    try:
+        with open(where, errors="replace") as f:
+            lines = f.readlines()
+    except OSError as exc:
+        raise LabError(f"cannot read log {where}: {exc.strerror}") from None
+    sys.stdout.writelines(lines[-args.lines :] if args.lines > 0 else lines)
+    return 0
