@@ -22,7 +22,10 @@ __all__ = ["console", "fmt", "progress_bar", "records_table", "runs_table"]
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:  # a pipe or a file: no terminal width to respect, keep tables whole
+        out.width = 160
+    return out
 
 
 def fmt(value: Any) -> str:
@@ -41,11 +44,14 @@ def fmt(value: Any) -> str:
 def records_table(run: Run, columns: Sequence[str] | None = None) -> Table:
     from rich.table import Table
 
+    from rich import box
+
     keys = list(columns or [])
-    for record in run.records:  # keys an experiment did not list still show, at the end
-        keys += [k for k in record if k not in keys]
+    if not keys:  # an experiment that lists no columns shows every key, in record order
+        for record in run.records:
+            keys += [k for k in record if k not in keys]
     title = f"{run.experiment}: run {run.run_id if run.run_id is not None else '-'} ({run.status})"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for key in keys:
         numeric = any(isinstance(r.get(key), int | float) for r in run.records)
         table.add_column(key, justify="right" if numeric else "left")

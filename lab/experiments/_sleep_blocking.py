@@ -1,0 +1,106 @@
+"""The talk's two versions: one client after another, and one thread per client.
+
+`sequential` is the slide's "w/o": one connection, N queries in a row, N x s.
+`threads` is the slide's "with": blocking I/O releases the GIL, so N threads
+each waiting on its own socket overlap their waits and finish in about s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from lab.experiments._sleep_job import Job, Timings, connect_blocking, timed_query
+
+__all__ = ["sequential", "threads"]
+
+#: How long the main thread waits for a client thread past the query itself
+#: before it calls the run broken (a thread stuck in connect is bounded by
+#: the connect timeout; this bounds everything after).
+JOIN_GRACE_S = 30
+
+
+def sequential(job: Job) -> Timings:
+    timings = Timings()
+    began = time.perf_counter_ns()
+    conn = connect_blocking(job.server)
+    try:
+        timings.connect_ns = time.perf_counter_ns() - began
+        timings.go_ns = time.perf_counter_ns()
+        for _ in range(job.clients):
+            start, end = timed_query(conn, job.sql)
+            timings.starts.append(start)
+            timings.ends.append(end)
+    finally:
+        conn.close()  # close() sends COM_QUIT: the server counts no aborted client
+    return timings
+
+
+def threads(job: Job) -> Timings:
+    """One connection per thread; a barrier for "all connected", events for "go" and "all done".
+
+    Nobody hangs up until every query is back: a COM_QUIT sent by a finished
+    client needs the GIL that a client still reading its result is waiting for.
+    """
+    n = job.clients
+    connected = threading.Barrier(n + 1)
+    go, all_done = threading.Event(), threading.Event()
+    abandon = threading.Event()  # set with go when the run is called off before the release
+    starts, ends = [0] * n, [0] * n
+    remaining = [n]
+    count_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            conn = connect_blocking(job.server)
+        except BaseException as exc:  # reported by the main thread, once
+            errors.append(exc)
+            connected.abort()
+            return
+        try:
+            connected.wait()
+            go.wait()
+            if not abandon.is_set():
+                starts[i], ends[i] = timed_query(conn, job.sql)
+                with count_lock:
+                    remaining[0] -= 1
+                    if remaining[0] == 0:
+                        all_done.set()
+                all_done.wait()
+        except threading.BrokenBarrierError:
+            pass  # another client failed to connect: nothing to run
+        except BaseException as exc:
+            errors.append(exc)
+            all_done.set()  # a failed query must not keep the others waiting
+        finally:
+            conn.close()  # close() sends COM_QUIT: the server counts no aborted client
+
+    timings = Timings()
+    workers = [threading.Thread(target=client, args=(i,), name=f"sleep-{i}") for i in range(n)]
+    began = time.perf_counter_ns()
+    try:
+        for worker in workers:
+            worker.start()
+        connected.wait()
+        timings.connect_ns = time.perf_counter_ns() - began
+        timings.go_ns = time.perf_counter_ns()
+        go.set()
+    except threading.BrokenBarrierError:
+        pass  # a client's connect failed; its error is raised below
+    finally:
+        # Whatever happened (an error, Ctrl-C in the main thread), let every
+        # client finish or give up, so each closes its own connection.
+        if not go.is_set():
+            abandon.set()
+            connected.abort()
+            go.set()
+        deadline = time.monotonic() + job.seconds + JOIN_GRACE_S
+        for worker in workers:
+            if worker.ident is not None:
+                worker.join(max(0.0, deadline - time.monotonic()))
+        all_done.set()  # an interrupted join: nobody may wait for the others any more
+    if errors:
+        raise errors[0]
+    timings.starts, timings.ends = starts, ends
+    return timings

@@ -1,0 +1,233 @@
+"""One process per client: raw os.fork, and multiprocessing with a start method.
+
+Each child opens its own connection *after* the fork. A connection made
+before fork would be one socket read by two processes, and the MySQL
+protocol has no way to tell whose reply is whose (the fork experiment shows
+the corruption live); SQLAlchemy's pooling docs give the same rule.
+
+`fork` talks to its children over four pipes: "ready" lines up, one "go"
+byte down for each child, "start end" lines up, and "done", which the parent
+closes once every result is in. A line is shorter than PIPE_BUF, so the
+children's writes never interleave.
+
+Nobody hangs up before everyone is done: a child that closes its connection
+and exits while others still read their results takes the CPU from them
+(two cores, a hundred processes), and that would be measured as their latency.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import signal
+import time
+from typing import NoReturn
+
+from lab.errors import LabError
+from lab.experiments._sleep_job import (
+    CONNECT_TIMEOUT_S,
+    Job,
+    Timings,
+    connect_blocking,
+    timed_query,
+)
+from lab.platform import require_fork
+
+__all__ = ["fork", "pool"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the child reported why on the ready pipe before exiting
+
+#: How long stopping children may take before TERM becomes KILL.
+GRACE_S = 5.0
+
+
+def _terminate_as_exit(signum: int, frame: object) -> None:
+    """TERM from the parent ends a child through its finally blocks (COM_QUIT sent)."""
+    raise SystemExit(EXIT_FAILED)
+
+
+# -- raw fork ---------------------------------------------------------------------------
+def fork(job: Job) -> Timings:
+    require_fork("the fork strategy")
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    out_r, out_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pids: list[int] = []
+    timings = Timings()
+    finished = False
+    try:
+        began = time.perf_counter_ns()
+        for _ in range(job.clients):
+            pid = os.fork()
+            if pid == 0:  # the child never returns from here
+                _fork_child(
+                    job, ready_w, go_r, out_w, done_r, parent_ends=(ready_r, go_w, out_r, done_w)
+                )
+            pids.append(pid)
+        # The parent keeps only its own ends; otherwise it would never see EOF
+        # on a pipe whose children have all exited.
+        for fd in (ready_w, go_r, out_w, done_r):
+            os.close(fd)
+        ready_w = go_r = out_w = done_r = -1
+        _expect_lines(ready_r, job.clients, "ready", CONNECT_TIMEOUT_S + 5)
+        timings.connect_ns = time.perf_counter_ns() - began
+        timings.go_ns = time.perf_counter_ns()
+        os.write(go_w, b"g" * job.clients)
+        lines = _expect_lines(out_r, job.clients, "result", job.seconds + CONNECT_TIMEOUT_S + 30)
+        for line in lines:
+            start, end = map(int, line.split())
+            timings.starts.append(start)
+            timings.ends.append(end)
+        finished = True
+    finally:
+        # Closing done_w (and go_w) is what lets the children go: EOF on a read.
+        for fd in (ready_r, ready_w, go_r, go_w, out_r, out_w, done_r, done_w):
+            if fd >= 0:
+                os.close(fd)
+        _reap(pids, stop_first=not finished)
+    return timings
+
+
+def _fork_child(
+    job: Job, ready_w: int, go_r: int, out_w: int, done_r: int, parent_ends: tuple
+) -> NoReturn:
+    """The child's whole life: connect, say ready, wait for go, query, report, wait, exit."""
+    code = EXIT_FAILED
+    try:
+        signal.signal(signal.SIGTERM, _terminate_as_exit)
+        for fd in parent_ends:
+            os.close(fd)
+        try:
+            conn = connect_blocking(job.server)
+        except Exception as exc:
+            os.write(ready_w, f"error {exc}\n".encode()[:500])
+            return
+        try:
+            os.write(ready_w, b"ready\n")
+            if os.read(go_r, 1):  # EOF instead of a byte: the parent gave up
+                start, end = timed_query(conn, job.sql)
+                os.write(out_w, f"{start} {end}\n".encode())
+                os.read(done_r, 1)  # returns at EOF, when the parent has every result
+                code = EXIT_OK
+        finally:
+            conn.close()
+    finally:
+        # os._exit, never sys.exit: the child must not run the parent's atexit
+        # handlers or flush the parent's copied stdio buffers a second time.
+        os._exit(code)
+
+
+def _expect_lines(fd: int, count: int, what: str, timeout: float) -> list[str]:
+    """Read `count` newline-ended lines from a pipe, within `timeout`, or refuse."""
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    while buffer.count(b"\n") < count:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            got = buffer.count(b"\n")
+            raise LabError(f"fork: only {got} of {count} children sent {what} in {timeout:g} s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise LabError(f"fork: children exited before all sent {what}")
+        buffer += chunk
+    lines = buffer.decode().splitlines()
+    failed = [line for line in lines if line.startswith("error ")]
+    if failed:
+        raise LabError(f"fork: a child could not connect: {failed[0][6:]}")
+    return lines
+
+
+def _reap(pids: list[int], stop_first: bool) -> None:
+    """Wait for every child; on an error path TERM them first, then KILL past a grace period."""
+    if stop_first:
+        _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    waiting = set(pids)
+    killed = False
+    while waiting:
+        for pid in list(waiting):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # already reaped by someone else: nothing left to wait for
+            if done:
+                waiting.discard(pid)
+        if waiting and time.monotonic() > deadline and not killed:
+            _signal_all(waiting, signal.SIGKILL)
+            killed = True
+        if waiting:
+            time.sleep(0.005)
+
+
+def _signal_all(pids, signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+# -- multiprocessing --------------------------------------------------------------------
+def pool(job: Job, start_method: str) -> Timings:
+    """One multiprocessing.Process per client, made by `start_method`."""
+    if start_method == "fork":
+        require_fork("the pool strategy with --start-method fork")
+    ctx = multiprocessing.get_context(start_method)
+    ready, results = ctx.Queue(), ctx.Queue()
+    go, abandon, done = ctx.Event(), ctx.Event(), ctx.Event()
+    workers = [
+        ctx.Process(target=_pool_client, args=(job, ready, go, abandon, done, results))
+        for i in range(job.clients)
+    ]
+    timings = Timings()
+    try:
+        began = time.perf_counter_ns()
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            message = ready.get(timeout=CONNECT_TIMEOUT_S + 30)  # spawn imports take a while
+            if message != "ready":
+                raise LabError(f"pool: a worker could not connect: {message}")
+        timings.connect_ns = time.perf_counter_ns() - began
+        timings.go_ns = time.perf_counter_ns()
+        go.set()
+        for _ in workers:
+            start, end = results.get(timeout=job.seconds + 30)
+            timings.starts.append(start)
+            timings.ends.append(end)
+    finally:
+        done.set()
+        if not go.is_set():  # an error before the release: workers close up without querying
+            abandon.set()
+            go.set()
+        for worker in workers:
+            if worker.pid is not None:
+                worker.join(GRACE_S)
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()
+        for queue in (ready, results):
+            queue.close()
+            queue.join_thread()
+    return timings
+
+
+def _pool_client(job: Job, ready, go, abandon, done, results) -> None:
+    signal.signal(signal.SIGTERM, _terminate_as_exit)
+    try:
+        conn = connect_blocking(job.server)
+    except Exception as exc:
+        ready.put(f"{exc}"[:500])
+        return
+    try:
+        ready.put("ready")
+        if go.wait(timeout=CONNECT_TIMEOUT_S + 60) and not abandon.is_set():
+            results.put(timed_query(conn, job.sql))
+            done.wait(timeout=job.seconds + 60)  # hang up only when every result is in
+    finally:
+        # A worker that just returns without close() ends its connection with
+        # no COM_QUIT: the server logs it and counts an aborted client.
+        conn.close()
