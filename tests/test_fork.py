@@ -1,0 +1,235 @@
+"""The fork checklist: every fact holds on Linux, and fails when its demonstration is broken.
+
+The checklist runs for real (in a child, through lab.interpreters) and each
+fact must hold. Then each fact runs in this process with a fork that does not
+fork (a /bin/true started in its place: the parent branch runs, no copy of
+this process does) and must stop holding: a fact that held without forking
+would be a printed assertion, not a demonstration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from lab import interpreters
+from lab import platform as lab_platform
+from lab.errors import LabError
+from lab.experiments import fork
+from lab.experiments._forkfacts import FACTS, _proc, check, lifecycle, platforms
+from tests.conftest import children, open_fds, run_cli
+
+FORKING_FACTS = [1, 2, 3, 4, 5, 8, 9, 10, 11, 13, 15]
+SCRIPT_FACTS = [6, 7]
+FAKE_SCRIPT_FORK = "lambda: os.posix_spawn('/bin/true', ['true'], os.environ)"
+
+
+def fake_fork() -> int:
+    """Return like the parent of a new child, but without copying this process."""
+    return os.posix_spawn("/bin/true", ["true"], os.environ)
+
+
+def zombies_of(pid: int) -> list[int]:
+    """Processes in state Z whose parent is `pid`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc.proc_stat(entry)
+            if stat and stat["ppid"] == pid and stat["state"] == "Z":
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture(scope="module")
+def checklist():
+    """The whole checklist, once, with what it left behind measured around it."""
+    fds, kids = open_fds(), {p.pid for p in children()}
+    run = fork.run(fork.Params())
+    left = {
+        "fds": open_fds() - fds,
+        "children": [p.pid for p in children() if p.pid not in kids],
+        "zombies": zombies_of(os.getpid()),
+    }
+    return run, left
+
+
+def by_number(run) -> dict[int, dict]:
+    return {r["number"]: r for r in run.records}
+
+
+@pytest.mark.parametrize("number", [n for n in FACTS if n != fork.MYSQL_FACT])
+def test_fact_holds_on_linux(checklist, number: int) -> None:
+    record = by_number(checklist[0])[number]
+    assert record["holds"] is True, record
+
+
+@pytest.mark.db
+def test_mysql_connection_shared_across_fork_breaks_and_one_per_process_works(
+    checklist, mysql_server
+) -> None:
+    record = by_number(checklist[0])[fork.MYSQL_FACT]
+    assert record["holds"] is True, record
+    assert "After fork: child" in record["observed"]
+
+
+def test_whole_checklist_leaves_no_child_zombie_or_descriptor(checklist) -> None:
+    run, left = checklist
+    assert run.status == "ok"
+    assert [r["number"] for r in run.records] == sorted(FACTS)
+    assert left == {"fds": set(), "children": [], "zombies": []}
+
+
+def test_checklist_records_are_the_documented_columns(checklist) -> None:
+    record = checklist[0].records[0]
+    assert set(fork.COLUMNS) <= set(record)
+    assert isinstance(record["seconds"], float) and record["seconds"] > 0
+    json.dumps(checklist[0].records)  # storable as they are
+
+
+def test_selected_facts_repeat_and_leave_nothing_behind(no_leaks) -> None:
+    run = fork.run(fork.Params(facts=(8, 9, 10), repeat=2))
+    assert [(r["round"], r["number"]) for r in run.records] == [
+        (1, 8),
+        (1, 9),
+        (1, 10),
+        (2, 8),
+        (2, 9),
+        (2, 10),
+    ]
+    assert all(r["holds"] for r in run.records)
+    assert zombies_of(os.getpid()) == []
+
+
+# -- a demonstration that does not fork must not hold --------------------------------
+
+
+@pytest.fixture
+def no_fork(monkeypatch):
+    monkeypatch.setattr(_proc, "fork", fake_fork)
+    monkeypatch.setattr(lifecycle, "SCRIPT_FORK", FAKE_SCRIPT_FORK)
+
+
+@pytest.mark.parametrize("number", FORKING_FACTS + SCRIPT_FACTS)
+def test_fact_fails_when_fork_does_not_fork(no_fork, no_leaks, number: int) -> None:
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2)}
+    record = check(number, {})
+    assert record["holds"] is False, record
+    assert zombies_of(os.getpid()) == []
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # fact 11 put them back
+
+
+@pytest.mark.db
+def test_mysql_fact_fails_when_fork_does_not_fork(no_fork, no_leaks, mysql_server) -> None:
+    kwargs = mysql_server.pymysql_kwargs()
+    tls = kwargs.pop("ssl", None) is not None
+    record = check(fork.MYSQL_FACT, {"mysql": {**kwargs, "tls": tls}})
+    assert record["holds"] is False, record
+
+
+def test_start_methods_fact_fails_when_the_refusal_is_missing(monkeypatch) -> None:
+    assert check(14, {})["holds"] is True
+    monkeypatch.setattr(platforms.lab_platform, "require_fork", lambda what: None)
+    record = check(14, {})
+    assert record["holds"] is False
+    assert "None" in record["observed"]
+
+
+def test_zombie_fact_fails_when_the_child_does_not_report(monkeypatch, no_leaks) -> None:
+    """A real fork whose child dies before saying who it is: the zombie seen is not proof."""
+    real = _proc.fork
+
+    def fork_then_die() -> int:
+        pid = real()
+        if pid == 0:
+            os._exit(0)  # the child leaves before the fact's body runs
+        return pid
+
+    monkeypatch.setattr(_proc, "fork", fork_then_die)
+    assert check(8, {})["holds"] is False
+
+
+# -- the refusal where os.fork does not exist ----------------------------------------
+
+
+def test_require_fork_passes_where_fork_exists() -> None:
+    lab_platform.require_fork("the fork strategy")
+
+
+def test_require_fork_refuses_without_os_fork_and_points_to_spawn(monkeypatch) -> None:
+    monkeypatch.delattr(os, "fork")
+    with pytest.raises(LabError) as refused:
+        lab_platform.require_fork("the fork strategy")
+    message = str(refused.value)
+    assert "needs os.fork" in message and "spawn" in message and "forkserver" in message
+    assert "\n" not in message
+
+
+def test_expected_default_start_method_follows_the_documentation() -> None:
+    expect = lab_platform.expected_default_start_method
+    assert expect("linux", (3, 11)) == "fork"
+    assert expect("linux", (3, 14)) == "forkserver"
+    assert expect("darwin", (3, 12)) == "spawn"
+    assert expect("win32", (3, 11)) == "spawn"
+
+
+# -- other interpreters ------------------------------------------------------------
+
+
+def _interpreter(spec: str):
+    try:
+        return interpreters.resolve(spec)
+    except LabError as exc:
+        pytest.skip(f"no Python {spec} here: {exc}")
+
+
+@pytest.mark.parametrize("spec", ["3.12", "3.13"])
+def test_newer_python_warns_on_threaded_fork_and_skips_mysql_without_pymysql(spec: str) -> None:
+    _interpreter(spec)
+    run = fork.run(fork.Params(facts=(12, 13), python=(spec,)))
+    records = by_number(run)
+    assert records[13]["holds"] is True
+    assert "DeprecationWarning" in records[13]["observed"]
+    assert records[13]["python"].startswith(spec)
+    assert records[12]["holds"] is None
+    assert records[12]["observed"] == "skipped: needs pymysql"
+
+
+def test_python_311_forks_a_threaded_process_silently() -> None:
+    spec = "3.11"
+    if sys.version_info[:2] != (3, 11):
+        _interpreter(spec)
+    run = fork.run(fork.Params(facts=(13,), python=(spec,)))
+    record = run.records[0]
+    assert record["holds"] is True
+    assert record["observed"].endswith("no warning")
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+def test_cli_prints_the_checklist_as_json() -> None:
+    done = run_cli("run", "fork", "--facts", "1,3", "--json", "--no-store", timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)["records"]
+    assert [(r["number"], r["holds"]) for r in records] == [(1, True), (3, True)]
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--facts", "16"], "--facts: unknown value 16"),
+        (["--facts", "one"], "--facts: 'one' is not a valid int"),
+        (["--repeat", "0"], "--repeat must be at least 1"),
+        (["--python", "python9.9"], "--python: no interpreter 'python9.9'"),
+    ],
+)
+def test_cli_refuses_bad_input_in_one_line(args: list[str], says: str) -> None:
+    done = run_cli("run", "fork", *args, "--no-store", timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
