@@ -1,0 +1,135 @@
+"""cow: forked children that only read, measured from outside in /proc.
+
+Private_Dirty is counted by the kernel page by page, so these figures are
+far steadier than timings: the margins below are still wide (a factor of
+five or ten) because the lesson is the order of magnitude, not the megabyte.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import interpreters
+from lab.errors import LabError
+from lab.experiments import _cow_measure, cow
+from tests.conftest import run_cli
+
+SIZE = 300_000  # ~45 MB of small lists: quick, and far above the control's noise
+
+
+def _unshared(records, **match) -> float:
+    found = [r["unshared_mb"] for r in records if all(r.get(k) == v for k, v in match.items())]
+    assert found, match
+    return sum(found) / len(found)
+
+
+@pytest.fixture(scope="module")
+def measured():
+    return cow.run(cow.Params(structures=("lists", "small_ints"), size=SIZE)).records
+
+
+def test_a_child_that_only_reads_dirties_clearly_more_than_the_control(measured):
+    reader = _unshared(measured, structure="lists", frozen=False, role="reader", step="read")
+    control = _unshared(measured, structure="lists", frozen=False, role="control", step="read")
+    assert reader > 10 * control + 10, (reader, control)
+
+
+def test_gc_freeze_makes_a_childs_collect_dirty_far_less(measured):
+    without = _unshared(measured, structure="lists", frozen=False, role="collector", step="collect")
+    with_ = _unshared(measured, structure="lists", frozen=True, role="collector", step="collect")
+    assert without > 10, without
+    assert with_ < without / 10, (without, with_)
+
+
+def test_gc_freeze_does_not_stop_the_reference_counts(measured):
+    without = _unshared(measured, structure="lists", frozen=False, role="reader", step="read")
+    with_ = _unshared(measured, structure="lists", frozen=True, role="reader", step="read")
+    assert with_ > 0.8 * without, (without, with_)
+
+
+def test_references_to_none_and_small_ints_stay_shared(measured):
+    """A few hundred referents on a few pages: the list of pointers itself is only read."""
+    reader = _unshared(measured, structure="small_ints", frozen=False, role="reader", step="read")
+    lists = _unshared(measured, structure="lists", frozen=False, role="reader", step="read")
+    assert reader < 2 and reader < lists / 10, (reader, lists)
+
+
+def test_every_child_is_measured_at_every_step(measured):
+    steps = [(r["structure"], r["frozen"], r["role"], r["step"]) for r in measured]
+    assert len(steps) == len(set(steps)) == 2 * 2 * 3 * 3
+    assert all(r["unshared_mb"] == 0 for r in measured if r["step"] == "fork")
+
+
+def test_interned_strings_are_shared_on_3_12_and_copied_on_this_python(no_leaks):
+    """PEP 683 made interned strings immortal in 3.12 (3.13 made run-time ones mortal again)."""
+    here = interpreters.current()
+    if here.version_info[:2] == (3, 12):
+        pytest.skip("this test contrasts 3.12 with another version; the lab runs on 3.12")
+    try:
+        interpreters.resolve("3.12")
+    except LabError as exc:
+        pytest.skip(f"no Python 3.12 here: {exc}")
+    params = cow.Params(
+        structures=("interned",),
+        size=SIZE,
+        roles=("control", "reader"),
+        freeze=(False,),
+        python=(here.path, "3.12"),
+    )
+    records = cow.run(params).records
+    py312 = interpreters.resolve("3.12").version
+    assert {r["python"] for r in records} == {here.version, py312}
+    assert all(r["immortal"] for r in records if r["python"] == py312)
+    assert _unshared(records, python=py312, role="reader", step="read") < 2
+    if not any(r["immortal"] for r in records if r["python"] == here.version):
+        assert _unshared(records, python=here.version, role="reader", step="read") > 5
+
+
+def test_the_measuring_module_reaps_its_children_even_when_stopped_early(no_leaks):
+    """In this process: no zombie, no pipe end left, and the collector turned back on."""
+    import gc
+
+    payload = {
+        "structure": "lists",
+        "size": 1000,
+        "children": 2,
+        "roles": list(cow.ROLES),
+        "freeze": [False, True],
+    }
+    assert len(list(_cow_measure.measure(payload))) == 2 * 6 * 3
+    records = _cow_measure.measure(payload)
+    next(records)
+    records.close()
+    assert gc.isenabled()
+
+
+def test_a_cli_run_leaves_no_child_behind_and_plots(no_leaks, tmp_path):
+    out = run_cli("run", "cow", "--structures", "lists", "--size", "20000", "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["status"] == "ok" and len(run["records"]) == 2 * 3 * 3
+    png = tmp_path / "cow.png"
+    plotted = run_cli("plot", "cow", "-o", str(png))
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (["--size", "0"], "--size must be at least 1"),
+        (["--children", "0"], "--children must be at least 1"),
+        (["--structures", "dicts"], "unknown value 'dicts'"),
+        (["--roles", "writer"], "unknown value 'writer'"),
+        (["--freeze", "maybe"], "not a valid bool"),
+        (["--python", "python9.9"], "no interpreter 'python9.9'"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(options, says):
+    out = run_cli("run", "cow", *options, timeout=60)
+    assert out.returncode == 2
+    assert says in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,137 @@
+"""spawn: what one worker costs, against real threads, forks and interpreters.
+
+Timings on a shared 2-core machine are noisy, so only the ratios the lesson
+rests on are asserted, with wide margins, and on the fastest sample (min_ms):
+the floor of a cost is what the parent's size changes; noise only adds to it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import interpreters
+from lab.errors import LabError
+from lab.experiments import _spawn_measure, spawn
+from tests.conftest import run_cli
+
+SMALL_MB, LARGE_MB = 30, 1024
+
+
+def _one(records, **match):
+    found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, found)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """One run of every part, small: the tests below read its records."""
+    params = spawn.Params(
+        methods=("thread", "fork", "posix_spawn"),
+        repeat=10,
+        rss=(SMALL_MB, LARGE_MB),
+        rss_repeat=5,
+        threads=500,
+        processes=2,
+    )
+    return spawn.run(params).records
+
+
+def test_fork_from_a_large_parent_is_clearly_slower(measured):
+    small = _one(measured, part="rss", method="fork", rss_target_mb=SMALL_MB)
+    large = _one(measured, part="rss", method="fork", rss_target_mb=LARGE_MB)
+    assert large["rss_mb"] > 0.9 * LARGE_MB, "the ballast is really resident"
+    assert large["page_tables_kb"] > 5 * small["page_tables_kb"]
+    assert large["min_ms"] > 3 * small["min_ms"], (small, large)
+
+
+def test_posix_spawn_does_not_grow_like_fork(measured):
+    def growth(method: str) -> float:
+        small = _one(measured, part="rss", method=method, rss_target_mb=SMALL_MB)
+        large = _one(measured, part="rss", method=method, rss_target_mb=LARGE_MB)
+        return large["min_ms"] / small["min_ms"]
+
+    assert growth("posix_spawn") < growth("fork") / 3
+    assert growth("thread") < growth("fork") / 3
+
+
+def test_a_thread_costs_far_less_memory_than_its_stack_reservation(measured):
+    thread = _one(measured, part="memory", method="thread")
+    assert thread["count"] == 500
+    reservation_kb = thread["stack_limit_kb"] or 8192
+    assert thread["virtual_kb_each"] > reservation_kb / 2, "the reservation is real (virtual)"
+    assert thread["rss_kb_each"] < reservation_kb / 16, "but only a few pages are touched"
+
+
+def test_a_forked_worker_holds_far_less_of_its_own_than_a_spawned_one(measured):
+    fork = _one(measured, part="memory", method="fork")
+    spawned = _one(measured, part="memory", method="mp_spawn")
+    assert fork["uss_kb_each"] < spawned["uss_kb_each"] / 2
+
+
+def test_the_records_say_which_python_made_them(measured):
+    assert {r["python"] for r in measured} == {interpreters.current().version}
+    create = [r for r in measured if r["part"] == "create"]
+    assert [r["method"] for r in create] == ["thread", "fork", "posix_spawn"]
+    for r in create:
+        assert r["min_ms"] <= r["median_ms"] <= r["p95_ms"] <= r["p99_ms"]
+
+
+def test_every_method_creates_and_reaps_leaving_nothing_behind(no_leaks):
+    run = spawn.run(spawn.Params(parts=("create",), repeat=2))
+    assert run.status == "ok"
+    assert [r["method"] for r in run.records] == list(spawn.METHODS)
+
+
+def test_the_measuring_module_reaps_its_idle_workers_even_when_stopped_early(no_leaks):
+    """In this process, without the child interpreter's group kill to clean up after it."""
+    records = list(_spawn_measure.measure({"part": "memory", "method": "fork", "count": 3}))
+    assert records[0]["uss_kb_each"] > 0
+    parts = _spawn_measure.measure({"part": "memory", "method": "fork", "count": 3})
+    next(parts)
+    parts.close()  # GeneratorExit at the yield: the finally still releases and reaps
+
+
+def test_under_another_python_the_records_carry_its_version(no_leaks):
+    try:
+        other = interpreters.resolve("3.12")
+    except LabError as exc:
+        pytest.skip(f"no Python 3.12 here: {exc}")
+    run = spawn.run(spawn.Params(parts=("create",), methods=("fork",), repeat=3, python=("3.12",)))
+    assert [(r["python"], r["interpreter"]) for r in run.records] == [(other.version, other.path)]
+
+
+def test_cli_runs_stores_and_plots(tmp_path):
+    out = run_cli(
+        "run", "spawn", "--parts", "create,memory", "--methods", "thread,fork", "--repeat", "3",
+        "--threads", "50", "--processes", "1", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["status"] == "ok" and run["run_id"] is not None
+    assert {r["part"] for r in run["records"]} == {"create", "memory"}
+    png = tmp_path / "spawn.png"
+    plotted = run_cli("plot", "spawn", "-o", str(png))
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (["--methods", "thread,vfork"], "unknown value 'vfork'"),
+        (["--rss", "0"], "--rss must be at least 1"),
+        (["--repeat", "0"], "--repeat must be at least 1"),
+        (["--python", "python9.9"], "no interpreter 'python9.9'"),
+        (["--rss", "100000000"], "more than half"),
+        (["--threads", "many"], "not a valid int"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(options, says):
+    out = run_cli("run", "spawn", *options, timeout=60)
+    assert out.returncode == 2
+    assert says in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr
