@@ -1,0 +1,175 @@
+"""cpu: what the lesson claims, against real threads, forks, pools and sockets.
+
+Timings here come from a shared 2-core machine, so every assertion is a ratio
+with a wide margin, taken over the best of several repeats (interference only
+ever slows a measurement down, so the fastest repeat is the cleanest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+
+from lab.experiments import _cpu_convoy, cpu
+from lab.interpreters import current
+from tests.conftest import ROOT, run_cli
+
+GIL = current().gil_enabled
+
+
+def _best_wall(records: list[dict], strategy: str) -> float:
+    return min(r["wall_s"] for r in records if r["strategy"] == strategy)
+
+
+@pytest.mark.skipif(not GIL, reason="a free-threaded interpreter: threads may scale here")
+def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
+    params = cpu.Params(
+        parts=("scaling",),
+        workers=(2,),
+        strategies=("sequential", "threads", "processes", "pool"),
+        start_method=("fork",),
+        work=10_000_000,
+        repeat=5,
+    )
+    records = cpu.run(params).records
+    assert {r["gil_enabled"] for r in records} == {True}
+    sequential = _best_wall(records, "sequential")
+    threads = sequential / _best_wall(records, "threads")
+    assert threads < 1.3, f"threads sped CPU-bound work up {threads:.2f}x under the GIL"
+    if records[0]["usable_cores"] < 2:
+        pytest.skip("one usable core: processes cannot run in parallel here")
+    for strategy in ("processes", "pool"):
+        speedup = sequential / _best_wall(records, strategy)
+        assert speedup > 1.4, f"{strategy} gave only {speedup:.2f}x on 2 workers and 2+ cores"
+
+
+def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
+    params = cpu.Params(
+        parts=("scaling",), workers=(2,), strategies=("sequential", "pool"), work=100_000
+    )
+    records = {r["start_method"]: r for r in cpu.run(params).records}
+    assert records[None]["start_s"] == 0  # sequential starts nothing
+    # spawn starts a fresh interpreter per worker; the clock waits for them at
+    # the barrier, so their start-up lands in start_s, not in wall_s.
+    assert records["spawn"]["start_s"] > records["spawn"]["wall_s"]
+    assert records["forkserver"]["cpu_s"] is None and "forkserver" in records["forkserver"]["note"]
+
+
+@pytest.mark.skipif(not GIL, reason="a free-threaded interpreter has no GIL to convoy on")
+def test_a_spinning_thread_delays_the_echo_and_a_short_switch_interval_helps(no_leaks) -> None:
+    records = cpu.run(cpu.Params(parts=("convoy",), pings=100)).records
+    alone, spinner, fast = (r["median_ms"] for r in records)
+    assert [r["case"] for r in records] == ["alone", "spinner", "spinner"]
+    assert spinner > 5 * alone, f"echo {alone} ms alone, {spinner} ms beside a spinner"
+    assert fast < spinner / 3, f"1e-4 s switch interval: {fast} ms against {spinner} ms"
+
+
+def test_the_switch_interval_is_put_back(no_leaks) -> None:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.003)
+    try:
+        records = list(_cpu_convoy.measure_convoy(pings=5, fast_switch=1e-4))
+        assert [r["switch_interval_ms"] for r in records] == [3.0, 3.0, 0.1]
+        assert sys.getswitchinterval() == pytest.approx(0.003)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_another_interpreter_runs_the_same_measurement_for_real(no_leaks) -> None:
+    result = run_cli(
+        "run", "cpu", "--python", f"{sys.executable},3.13", "--parts", "scaling",
+        "--workers", "1,2", "--work", "200000", "--start-method", "fork", "--json",
+    )  # fmt: skip
+    if "no interpreter '3.13'" in result.stderr:
+        pytest.skip("no Python 3.13 here")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)["records"]
+    versions = {r["python"][:4] for r in records}
+    assert versions == {f"{sys.version_info[0]}.{sys.version_info[1]}", "3.13"}
+    assert {r["strategy"] for r in records} == {"sequential", "threads", "processes", "pool"}
+
+
+def test_default_run_stores_every_record() -> None:
+    result = run_cli("run", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    # 4 worker counts x (sequential, threads, processes, 3 pool start methods) + 3 convoy cases
+    assert len(run["records"]) == 4 * 6 + 3
+    assert run["env"]["interpreters"][0]["path"] == sys.executable
+    listed = run_cli("results", "cpu")
+    assert f"{run['run_id']}" in listed.stdout and "ok" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--strategies", "greenlets"], "--strategies: unknown value 'greenlets'"),
+        (["--start-method", "vfork"], "--start-method: unknown value 'vfork'"),
+        (["--python", "python9.9"], "no interpreter 'python9.9'"),
+        (["--python", "2.7"], "need 3.8 or newer"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(args: list[str], says: str) -> None:
+    result = run_cli("run", "cpu", *args, timeout=60)
+    if "2.7" in args and "no interpreter" in result.stderr:
+        pytest.skip("no Python 2.7 here")
+    assert result.returncode != 0
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_ctrl_c_stops_and_reaps_every_worker_and_stores_the_run() -> None:
+    marker = f"cpu-test-{uuid.uuid4()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CPU_TEST_MARKER": marker}
+    args = ["--parts", "scaling", "--strategies", "processes", "--workers", "2"]
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "cpu", *args, "--work", "100000000"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Wait for the work phase: the lab, its measuring child, two forked workers.
+        deadline = time.monotonic() + 60
+        while len(_marked(marker)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_marked(marker)) >= 4, "the forked workers never started"
+        lab.send_signal(signal.SIGINT)
+        _, stderr = lab.communicate(timeout=30)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    assert lab.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    deadline = time.monotonic() + 5.0  # adopted zombies are reaped by PID 1 late
+    while _marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _marked(marker), "processes of the interrupted run are still alive"
+    assert "interrupted" in run_cli("results", "cpu").stdout
+
+
+def _marked(marker: str) -> list[int]:
+    """Live (non-zombie) processes carrying `marker` in their environment."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                process.status() != psutil.STATUS_ZOMBIE
+                and process.environ().get("CPU_TEST_MARKER") == marker
+            ):
+                found.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
