@@ -1,0 +1,87 @@
+"""Reading a process from outside, through /proc: what the daemonize experiment sees.
+
+Nothing here asks the process anything: a daemon's own word about its
+session or umask is what a buggy daemon would get wrong. Linux only; Umask
+in /proc/PID/status needs Linux 4.7+.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["become_subreaper", "observe"]
+
+#: prctl option: orphaned descendants are re-parented to us, not to PID 1.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (Linux 3.4+); True if it worked.
+
+    Why: the daemon's launcher exits by design, so the daemon is an orphan. A
+    subreaper adopts it, can reap it the moment it exits and can read its
+    ppid as "us"; PID 1 here reaps adopted orphans only after a second or two.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _tty(tty_nr: int) -> str:
+    if tty_nr == 0:
+        return "none"
+    major, minor = os.major(tty_nr), os.minor(tty_nr)
+    return f"pts/{minor}" if 136 <= major <= 143 else f"tty {major}:{minor}"
+
+
+def _fd_label(target: str, names: dict[str, str]) -> str:
+    if target in names:
+        return names[target]
+    if target == os.devnull:
+        return "null"
+    if target.startswith("pipe:"):
+        return "pipe"
+    if target.startswith("socket:"):
+        return "socket"
+    return Path(target).name
+
+
+def observe(pid: int, names: dict[str, str]) -> dict[str, Any]:
+    """pid, ppid, pgid, sid, tty, cwd, umask, uid, gid and fds of `pid`, read from /proc.
+
+    `names` labels descriptor targets ("pipe:[123]" -> "probe", a path -> "log").
+    """
+    proc = Path(f"/proc/{pid}")
+    stat = (proc / "stat").read_text()
+    # The command name may contain spaces and parentheses: split after the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    state, ppid, pgid, sid, tty_nr = fields[0], *map(int, fields[1:5])
+    status = dict(
+        line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line
+    )
+    fds = []
+    for name in sorted(os.listdir(proc / "fd"), key=int):
+        try:
+            target = os.readlink(proc / "fd" / name)
+        except FileNotFoundError:
+            continue
+        fds.append(f"{name}:{_fd_label(target, names)}")
+    return {
+        "pid": pid,
+        "state": state,
+        "ppid": ppid,
+        "pgid": pgid,
+        "sid": sid,
+        "session_leader": sid == pid,
+        "tty": _tty(tty_nr),
+        "cwd": os.readlink(proc / "cwd"),
+        "umask": status.get("Umask", "?").strip(),
+        "uid": int(status["Uid"].split()[1]),  # effective
+        "gid": int(status["Gid"].split()[1]),
+        "fds": " ".join(fds),
+    }
