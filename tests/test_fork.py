@@ -233,3 +233,19 @@ def test_cli_refuses_bad_input_in_one_line(args: list[str], says: str) -> None:
     assert done.stderr.strip().count("\n") == 0
     assert says in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the picture -------------------------------------------------------------------
+
+
+def test_plot_draws_the_checklist_and_diagrams_from_observed_pids(checklist) -> None:
+    from lab.plots import fork as fork_plot
+
+    run = checklist[0]
+    figure = fork_plot.draw([run])
+    assert len(figure.axes) == 7  # the checklist and six process diagrams
+    texts = " ".join(t.get_text() for ax in figure.axes for t in ax.texts)
+    seen = fork_plot.pictures(run)
+    assert f"pid {seen[1]['child']}" in texts  # the pid fork really returned
+    assert f"offset 0 → {seen[3]['after']}" in texts
+    assert "state Z" in texts

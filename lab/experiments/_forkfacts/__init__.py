@@ -89,8 +89,12 @@ FACTS = {
 
 
 def _picture(values: dict[str, Any]) -> str | None:
-    """The numbers a diagram needs, as one flat "key=value ..." string (None: no picture)."""
-    return " ".join(f"{k}={v}" for k, v in values.items()) if values else None
+    """The numbers a diagram needs, as one flat "key=value ..." string (None: no picture).
+
+    Values never hold a space (one becomes "_"), so the string splits back apart.
+    """
+    items = (f"{k}={str(v).replace(' ', '_')}" for k, v in values.items())
+    return " ".join(items) if values else None
 
 
 def check(number: int, options: dict[str, Any]) -> dict[str, Any]:

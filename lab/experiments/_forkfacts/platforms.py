@@ -51,4 +51,4 @@ def start_methods(options: dict) -> Outcome:
         and "spawn" in refusal
     )
     observed = f"offers {', '.join(offered)}; default {default}; without os.fork: {refusal!r}"
-    return Outcome(expected, observed, holds, {"offered": " ".join(offered), "default": default})
+    return Outcome(expected, observed, holds, {"offered": ",".join(offered), "default": default})
