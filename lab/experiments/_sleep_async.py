@@ -24,7 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from lab.errors import LabError
-from lab.experiments._sleep_job import CONNECT_TIMEOUT_S, CONNECTS_IN_FLIGHT, Job, Timings
+from lab.experiments._sleep_job import (
+    CONNECT_TIMEOUT_S,
+    CONNECTS_IN_FLIGHT,
+    Job,
+    Timings,
+)
 
 __all__ = ["LOOPS", "asyncio_clients"]
 
@@ -83,7 +88,15 @@ async def _clients(job: Job) -> Timings:
         await asyncio.sleep(0)  # one turn of the loop: every task is now waiting on `go`
         timings.go_ns = time.perf_counter_ns()
         go.set()
-        for start, end in await asyncio.gather(*tasks):
+        queries = asyncio.gather(*tasks)
+        try:
+            results = await asyncio.shield(queries)
+        except asyncio.CancelledError:
+            # Ctrl-C: asyncio.run cancels us. Let the queries in flight finish
+            # (shielded), so each connection can still say goodbye, then go.
+            await asyncio.wait([queries], timeout=job.seconds + CLOSE_TIMEOUT_S)
+            raise
+        for start, end in results:
             timings.starts.append(start)
             timings.ends.append(end)
     finally:

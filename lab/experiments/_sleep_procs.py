@@ -48,6 +48,18 @@ def _terminate_as_exit(signum: int, frame: object) -> None:
     raise SystemExit(EXIT_FAILED)
 
 
+def _take_orders_from_parent() -> None:
+    """A child's signal dispositions: the parent decides when it stops.
+
+    A terminal's Ctrl-C reaches every process of the foreground group. The
+    children ignore it: the parent sees it too, lets the queries in flight
+    finish and then closes the pipes the children wait on. TERM, the parent's
+    last resort, still unwinds through the finally blocks.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate_as_exit)
+
+
 # -- raw fork ---------------------------------------------------------------------------
 def fork(job: Job) -> Timings:
     require_fork("the fork strategy")
@@ -87,7 +99,9 @@ def fork(job: Job) -> Timings:
         for fd in (ready_r, ready_w, go_r, go_w, out_r, out_w, done_r, done_w):
             if fd >= 0:
                 os.close(fd)
-        _reap(pids, stop_first=not finished)
+        # On the way out after an error or Ctrl-C, a child may still be in its
+        # query: give it the sleep's length to finish and hang up properly.
+        _reap(pids, grace=GRACE_S if finished else job.seconds + GRACE_S)
     return timings
 
 
@@ -97,7 +111,7 @@ def _fork_child(
     """The child's whole life: connect, say ready, wait for go, query, report, wait, exit."""
     code = EXIT_FAILED
     try:
-        signal.signal(signal.SIGTERM, _terminate_as_exit)
+        _take_orders_from_parent()
         for fd in parent_ends:
             os.close(fd)
         try:
@@ -140,13 +154,11 @@ def _expect_lines(fd: int, count: int, what: str, timeout: float) -> list[str]:
     return lines
 
 
-def _reap(pids: list[int], stop_first: bool) -> None:
-    """Wait for every child; on an error path TERM them first, then KILL past a grace period."""
-    if stop_first:
-        _signal_all(pids, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_S
+def _reap(pids: list[int], grace: float) -> None:
+    """Wait for every child; past `grace` TERM the rest, past GRACE_S more, KILL them."""
     waiting = set(pids)
-    killed = False
+    escalation = [(grace, signal.SIGTERM), (grace + GRACE_S, signal.SIGKILL)]
+    began = time.monotonic()
     while waiting:
         for pid in list(waiting):
             try:
@@ -155,9 +167,8 @@ def _reap(pids: list[int], stop_first: bool) -> None:
                 done = pid  # already reaped by someone else: nothing left to wait for
             if done:
                 waiting.discard(pid)
-        if waiting and time.monotonic() > deadline and not killed:
-            _signal_all(waiting, signal.SIGKILL)
-            killed = True
+        if waiting and escalation and time.monotonic() - began > escalation[0][0]:
+            _signal_all(waiting, escalation.pop(0)[1])
         if waiting:
             time.sleep(0.005)
 
@@ -175,7 +186,15 @@ def pool(job: Job, start_method: str) -> Timings:
     """One multiprocessing.Process per client, made by `start_method`."""
     if start_method == "fork":
         require_fork("the pool strategy with --start-method fork")
-    ctx = multiprocessing.get_context(start_method)
+    try:
+        return _pool(job, multiprocessing.get_context(start_method))
+    finally:
+        # Only now, with _pool's queues and events gone (and their named
+        # semaphores unlinked by their finalizers), may the tracker stop.
+        _stop_multiprocessing_servers()
+
+
+def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
     ready, results = ctx.Queue(), ctx.Queue()
     go, abandon, done = ctx.Event(), ctx.Event(), ctx.Event()
     workers = [
@@ -203,9 +222,13 @@ def pool(job: Job, start_method: str) -> Timings:
         if not go.is_set():  # an error before the release: workers close up without querying
             abandon.set()
             go.set()
+        deadline = time.monotonic() + job.seconds + GRACE_S  # queries in flight may finish
         for worker in workers:
             if worker.pid is not None:
-                worker.join(GRACE_S)
+                worker.join(max(0.0, deadline - time.monotonic()))
+                if worker.is_alive():
+                    worker.terminate()
+                    worker.join(GRACE_S)
                 if worker.is_alive():
                     worker.kill()
                     worker.join()
@@ -215,8 +238,24 @@ def pool(job: Job, start_method: str) -> Timings:
     return timings
 
 
+def _stop_multiprocessing_servers() -> None:
+    """Stop the forkserver and the resource tracker that spawn and forkserver start.
+
+    Both stay alive, as children of this process, until it exits: fine for a
+    program, a leak for a lab that promises to leave no child behind after a
+    run. The _stop methods are private (CPython's own tests use them, 3.8+),
+    so they are called only where they exist.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    for server in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(server, "_stop", None)
+        if stop is not None:
+            stop()
+
+
 def _pool_client(job: Job, ready, go, abandon, done, results) -> None:
-    signal.signal(signal.SIGTERM, _terminate_as_exit)
+    _take_orders_from_parent()
     try:
         conn = connect_blocking(job.server)
     except Exception as exc:

@@ -44,6 +44,10 @@ class Watcher:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            # Its own session: a terminal's Ctrl-C, sent to the whole foreground
+            # group, must not kill the watcher in the middle of its report. It
+            # still ends with its parent: EOF on stdin.
+            start_new_session=True,
         )
         # Credentials go through a pipe, never argv: argv is world-readable in /proc.
         config = {"server": dataclasses.asdict(server), "tag": tag, "seconds": seconds}

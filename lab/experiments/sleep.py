@@ -15,6 +15,11 @@ so wall_s is the query phase alone and connect_s is its own figure. The
 server counts how many of the run's SLEEPs it saw at once (server_peak): its
 own proof that the queries overlapped. efficiency = seconds / wall_s: 1.0 is
 perfect overlap, sequential shows about 1/N.
+
+Ctrl-C lets the queries in flight finish (at most --seconds), then every
+client says goodbye: a client that hangs up mid-query leaves the server to
+fail its reply and count an aborted client. Children ignore SIGINT and take
+their orders from the parent, which reaps them all.
 """
 
 from __future__ import annotations
@@ -178,8 +183,7 @@ def _one(job: Job, strategy: str, variant: str, func: Strategy, repeat: int, wat
             timings = func(job)
     except pymysql.err.MySQLError as exc:  # the server went away mid-run, a query was killed...
         raise db.explain(job.server, exc) from None
-    finally:
-        peak, aborted = watcher.end()
+    peak, aborted = watcher.end()
     return _record(job, strategy, variant, repeat, timings, peak, aborted)
 
 
