@@ -20,7 +20,6 @@ Standard library only, Python 3.8+ (run under other interpreters by --python).
 from __future__ import annotations
 
 import os
-import select
 import socket
 import statistics
 import struct
@@ -28,6 +27,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+
+from lab.experiments._cpu_scaling import read_exactly
 
 __all__ = ["measure_convoy"]
 
@@ -93,7 +94,8 @@ def _measure_case(case: str, interval: float, spin: bool, pings: int, ctl_w: int
             spinner.start()
         started = time.perf_counter_ns()
         os.write(ctl_w, _COUNT.pack(pings))
-        rtts = _read_rtts(res_r, pings)
+        got = read_exactly(res_r, pings * _RTT.size, CASE_TIMEOUT_S, "convoy client")
+        rtts = [value for (value,) in _RTT.iter_unpack(got)]
         elapsed_s = (time.perf_counter_ns() - started) / 1e9
     finally:
         stop.set()
@@ -130,21 +132,6 @@ def _echo(server: socket.socket) -> None:
         if not data:
             return
         server.sendall(data)
-
-
-def _read_rtts(fd: int, pings: int) -> list[int]:
-    want = pings * _RTT.size
-    got = bytearray()
-    deadline = time.monotonic() + CASE_TIMEOUT_S
-    while len(got) < want:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise RuntimeError(f"convoy client: {len(got) // _RTT.size} of {pings} pings in time")
-        chunk = os.read(fd, want - len(got))
-        if not chunk:
-            raise RuntimeError("convoy client: ended before sending its round trips")
-        got += chunk
-    return [value for (value,) in _RTT.iter_unpack(bytes(got))]
 
 
 def _client_main(sock: socket.socket, parent_ends: list[int], ctl_r: int, res_w: int) -> None:

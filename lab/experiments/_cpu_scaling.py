@@ -37,7 +37,7 @@ import signal
 import threading
 import time
 
-__all__ = ["STRATEGIES", "START_METHODS", "countdown", "measure_strategy", "split"]
+__all__ = ["STRATEGIES", "START_METHODS", "countdown", "measure_strategy", "read_exactly", "split"]
 
 STRATEGIES = ("sequential", "threads", "processes", "pool")
 START_METHODS = ("fork", "spawn", "forkserver")
@@ -154,11 +154,11 @@ def run_processes(chunks: list[int]) -> tuple[float, float]:
         os.close(ready_w)
         os.close(go_r)
         ready_w = go_r = -1
-        _read_exactly(ready_r, len(chunks), READY)
+        _expect(ready_r, len(chunks), READY)
         go = _now()
         os.close(go_w)
         go_w = -1
-        _read_exactly(ready_r, len(chunks), DONE)
+        _expect(ready_r, len(chunks), DONE)
         done = _now()
         _reap(pids)
         return _seconds(created, go), _seconds(go, done)
@@ -188,20 +188,30 @@ def _fork_worker(n: int, ready_r: int, ready_w: int, go_r: int, go_w: int) -> in
         os._exit(code)  # never return into the parent's code, never run its atexit
 
 
-def _read_exactly(fd: int, count: int, expected: bytes) -> None:
-    """Read `count` one-byte messages, each `expected`, within WORKER_TIMEOUT_S."""
-    deadline = time.monotonic() + WORKER_TIMEOUT_S
-    got = b""
-    while len(got) < count:
+def read_exactly(fd: int, size: int, timeout: float, who: str) -> bytes:
+    """`size` bytes from a pipe within `timeout` seconds, or RuntimeError naming `who`.
+
+    select() first, so a worker that hangs (or dies while a sibling keeps the
+    pipe open) becomes an error after the timeout instead of a hung lab.
+    """
+    deadline = time.monotonic() + timeout
+    got = bytearray()
+    while len(got) < size:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise RuntimeError(f"forked workers: {len(got)} of {count} answered in time")
-        chunk = os.read(fd, count - len(got))
+            raise RuntimeError(f"{who}: {len(got)} of {size} bytes came in time")
+        chunk = os.read(fd, size - len(got))
         if not chunk:
-            raise RuntimeError(f"forked workers: {len(got)} of {count} answered, then EOF")
+            raise RuntimeError(f"{who}: {len(got)} of {size} bytes came, then EOF")
         got += chunk
-    if got != expected * count:
-        raise RuntimeError(f"forked workers answered {got!r}, expected {expected!r}")
+    return bytes(got)
+
+
+def _expect(fd: int, count: int, message: bytes) -> None:
+    """`count` one-byte messages from the forked workers, each `message`."""
+    got = read_exactly(fd, count, WORKER_TIMEOUT_S, "forked workers")
+    if got != message * count:
+        raise RuntimeError(f"forked workers answered {got!r}, expected {message!r}")
 
 
 def _reap(pids: list[int]) -> None:

@@ -12,7 +12,7 @@ payload (built by lab.experiments.cpu from its Params):
     strategies     a subset of _cpu_scaling.STRATEGIES (sequential is always run:
                    it is every speedup's baseline)
     start_methods  for the pool: fork, spawn, forkserver
-    repeat         measurements of each (strategy, workers)
+    repeat         rounds of each (strategy, workers), summarised as one record
     pings          echo round trips per convoy case
     fast_switch    the short switch interval, seconds
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import statistics
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -41,16 +42,15 @@ def interpreter_facts() -> dict:
     }
 
 
-def scaling_plan(payload: dict) -> list[tuple[int, int, str, str | None]]:
-    """(repeat, workers, strategy, start_method) in the order measured: sequential first."""
+def scaling_plan(payload: dict) -> list[tuple[int, str, str | None]]:
+    """(workers, strategy, start_method), one record each, in order: sequential first."""
     others = [s for s in payload["strategies"] if s != "sequential"]
     plan = []
-    for repeat in range(payload["repeat"]):
-        for workers in payload["workers"]:
-            plan.append((repeat, workers, "sequential", None))
-            for strategy in others:
-                methods = payload["start_methods"] if strategy == "pool" else [None]
-                plan.extend((repeat, workers, strategy, method) for method in methods)
+    for workers in payload["workers"]:
+        plan.append((workers, "sequential", None))
+        for strategy in others:
+            methods = payload["start_methods"] if strategy == "pool" else [None]
+            plan.extend((workers, strategy, method) for method in methods)
     return plan
 
 
@@ -64,22 +64,50 @@ def measure(payload: dict) -> Iterator[dict]:
 
 
 def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
+    """One record per (workers, strategy): the median of `repeat` rounds, and the fastest.
+
+    The rounds of one worker count are interleaved (sequential, threads, ...,
+    then again), so a burst of load from elsewhere on the machine hits every
+    strategy alike instead of one strategy's every sample; the speedup is the
+    median sequential wall time over the strategy's median.
+    """
     available = multiprocessing.get_all_start_methods()
-    baseline = {}  # (repeat, workers) -> the sequential wall time
-    for repeat, workers, strategy, method in scaling_plan(payload):
-        record = {
-            "part": "scaling",
-            "strategy": strategy,
-            "start_method": method,
-            "workers": workers,
-            "repeat": repeat,
-        }
-        if method is not None and method not in available:
-            yield {**record, **facts, "skipped": f"no {method} start method here"}
-            continue
-        chunks = _cpu_scaling.split(payload["work"], workers)
-        timing = _cpu_scaling.measure_strategy(strategy, chunks, method)
-        if strategy == "sequential":
-            baseline[repeat, workers] = timing["wall_s"]
-        speedup = baseline[repeat, workers] / timing["wall_s"]
-        yield {**record, **timing, "speedup": round(speedup, 3), **facts}
+    plan = scaling_plan(payload)
+    for workers in payload["workers"]:
+        here = [step for step in plan if step[0] == workers]
+        samples: dict = {step: [] for step in here}
+        for _ in range(payload["repeat"]):
+            for step in here:
+                _, strategy, method = step
+                if method is None or method in available:
+                    chunks = _cpu_scaling.split(payload["work"], workers)
+                    samples[step].append(_cpu_scaling.measure_strategy(strategy, chunks, method))
+        baseline = _median(samples[workers, "sequential", None], "wall_s")
+        for step in here:
+            _, strategy, method = step
+            record = {"part": "scaling", "strategy": strategy, "start_method": method}
+            record.update(workers=workers, repeat=payload["repeat"])
+            if not samples[step]:
+                yield {**record, **facts, "skipped": f"no {method} start method here"}
+                continue
+            yield {**record, **_summary(samples[step], baseline), **facts}
+
+
+def _median(samples: list, key: str):
+    values = [s[key] for s in samples]
+    return None if None in values else statistics.median(values)
+
+
+def _summary(samples: list, baseline: float) -> dict:
+    wall_s = _median(samples, "wall_s")
+    summary = {
+        "start_s": _median(samples, "start_s"),
+        "wall_s": wall_s,
+        "wall_s_min": min(s["wall_s"] for s in samples),
+        "cpu_s": _median(samples, "cpu_s"),
+        "speedup": round(baseline / wall_s, 3),
+    }
+    notes = {s["note"] for s in samples if "note" in s}
+    if notes:
+        summary["note"] = "; ".join(sorted(notes))
+    return summary

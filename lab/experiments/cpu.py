@@ -41,7 +41,7 @@ WORK_MODULE = "lab.experiments._cpu_work"
 @dataclass(frozen=True)
 class Params(_Params):
     workers: tuple[int, ...] = option((1, 2, 4, 8), "workers sharing the work", minimum=1)
-    work: int = option(10_000_000, "countdown steps in total, split across the workers", minimum=1)
+    work: int = option(6_000_000, "countdown steps in total, split across the workers", minimum=1)
     strategies: tuple[str, ...] = option(
         STRATEGIES,
         "how the work is split (sequential always runs: the baseline)",
@@ -50,7 +50,7 @@ class Params(_Params):
     start_method: tuple[str, ...] = option(
         START_METHODS, "multiprocessing start methods for the pool strategy", choices=START_METHODS
     )
-    repeat: int = option(1, "measurements of each strategy and worker count", minimum=1)
+    repeat: int = option(3, "rounds of each strategy and worker count (median)", minimum=1)
     pings: int = option(200, "echo round trips per convoy case", minimum=1)
     fast_switch: float = option(1e-4, "the short switch interval for the convoy, seconds", above=0)
     parts: tuple[str, ...] = option(PARTS, "which parts to run", choices=PARTS)
@@ -65,7 +65,7 @@ class Params(_Params):
 FULL: dict[str, Any] = {
     "work": 100_000_000,  # Beazley's countdown(100M)
     "workers": (1, 2, 4, 8, 16),
-    "repeat": 3,
+    "repeat": 5,
     "pings": 1000,
 }
 
