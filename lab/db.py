@@ -56,6 +56,7 @@ __all__ = [
     "capacity",
     "connect",
     "describe",
+    "docker_answers",
     "down",
     "explain",
     "parse_url",
@@ -267,7 +268,7 @@ def _live_up_server() -> Server | None:
     return srv if _answers(srv) else None
 
 
-def _docker_answers() -> bool:
+def docker_answers() -> bool:
     """A Docker engine answers a ping. Cheap checks first: most machines have no engine."""
     if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
         return False
@@ -291,7 +292,7 @@ class Probes:
     local: Callable[[], bool] = _local_answers
     up_server: Callable[[], Server | None] = _live_up_server
     mysqld_binary: Callable[[], str | None] = mysqld.find_binary
-    docker: Callable[[], bool] = _docker_answers
+    docker: Callable[[], bool] = docker_answers
 
 
 # -- resolution -------------------------------------------------------------------
@@ -314,9 +315,7 @@ def _allowed_paths() -> list[str]:
     paths = [p.strip() for p in raw.split(",") if p.strip()]
     unknown = [p for p in paths if p not in PATHS]
     if unknown or not paths:
-        raise LabError(
-            f"LAB_DB_PATHS={raw!r}: use a comma-separated list of {', '.join(PATHS)}"
-        )
+        raise LabError(f"LAB_DB_PATHS={raw!r}: use a comma-separated list of {', '.join(PATHS)}")
     return paths
 
 

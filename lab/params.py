@@ -78,7 +78,10 @@ def _convert(text: Any, kind: Any, name: str) -> Any:
         return None if text in (None, "", "none") else _convert(text, inner, name)
     if origin is tuple:
         inner = typing.get_args(kind)[0]
-        parts = text.split(",") if isinstance(text, str) else list(text)
+        if isinstance(text, str):
+            parts = text.split(",")
+        else:  # a TOML value: a list, or one number where a list would do
+            parts = list(text) if isinstance(text, list | tuple) else [text]
         return tuple(_convert(p.strip() if isinstance(p, str) else p, inner, name) for p in parts)
     try:
         if kind is bool:

@@ -204,7 +204,11 @@ def test_bad_url_is_one_line_naming_what_is_wrong(url, complaint):
 def test_url_parts_are_decoded_and_the_password_hidden():
     srv, mode = db.parse_url("mysql://lab:p%40ss%2Fword@db.example:3307/test?ssl=required")
     assert (srv.user, srv.password, srv.host, srv.port, srv.database) == (
-        "lab", "p@ss/word", "db.example", 3307, "test"
+        "lab",
+        "p@ss/word",
+        "db.example",
+        3307,
+        "test",
     )
     assert mode == "required" and srv.tls
     assert "p@ss" not in repr(srv) and "p@ss" not in srv.safe_url()
@@ -374,8 +378,12 @@ def test_a_state_file_naming_no_live_server_is_recognised_and_cleaned(owner, mon
 
 def test_stop_escalates_to_kill_visibly_when_term_is_ignored(monkeypatch, caplog):
     stubborn = subprocess.Popen(
-        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-         "print(flush=True); time.sleep(60)"],
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+            "print(flush=True); time.sleep(60)",
+        ],
         stdout=subprocess.PIPE,
     )
     with stubborn:
@@ -398,22 +406,43 @@ SERVER_UP = db.Server("127.0.0.1", 40000, "root", "", "test", source="db up")
 WORLDS = {
     # name: (probes, expected path, expected source)
     "url wins over everything": (
-        dict(url=lambda: "mysql://u:p@h:1/d", local=never, up_server=never), "url", "LAB_MYSQL_URL"
+        dict(url=lambda: "mysql://u:p@h:1/d", local=never, up_server=never),
+        "url",
+        "LAB_MYSQL_URL",
     ),
     "then 3306": (
-        dict(url=lambda: None, local=lambda: True, up_server=never), "local", "127.0.0.1:3306"
+        dict(url=lambda: None, local=lambda: True, up_server=never),
+        "local",
+        "127.0.0.1:3306",
     ),
     "then a live db-up server": (
-        dict(url=lambda: None, local=lambda: False, up_server=lambda: SERVER_UP,
-             mysqld_binary=never), "throwaway", "db up"
+        dict(
+            url=lambda: None, local=lambda: False, up_server=lambda: SERVER_UP, mysqld_binary=never
+        ),
+        "throwaway",
+        "db up",
     ),
     "then a new throwaway one": (
-        dict(url=lambda: None, local=lambda: False, up_server=lambda: None,
-             mysqld_binary=lambda: "/usr/sbin/mariadbd", docker=never), "throwaway", "throwaway"
+        dict(
+            url=lambda: None,
+            local=lambda: False,
+            up_server=lambda: None,
+            mysqld_binary=lambda: "/usr/sbin/mariadbd",
+            docker=never,
+        ),
+        "throwaway",
+        "throwaway",
     ),
     "then a container when Docker answers": (
-        dict(url=lambda: None, local=lambda: False, up_server=lambda: None,
-             mysqld_binary=lambda: None, docker=lambda: True), "container", "testcontainers"
+        dict(
+            url=lambda: None,
+            local=lambda: False,
+            up_server=lambda: None,
+            mysqld_binary=lambda: None,
+            docker=lambda: True,
+        ),
+        "container",
+        "testcontainers",
     ),
 }
 
@@ -426,21 +455,35 @@ def test_resolution_takes_the_first_path_that_answers(world):
 
 
 def test_no_container_without_docker_and_the_error_names_four_ways():
-    nothing = db.Probes(url=lambda: None, local=lambda: False, up_server=lambda: None,
-                        mysqld_binary=lambda: None, docker=lambda: False)
+    nothing = db.Probes(
+        url=lambda: None,
+        local=lambda: False,
+        up_server=lambda: None,
+        mysqld_binary=lambda: None,
+        docker=lambda: False,
+    )
     with pytest.raises(LabError) as err:
         db.resolve_server(nothing)
     message = str(err.value)
-    for way in ("LAB_MYSQL_URL", "127.0.0.1:3306", "docker compose up -d mysql",
-                "install mariadb-server", "start Docker"):
+    for way in (
+        "LAB_MYSQL_URL",
+        "127.0.0.1:3306",
+        "docker compose up -d mysql",
+        "install mariadb-server",
+        "start Docker",
+    ):
         assert way in message
     assert "\n" not in message
 
 
 def test_lab_db_paths_restricts_and_reorders(monkeypatch):
-    everything = db.Probes(url=lambda: "mysql://u:p@h:1/d", local=lambda: True,
-                           up_server=lambda: None, mysqld_binary=lambda: "/usr/sbin/mariadbd",
-                           docker=lambda: True)
+    everything = db.Probes(
+        url=lambda: "mysql://u:p@h:1/d",
+        local=lambda: True,
+        up_server=lambda: None,
+        mysqld_binary=lambda: "/usr/sbin/mariadbd",
+        docker=lambda: True,
+    )
     monkeypatch.setenv("LAB_DB_PATHS", "container,local")
     assert db.resolve_server(everything).path == "container"
     monkeypatch.setenv("LAB_DB_PATHS", " throwaway ")

@@ -1,0 +1,64 @@
+"""`daemonlab doctor`: what this machine offers the lab, read live.
+
+The questions a workshop attendee's first run depends on: which Python and
+whether it has a GIL, whether fork exists and which start methods there are,
+how many cores this process may use, which MySQL server the lab would use
+(and how it found it), and whether Docker could supply one.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from lab import env
+from lab.errors import LabError
+
+__all__ = ["facts", "main"]
+
+
+def facts() -> list[tuple[str, str]]:
+    from lab import db
+
+    fp = env.fingerprint()
+    rows = [
+        ("python", f"{fp['python']} ({fp['implementation']}, {fp['executable']})"),
+        ("build", f"{fp['build']}, {fp['compiler']}"),
+        ("GIL", "enabled" if fp["gil_enabled"] else "disabled (free-threaded)"),
+        ("fork", "available" if fp["has_fork"] else "missing: use --start-method spawn"),
+        (
+            "start methods",
+            f"{', '.join(fp['start_methods'])} (default {fp['default_start_method']})",
+        ),
+        ("cores", f"{fp['usable_cores']} usable of {fp['cpu_count']}"),
+        ("kernel", f"{fp['system']} {fp['kernel']} {fp['machine']}"),
+    ]
+    try:
+        server = db.status()
+        if "would_start" in server:
+            rows.append(("mysql", f"none running; {server['would_start']}"))
+        else:
+            rows.append(
+                (
+                    "mysql",
+                    f"{server['version']} at {server['url']} (found by: {server['source']}),"
+                    f" max_connections {server['max_connections']}",
+                )
+            )
+    except LabError as exc:
+        rows.append(("mysql", f"none: {exc}"))
+    docker = shutil.which("docker")
+    engine = "an engine answers" if db.docker_answers() else "no engine answers"
+    rows.append(("docker", f"client {docker}, {engine}" if docker else f"no client, {engine}"))
+    return rows
+
+
+def main(out) -> int:
+    from rich.table import Table
+
+    table = Table(title="daemonlab doctor", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in facts():
+        table.add_row(name, value)
+    out.print(table)
+    return 0

@@ -1,0 +1,85 @@
+"""The command line's own promises: fast start, every command answers, bad input in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lab import experiments
+from tests.conftest import ROOT, run_cli
+
+
+def test_import_lab_loads_no_heavy_library():
+    probe = (
+        "import sys, lab, lab.cli\n"
+        "heavy = {'matplotlib', 'rich', 'pymysql', 'aiomysql', 'psutil', 'numpy'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_python_dash_m_lab_is_the_same_command_line():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("list", "run", "plot", "results", "export", "db", "doctor", "tour"):
+        assert command in result.stdout
+
+
+def test_list_names_every_experiment():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    for name in experiments.names():
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_every_experiment_has_the_contract_and_its_own_help(name):
+    module = experiments.load(name)
+    for attribute in ("NAME", "SUMMARY", "Params", "FULL", "COLUMNS", "TOUR", "run"):
+        assert hasattr(module, attribute), f"{name} lacks {attribute}"
+    assert module.NAME == name
+    module.Params()  # the defaults are valid
+    result = run_cli("run", name, "--help")
+    assert result.returncode == 0 and "--full" in result.stdout
+
+
+def test_unknown_command_and_option_are_refused_without_traceback():
+    for args in (["fly"], ["run", "sleep", "--clients", "1", "--colour"]):
+        result = run_cli(*args)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_plot_without_stored_runs_says_what_to_do():
+    result = run_cli("plot", "sleep")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "daemonlab run sleep" in result.stderr
+
+
+@pytest.mark.db
+def test_doctor_reports_python_fork_cores_and_the_server(mysql_server):
+    result = run_cli("doctor")
+    assert result.returncode == 0, result.stderr
+    for fact in ("GIL", "fork", "start methods", "cores", "mysql", "docker"):
+        assert fact in result.stdout
+    assert mysql_server.safe_url() in result.stdout.replace("\n", "")
+
+
+@pytest.mark.db
+def test_db_status_names_the_server_and_its_limit(mysql_server):
+    result = run_cli("db", "status")
+    assert result.returncode == 0, result.stderr
+    assert "max_connections" in result.stdout and "version" in result.stdout
+
+
+@pytest.mark.db
+def test_plot_draws_a_png_from_stored_runs(mysql_server, tmp_path):
+    assert run_cli("run", "sleep", "--clients", "1,2", "--seconds", "0.1").returncode == 0
+    target = tmp_path / "sleep.png"
+    result = run_cli("plot", "sleep", "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
