@@ -51,30 +51,32 @@ def draw(runs: list[Run]) -> Figure:
     immortal: dict[tuple[str, str], Any] = {
         (r["python"], r["structure"]): r.get("immortal") for run in runs for r in run.records
     }
-    size = (4.5 * len(structures), 3.6 * len(pythons))
-    figure = Figure(figsize=size, layout="constrained")
-    axes = figure.subplots(len(pythons), len(structures), squeeze=False, sharey="row")
-    for row, python in enumerate(pythons):
-        for col, structure in enumerate(structures):
-            ax = axes[row][col]
-            for frozen in (False, True):
-                for i, role in enumerate(ROLES):
-                    ys = [points.get((python, structure, frozen, role, step)) for step in STEPS]
-                    if all(y is None for y in ys):
-                        continue
-                    ax.plot(
-                        STEPS,
-                        [sum(y) / len(y) if y else float("nan") for y in ys],
-                        color=f"C{i}",
-                        linestyle="--" if frozen else "-",
-                        marker="o",
-                        label=f"{role}{', gc.freeze' if frozen else ''}",
-                    )
-            tag = " (immortal elements)" if immortal.get((python, structure)) else ""
-            ax.set_title(f"Python {python}: {structure}{tag}", fontsize="medium")
-            if col == 0:
-                ax.set_ylabel("MB no longer shared")
-            ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize="small")
+    panels = [(python, structure) for python in pythons for structure in structures]
+    # A row per interpreter, a column per structure; one structure: interpreters side by side.
+    columns = len(structures) if len(structures) > 1 else len(pythons)
+    rows = len(panels) // columns
+    figure = Figure(figsize=(4.5 * columns, 3.6 * rows), layout="constrained")
+    # One y scale for all: 0.1 MB and 150 MB must look as different as they are.
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True).flatten()
+    for ax, (python, structure) in zip(axes, panels, strict=True):
+        for frozen in (False, True):
+            for i, role in enumerate(ROLES):
+                ys = [points.get((python, structure, frozen, role, step)) for step in STEPS]
+                if all(y is None for y in ys):
+                    continue
+                ax.plot(
+                    STEPS,
+                    [sum(y) / len(y) if y else float("nan") for y in ys],
+                    color=f"C{i}",
+                    linestyle="--" if frozen else "-",
+                    marker="o",
+                    label=f"{role}{', gc.freeze' if frozen else ''}",
+                )
+        tag = " (immortal elements)" if immortal.get((python, structure)) else ""
+        ax.set_title(f"Python {python}: {structure}{tag}", fontsize="medium")
+        ax.grid(alpha=0.3)
+    for ax in axes[::columns]:
+        ax.set_ylabel("MB no longer shared")
+    axes[columns - 1].legend(fontsize="small")
     figure.suptitle("cow: what a forked child copies, step by step")
     return figure

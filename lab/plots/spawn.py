@@ -1,6 +1,6 @@
 """The figure for `spawn`: creation latency per method, fork against parent size, memory.
 
-Three panels, every interpreter side by side:
+Up to three panels (a part not in the runs is left out), every interpreter side by side:
   left    median creation latency per method (log scale: a thread and a
           spawned interpreter differ by three orders of magnitude), a tick at p95
   middle  latency against the parent's measured RSS, one line per method: fork
@@ -130,13 +130,18 @@ def _memory_panel(ax: Axes, runs: Sequence[Run]) -> None:
     ax.legend(fontsize="small")
 
 
+#: The panels in order, each drawn only when its part is in the runs.
+PANELS = (("create", _create_panel), ("rss", _rss_panel), ("memory", _memory_panel))
+
+
 def draw(runs: list[Run]) -> Figure:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(16, 5), layout="constrained")
-    left, middle, right = figure.subplots(1, 3)
-    _create_panel(left, runs)
-    _rss_panel(middle, runs)
-    _memory_panel(right, runs)
+    measured = {r.get("part") for run in runs for r in run.records}
+    panels = [panel for part, panel in PANELS if part in measured] or [_create_panel]
+    figure = Figure(figsize=(5.5 * len(panels), 5), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        panel(ax, runs)
     figure.suptitle("spawn: what one worker costs")
     return figure
