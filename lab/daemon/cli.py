@@ -110,7 +110,10 @@ def _config(args: argparse.Namespace):
             allow_abbrev=False,
         )
         _start_options(inner)
-        params.add_arguments(inner, module.Params)
+        try:
+            params.add_arguments(inner, module.Params)
+        except argparse.ArgumentError as exc:  # an experiment option named like ours
+            raise LabError(f"{name} cannot run under the harness: {exc}") from None
         more = inner.parse_args(rest)
         for key, value in vars(more).items():
             setattr(args, key, value)
@@ -131,13 +134,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     from lab.daemon.harness import prepare_files
 
     config = _config(args)
-    ids = steps.user_ids(config.user)
-    for folder in {config.pidfile.parent} | ({config.log.parent} if config.log else set()):
-        folder.mkdir(parents=True, exist_ok=True)
-    if config.log is not None:  # the daemon's log exists, and is the user's, before it runs
-        os.close(steps.open_log(str(config.log)))
-    if ids is not None:
-        prepare_files(config, *ids)
+    prepare_files(config, steps.user_ids(config.user))
+    _warm_up()
     if args.foreground:
         return _foreground(config)
     options = steps.Options(
@@ -155,6 +153,20 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise NotStarted(f"daemon not started: {result.message}")
     print(f"started: pid {result.pid}, pidfile {config.pidfile}, log {config.log}")
     return 0
+
+
+def _warm_up() -> None:
+    """Load now what the daemon needs later, while we can still read it.
+
+    After dropping to another user the interpreter's own files may be out of
+    reach (a pyenv Python under a root-only /root): sysconfig's data module,
+    read by the environment fingerprint of every run, is loaded and cached
+    here, and the forked daemon inherits the cache. The experiments
+    themselves were imported when the configuration was checked.
+    """
+    from lab import env
+
+    env.fingerprint()
 
 
 def _logging() -> None:
@@ -329,7 +341,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     status = _ask(_pidfile(args), signal.SIGHUP, "reloads", args.timeout)
     verdict = status["last_reload"]
     print(f"pid {status['pid']}: reload {verdict}")
-    return 0 if verdict.startswith("ok") else 1
+    return 1 if verdict.startswith("refused") else 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

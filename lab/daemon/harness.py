@@ -375,13 +375,15 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 # -- files the daemon keeps using after it drops privileges ---------------------------------
-def prepare_files(config: config_mod.Config, uid: int, gid: int) -> None:
-    """Make the log, status and results usable by uid/gid before we become them.
+def prepare_files(config: config_mod.Config, owner: tuple[int, int] | None) -> None:
+    """Create the daemon's folders and log; make them usable by `owner` (uid, gid), if any.
 
+    Done by the launcher, as root, before the daemon drops privileges.
     Directories we create are given to the user; existing directories must
     already be writable by it (we do not chown someone's /tmp or /var/lib);
-    existing files the daemon writes (log, results and its WAL files) are
-    chowned. The pidfile stays root's: the daemon keeps its locked descriptor.
+    existing files the daemon writes (log, status, results and its WAL
+    files) are chowned. The pidfile stays root's: the daemon keeps its locked
+    descriptor, and the lock, not the file's owner, is what counts.
     """
     dirs = {config.results.parent, config.status.parent}
     if config.log is not None:
@@ -389,14 +391,20 @@ def prepare_files(config: config_mod.Config, uid: int, gid: int) -> None:
     for folder in sorted(dirs):
         if not folder.exists():
             folder.mkdir(parents=True, mode=0o755)
-            os.chown(folder, uid, gid)
-        elif not _writable_by(folder, uid, gid):
+            if owner is not None:
+                os.chown(folder, *owner)
+        elif owner is not None and not _writable_by(folder, *owner):
+            uid = owner[0]
             raise LabError(f"{folder} is not writable by uid {uid}: chown it or choose another")
+    if config.log is not None:
+        os.close(open_log(str(config.log)))
+    if owner is None:
+        return
     files = [config.results, Path(f"{config.results}-wal"), Path(f"{config.results}-shm")]
     files += [config.status] + ([config.log] if config.log is not None else [])
     for path in files:
         if path.exists():
-            os.chown(path, uid, gid)
+            os.chown(path, *owner)
 
 
 def _writable_by(folder: Path, uid: int, gid: int) -> bool:

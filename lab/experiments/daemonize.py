@@ -17,6 +17,7 @@ daemon is re-parented here and reaped at once; the table shows it (ppid).
 from __future__ import annotations
 
 import os
+import pwd
 import select
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,9 @@ STEP_TIMEOUT = 20.0
 @dataclass(frozen=True)
 class Params(_Params):
     impl: tuple[str, ...] = option(IMPLS, "which daemonizing code to watch", choices=IMPLS)
-    user: str = option("", "when root: drop to this user (e.g. nobody); empty: stay")
-    umask: str = option("022", "the umask the lab's daemon sets (octal; python-daemon keeps 0)")
+    # Not called user/umask: those are the harness's own options (daemon start --user).
+    run_as: str = option("", "when root: drop to this user (e.g. nobody); empty: stay")
+    mask: str = option("022", "the umask the lab's daemon sets (octal; python-daemon keeps 0)")
     dwell: float = option(0.0, "seconds to hold each step, to watch it with ps", minimum=0)
 
     def __post_init__(self) -> None:
@@ -57,8 +60,8 @@ class Params(_Params):
         from lab.daemon.config import parse_umask
         from lab.daemon.steps import user_ids
 
-        parse_umask(self.umask)
-        user_ids(self.user or None)
+        parse_umask(self.mask)
+        user_ids(self.run_as or None)
 
 
 FULL: dict[str, Any] = {"dwell": 0.5}
@@ -100,6 +103,18 @@ TOUR = [
 ]
 
 
+def _python_daemon_version() -> str:
+    try:
+        return version("python-daemon")
+    except PackageNotFoundError:
+        return "missing"
+
+
+#: Read once, at import: importlib.metadata loads more of the standard library
+#: than a daemon that dropped privileges may still be able to read.
+PYTHON_DAEMON = _python_daemon_version()
+
+
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
     return collect(NAME, params, _measure, progress=progress, sink=sink)
 
@@ -107,20 +122,11 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     session.env["subreaper"] = become_subreaper()
     session.env["observer_pid"] = os.getpid()
-    session.env["python_daemon"] = _python_daemon_version()
+    session.env["python_daemon"] = PYTHON_DAEMON
     for done, impl in enumerate(params.impl):
         session.step(done, len(params.impl), impl)
         yield from _watch(impl, params)
     session.step(len(params.impl), len(params.impl), "done")
-
-
-def _python_daemon_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("python-daemon")
-    except PackageNotFoundError:
-        return "missing"
 
 
 @dataclass
@@ -139,13 +145,11 @@ def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
     probe: _Probe | None = None
     try:
         os.chmod(run_dir, 0o755)
-        if params.user and os.geteuid() == 0:
+        if params.run_as and os.geteuid() == 0:
             # Like systemd's RuntimeDirectory=: the daemon's own folder is the
             # user's, so python-daemon (which drops privileges before taking its
             # pidfile) can create its pidfile at all.
-            import pwd
-
-            entry = pwd.getpwnam(params.user)
+            entry = pwd.getpwnam(params.run_as)
             os.chown(run_dir, entry.pw_uid, entry.pw_gid)
         probe = _start(impl, params, run_dir)
         began = time.perf_counter_ns()
@@ -189,7 +193,7 @@ def _start(impl: str, params: Params, run_dir: Path) -> _Probe:
     for fd in (report_r, report_w, go_r, go_w):
         names[os.readlink(f"/proc/self/fd/{fd}")] = "probe"
     argv = [sys.executable, "-m", PROBE, impl, str(report_w), str(go_r), str(pidfile)]
-    argv += [str(log), params.umask, params.user]
+    argv += [str(log), params.mask, params.run_as]
     try:
         with open(run_dir / "launcher.err", "w") as err:
             launcher = subprocess.Popen(

@@ -1,0 +1,285 @@
+"""The harness as a real daemon: `daemonlab daemon start|status|stop|reload|logs`.
+
+Everything is read from outside: /proc for what the process is, the pidfile
+lock for whether it runs, the results store for what it kept. The experiment
+the harness runs is `daemonize --impl lab` (it needs no server; `--dwell`
+makes a run last as long as a test needs).
+"""
+
+# ruff: noqa: F811 - the fixtures imported below are parameters of the tests
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from lab.experiments._daemonize_proc import observe
+from lab.results import ResultsStore
+from tests.test_daemon_support import (  # noqa: F401 - subreaper and world are fixtures
+    World,
+    proc_state,
+    subreaper,
+    tagged,
+    wait_until,
+    world,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+QUICK = ("--experiment", "daemonize", "--impl", "lab")
+STEPS_PER_RUN = 12  # lab.daemon.steps.STEPS: one record each
+
+
+def start(world: World, *extra: str, every: str = "1h") -> int:
+    done = world.cli("daemon", "start", "--every", every, *QUICK, *extra)
+    assert done.returncode == 0, done.stderr
+    pid = world.daemon_pid()
+    assert pid is not None and f"pid {pid}" in done.stdout
+    return pid
+
+
+def status(world: World) -> dict:
+    done = world.cli("daemon", "status", "--pidfile", str(world.pidfile))
+    assert done.returncode == 0, done.stderr
+    return json.loads(world.pidfile.with_name("daemonlab.status.json").read_text())
+
+
+def runs(world: World, status: str | None = None) -> list:
+    with ResultsStore(world.results) as store:
+        return [r for r in store.runs("daemonize") if status is None or r.status == status]
+
+
+def test_started_daemon_seen_from_outside_is_a_proper_daemon(world: World) -> None:
+    pid = start(world, "--umask", "027")
+    seen = observe(pid, {str(world.log): "log", str(world.pidfile): "pidfile"})
+    assert seen["sid"] != pid, "a session leader could acquire a controlling terminal"
+    assert seen["tty"] == "none"
+    assert seen["ppid"] in (1, os.getpid())  # init, or this test (the subreaper)
+    assert seen["cwd"] == "/"
+    assert seen["umask"] == "0027"
+    fds = dict(item.split(":", 1) for item in seen["fds"].split())
+    assert fds["0"] == "null" and fds["1"] == "log" and fds["2"] == "log"
+    assert "pidfile" in fds.values(), "the lock lives on an open descriptor"
+    assert world.pidfile.read_text() == f"{pid}\n"
+
+
+def test_status_comes_from_the_daemon_and_stop_says_it_took_term(world: World) -> None:
+    pid = start(world)
+    wait_until(lambda: runs(world, "ok"), 60, "the first run to be stored")
+    done = world.cli("daemon", "status")
+    assert done.returncode == 0, done.stderr
+    assert f"pid        {pid}" in done.stdout and "runs done  1" in done.stdout
+    done = world.cli("daemon", "stop")
+    assert done.returncode == 0 and f"stopped pid {pid} with TERM" in done.stdout
+    world.wait_gone(pid)
+    done = world.cli("daemon", "status")
+    assert done.returncode == 3 and "not running" in done.stderr
+    assert "stopped: 1 runs done" in world.cli("daemon", "logs").stdout
+
+
+def test_stop_interrupts_the_running_experiment_and_keeps_what_it_finished(world: World) -> None:
+    start(world, "--dwell", "0.4")  # a run takes ~5 s: 12 steps held 0.4 s each
+    wait_until(lambda: (r := runs(world)) and len(r[0].records) >= 3, 60, "a run under way")
+    done = world.cli("daemon", "stop", "--timeout", "30")
+    assert "with TERM" in done.stdout, done.stdout + done.stderr
+    (run,) = runs(world)
+    assert run.status == "interrupted"
+    assert 3 <= len(run.records) < STEPS_PER_RUN
+    assert [r["step_no"] for r in run.records] == list(range(1, len(run.records) + 1))
+
+
+def test_stop_escalates_to_kill_and_says_so(world: World) -> None:
+    pid = start(world)
+    os.kill(pid, signal.SIGSTOP)  # a harness that cannot act on TERM
+    done = world.cli("daemon", "stop", "--timeout", "1")
+    assert done.returncode == 0
+    assert "did not stop within 1s of TERM: stopped it with KILL" in done.stdout
+    world.wait_gone(pid)
+
+
+def test_ten_starts_at_once_make_exactly_one_daemon(world: World) -> None:
+    args = ("daemon", "start", "--every", "1h", *QUICK)
+    launchers = [world.popen(*args) for _ in range(10)]
+    outcomes = [(p.wait(timeout=60), *p.communicate()) for p in launchers]
+    winners = [o for o in outcomes if o[0] == 0]
+    losers = [o for o in outcomes if o[0] != 0]
+    assert len(winners) == 1 and len(losers) == 9, outcomes
+    pid = world.daemon_pid()
+    refusal = f"already running: {world.pidfile} is locked by pid {pid}"
+    for _code, _out, err in losers:
+        assert err.strip() == f"daemonlab: daemon not started: {refusal}"
+    wait_until(lambda: status(world)["running"] is None, 60, "the first run to end")
+    daemons = [p for p in tagged(world.tag) if (proc_state(p) or ("", 0))[1] == os.getpid()]
+    assert daemons == [pid]
+
+
+def test_kill_9_then_start_again_needs_no_clean_up_and_tears_nothing(world: World) -> None:
+    first = start(world, "--dwell", "0.2", every="1s")
+    wait_until(lambda: len(runs(world, "ok")) >= 1, 60, "one finished run")
+    wait_until(lambda: (r := runs(world)) and r[0].status == "running", 60, "a second run")
+    running = status(world)["running"]
+    os.kill(first, signal.SIGKILL)
+    os.killpg(running["pid"], signal.SIGKILL)  # the run's child and its daemon, mid-write
+    world.wait_gone(first)
+    assert world.pidfile.read_text() == f"{first}\n"  # the file stays; only the lock went
+    second = start(world, every="1h")
+    assert second != first
+    db = sqlite3.connect(world.results)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
+    stored = {r.run_id: r for r in runs(world)}
+    killed = stored[max(k for k in stored if stored[k].started and k < max(stored))]
+    assert killed.status == "interrupted"  # its writer is gone: read back as interrupted
+    assert all(len(r.records) == STEPS_PER_RUN for r in stored.values() if r.status == "ok")
+
+
+def test_a_storm_of_hup_and_usr1_loses_nothing_and_leaves_no_zombie(world: World) -> None:
+    config = world.dir / "harness.toml"
+    config.write_text(
+        '[[run]]\nexperiment = "daemonize"\nevery = "1s"\n[run.params]\nimpl = ["lab"]\n'
+    )
+    done = world.cli("daemon", "start", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    pid = world.daemon_pid()
+    wait_until(lambda: runs(world, "ok"), 60, "a first run")
+    for _ in range(1000):
+        os.kill(pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGUSR1)
+    answer = status(world)
+    assert answer["pid"] == pid and answer["state"] == "running"
+    assert answer["reloads"] >= 1 and answer["last_reload"].startswith("ok")
+    done_before = answer["runs_done"]
+    wait_until(lambda: status(world)["runs_done"] >= done_before + 2, 60, "two more runs")
+    assert world.cli("daemon", "stop").returncode == 0
+    world.wait_gone(pid)
+    stored = runs(world)
+    assert stored and all(r.status == "ok" for r in stored), [r.status for r in stored]
+    assert all(len(r.records) == STEPS_PER_RUN for r in stored)
+    assert status_runs(world) == len(stored)
+    log = world.log.read_text()
+    assert "Traceback" not in log and "reloaded" in log
+
+
+def status_runs(world: World) -> int:
+    return json.loads(world.pidfile.with_name("daemonlab.status.json").read_text())["runs_done"]
+
+
+def test_no_zombie_stays_under_the_harness(world: World) -> None:
+    pid = start(world, every="1s")
+    wait_until(lambda: status(world)["runs_done"] >= 3, 60, "three runs")
+
+    def zombies() -> list[int]:
+        return [
+            p
+            for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if (proc_state(p) or ("", 0)) == ("Z", pid)
+        ]
+
+    # A run's child is a zombie only for the instant between its exit and the reap.
+    wait_until(lambda: not zombies(), 2, "the harness to reap its children", step=0.01)
+
+
+def test_reload_with_a_bad_config_keeps_the_old_one(world: World) -> None:
+    config = world.dir / "harness.toml"
+    good = '[[run]]\nexperiment = "daemonize"\nevery = "1h"\n[run.params]\nimpl = ["lab"]\n'
+    config.write_text(good)
+    assert world.cli("daemon", "start", "--config", str(config)).returncode == 0
+    config.write_text(good.replace('"1h"', '"often"'))
+    done = world.cli("daemon", "reload", "--config", str(config))
+    assert done.returncode == 1
+    assert f"{config} line 3: [[run]] #1 key 'every': bad interval 'often'" in done.stdout
+    answer = status(world)
+    assert answer["state"] == "running" and answer["jobs"][0]["every_s"] == 3600
+    assert "refused, old config kept" in world.log.read_text()
+    config.write_text(good.replace('"1h"', '"2h"'))
+    done = world.cli("daemon", "reload", "--config", str(config))
+    assert done.returncode == 0 and "reload ok" in done.stdout
+    assert status(world)["jobs"][0]["every_s"] == 7200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[[run]]\nexperiment = "nope"\n',
+            "line 2: [[run]] #1 key 'experiment': unknown experiment",
+        ),
+        (
+            '[[run]]\nexperiment = "daemonize"\n[run.params]\ndwell = -1\n',
+            "line 4: [[run]] #1 params key 'dwell': --dwell must be at least 0",
+        ),
+        (
+            '[daemon]\numask = "000"\n[[run]]\nexperiment = "daemonize"\n',
+            "line 2: [daemon] key 'umask'",
+        ),
+        ("[[run]\n", "Expected"),
+    ],
+)
+def test_bad_config_refuses_to_start_naming_line_and_key(world: World, text, expected) -> None:
+    config = world.dir / "bad.toml"
+    config.write_text(text)
+    done = world.cli("daemon", "start", "--config", str(config))
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert expected in done.stderr
+    assert world.daemon_pid() is None
+
+
+def test_bad_start_options_are_refused_in_one_line(world: World) -> None:
+    for args, expected in [
+        (("daemon", "start"), "start needs --config FILE or --experiment NAME"),
+        (("daemon", "start", "--experiment", "nope"), "unknown experiment 'nope'"),
+        (("daemon", "start", "--umask", "0", *QUICK), "lets every user write"),
+        (("daemon", "start", "--every", "soon", *QUICK), "bad interval 'soon'"),
+        (("daemon", "start", "--user", "no-such-user", *QUICK), "no such user 'no-such-user'"),
+    ]:
+        done = world.cli(*args)
+        assert done.returncode != 0 and expected in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert world.daemon_pid() is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_started_as_root_with_user_nobody_runs_as_nobody_and_its_files_work(
+    no_leaks, subreaper
+) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    # pytest's tmp dirs are root-only (0700): nobody could not even reach them.
+    base = tempfile.mkdtemp(prefix="daemonlab-nobody-")
+    os.chmod(base, 0o755)
+    world = World(Path(base) / "w")
+    world.dir.mkdir()
+    try:
+        pid = start(world, "--user", "nobody")
+        seen = observe(pid, {})
+        assert (seen["uid"], seen["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+        groups = open(f"/proc/{pid}/status").read().split("Groups:")[1].split("\n")[0].split()
+        assert "0" not in groups, "root's supplementary groups kept: initgroups missing"
+        answer = status(world)  # the status file is written by nobody
+        assert answer["uid"] == nobody.pw_uid
+        assert os.stat(world.results).st_uid == nobody.pw_uid  # the store is nobody's
+        assert os.stat(world.log).st_uid == nobody.pw_uid
+        assert world.cli("daemon", "reload").returncode == 0  # HUP works across the uid change
+        assert "status:" in world.log.read_text()  # USR1 reopened the log as nobody
+        # The run itself is stored by nobody. (Here the daemonize run then fails:
+        # it execs a Python that lives under root-only /root; elsewhere it passes.)
+        (run,) = wait_until(lambda: runs(world), 30, "a run stored by nobody")
+        assert run.status in ("ok", "failed"), run.status
+        assert run.status == "ok" or "Permission" in (run.error or ""), run.error
+        done = world.cli("daemon", "stop")
+        assert "with TERM" in done.stdout
+        world.wait_gone(pid)
+    finally:
+        world.clean_up()
+        shutil.rmtree(base, ignore_errors=True)
