@@ -19,6 +19,7 @@ the figure that matters.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,8 +41,25 @@ CLOSE_TIMEOUT_S = 5
 
 
 def asyncio_clients(job: Job, loop: str = "asyncio") -> Timings:
+    if _loop_running_here():
+        # Inside Jupyter the kernel's own loop runs in this thread, and a loop
+        # cannot run inside another: give ours a thread of its own.
+        with concurrent.futures.ThreadPoolExecutor(1, "sleep-asyncio") as thread:
+            return thread.submit(_run, job, loop).result()
+    return _run(job, loop)
+
+
+def _run(job: Job, loop: str) -> Timings:
     with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
         return runner.run(_clients(job))
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
