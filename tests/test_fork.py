@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -120,6 +121,27 @@ def test_fact_fails_when_fork_does_not_fork(no_fork, no_leaks, number: int) -> N
     assert record["holds"] is False, record
     assert zombies_of(os.getpid()) == []
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # fact 11 put them back
+
+
+def _aborted_clients(srv) -> int:
+    from lab import db
+
+    conn = db.connect(srv)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+            return int(cursor.fetchone()[1])
+    finally:
+        conn.close()
+
+
+@pytest.mark.db
+def test_mysql_fact_says_goodbye_on_every_connection(mysql_server, no_leaks) -> None:
+    """Even the shared connection the demonstration broke ends with COM_QUIT."""
+    before = _aborted_clients(mysql_server)
+    run = fork.run(fork.Params(facts=(fork.MYSQL_FACT,), repeat=3))
+    assert all(r["holds"] is True for r in run.records), run.records
+    assert _aborted_clients(mysql_server) == before
 
 
 @pytest.mark.db
@@ -233,6 +255,38 @@ def test_cli_refuses_bad_input_in_one_line(args: list[str], says: str) -> None:
     assert done.stderr.strip().count("\n") == 0
     assert says in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_stops_the_checklist_and_leaves_no_process_behind() -> None:
+    import subprocess
+
+    import psutil
+
+    from tests.conftest import ROOT
+
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "fork", "--facts", "5", "--repeat", "50"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        time.sleep(2.0)  # an interpreter start, then fact 5's 0.3 s lock timeouts
+        family = [cli.pid] + [p.pid for p in psutil.Process(cli.pid).children(recursive=True)]
+        assert len(family) > 1, "the checklist child should be running by now"
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    assert cli.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 5
+    while any(psutil.pid_exists(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in family if psutil.pid_exists(pid)] == []
 
 
 # -- the picture -------------------------------------------------------------------
