@@ -20,8 +20,10 @@ front of every container it examines, and untracks what it can. gc.freeze()
 (3.7, bpo-31558) moves every object into a permanent generation the collector
 never examines; it cannot stop the reference counts. Immortal objects (PEP
 683, 3.12) have a reference count that is never written: None, small ints,
-and, on 3.12 only, every interned string (3.13 made runtime-interned strings
-mortal again, so the `interned` structure shows 3.12 apart from 3.11 and 3.13).
+and, on the first 3.12 releases (3.12.1 here), every interned string; gh-113993
+made strings interned at run time mortal again in 3.13 and in a later 3.12
+bugfix release. So the `interned` structure tells those interpreters apart, and
+each record says whether its elements were immortal (read, not assumed).
 
 Things that do not measure what they seem to:
 - Letting the parent's collector run while children are measured: a
@@ -68,7 +70,7 @@ def _tuples(size: int) -> list[Any]:
 
 
 def _interned(size: int) -> list[Any]:
-    """Interned strings: immortal on 3.12, mortal on 3.11 and (made at run time) 3.13+."""
+    """Interned strings: immortal on early 3.12 releases, mortal on 3.11 and 3.13+ (gh-113993)."""
     return [sys.intern(f"key-{i}") for i in range(size)]
 
 

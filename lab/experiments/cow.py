@@ -83,9 +83,10 @@ TOUR = [
         {"structures": ("lists",)},
     ),
     (
-        "**Immortal objects.** A list of a million interned strings: on 3.12 they are "
-        "immortal (PEP 683) and a reader copies nothing; on 3.11, and on 3.13 where "
-        "strings interned at run time became mortal again, it copies them all. A list "
+        "**Immortal objects.** A list of a million interned strings: on the first 3.12 "
+        "releases they are immortal (PEP 683) and a reader copies nothing; on 3.11, and "
+        "on 3.13 where strings interned at run time became mortal again (gh-113993), it "
+        "copies them all (the `immortal` column says which). A list "
         "of references to None and small ints stays shared everywhere: there are only "
         "a few hundred of them, on a few pages. Try `--python 3.11,3.12`.",
         {"structures": ("interned", "small_ints"), "roles": ("control", "reader")},
