@@ -198,6 +198,15 @@ def _parser() -> argparse.ArgumentParser:
     command("doctor", cmd_doctor, "what this machine offers the lab")
     p = command("tour", cmd_tour, "the talk, experiment by experiment, explained")
     p.add_argument("--only", action="append", default=[], metavar="NAME")
+
+    # `daemonlab signals`: the platform's signals as `kill -l` numbers them (lab/signal_table.py).
+    def cmd_signals(args: argparse.Namespace) -> int:
+        from lab import signal_table
+
+        return signal_table.main(as_json=args.json)
+
+    p = command("signals", cmd_signals, "this machine's signals, numbered as kill -l numbers them")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     # `daemonlab daemon start|stop|status|reload|logs`: the harness (lab/daemon/cli.py).
     from lab.daemon import cli as daemon_cli  # here, not at the top: only argparse inside
 

@@ -1,0 +1,148 @@
+"""The processes the signals experiment starts, and waits on them that always end.
+
+Every probe of `signals` runs real processes, and none may hang the lab or
+outlive it:
+
+- each wait has a deadline (`wait_readable`, `read_exact`, `read_lines`);
+- a child that should end is stopped visibly: TERM, a grace period, KILL,
+  then reaped (`stop`);
+- a child that nobody will reap if its parent dies asks the kernel to kill it
+  then (`die_with_parent`, PR_SET_PDEATHSIG), so a probe killed by its own
+  timeout leaves no orphan spinning behind it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = [
+    "WAIT",
+    "Timeout",
+    "become_subreaper",
+    "die_with_parent",
+    "python",
+    "read_exact",
+    "read_lines",
+    "reap_all",
+    "stop",
+    "wait_for",
+    "wait_readable",
+]
+
+PR_SET_PDEATHSIG = 1  # prctl(2): signal me when the thread that forked me exits
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4+: orphans below me are re-parented to me
+
+
+class Timeout(Exception):
+    """A bounded wait ran out: the demonstration did not happen in time."""
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: no prctl, the lifetime bounds remain
+        return False
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask for SIGKILL when the parent dies; if it is already gone, die now."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect: the race the check closes
+        os._exit(1)
+
+
+def become_subreaper() -> bool:
+    """Adopt orphans of my descendants, so I can reap them instead of PID 1 (late here)."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def python(args: Sequence[str], **popen: object) -> subprocess.Popen:
+    """A fresh interpreter (this one's executable): its signal state is Python's at start."""
+    return subprocess.Popen([sys.executable, *args], **popen)  # type: ignore[call-overload]
+
+
+def wait_readable(fds: Sequence[int], timeout: float) -> list[int]:
+    """The fds readable within `timeout` seconds (select retries EINTR itself, PEP 475)."""
+    ready, _, _ = select.select(list(fds), [], [], max(timeout, 0.0))
+    return ready
+
+
+def read_exact(fd: int, size: int, timeout: float) -> bytes:
+    """Exactly `size` bytes from a pipe, or Timeout; EOF before that is a Timeout too."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while len(data) < size:
+        if not wait_readable([fd], deadline - time.monotonic()):
+            raise Timeout(f"waited {timeout:g} s for {size} bytes, got {len(data)}")
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise Timeout(f"the writer closed the pipe after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def read_lines(fd: int, count: int, timeout: float) -> list[str]:
+    """Up to `count` lines from a pipe within `timeout` (fewer if it runs out or closes)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while data.count(b"\n") < count:
+        if not wait_readable([fd], deadline - time.monotonic()):
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return [line for line in data.decode().splitlines() if line]
+
+
+def stop(proc: subprocess.Popen, grace: float = 1.0) -> int:
+    """TERM, `grace` seconds, then KILL; always reaped. Returns its returncode."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def reap_all(timeout: float = 2.0) -> list[tuple[int, int]]:
+    """Reap every child (ours and adopted orphans) until none is left or `timeout` ends.
+
+    waitpid(-1, WNOHANG) until it says no child is left (ECHILD), the gunicorn
+    reap_workers loop; WNOHANG plus a short sleep keeps the wait bounded.
+    """
+    deadline = time.monotonic() + timeout
+    reaped = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # ECHILD: nothing left to reap, the one errno expected
+            return reaped
+        if pid:
+            reaped.append((pid, os.waitstatus_to_exitcode(status)))
+        elif time.monotonic() > deadline:
+            return reaped
+        else:
+            time.sleep(0.01)
+
+
+#: seconds: the bound on any single wait for a signal that should come at once
+WAIT = 2.0
+
+
+def wait_for(predicate, timeout: float = WAIT):
+    """Poll `predicate` between short sleeps (bytecode boundaries, where handlers run)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
