@@ -106,8 +106,8 @@ def offset_is_shared(options: dict) -> Outcome:
         return Outcome(expected, f"no child wrote; offset {before} -> {after}", False)
     holds = after == before + len(CHILD_TEXT) and content == CHILD_TEXT + PARENT_TEXT
     observed = f"offset {before} -> {after} after the child's write; file holds {content!r}"
-    picture = {"parent": os.getpid(), "child": report["pid"], "fd": fd, "before": before}
-    picture |= {"after": after, "size": len(content)}
+    picture = {"parent": os.getpid(), "child": report["pid"], "fd": fd}
+    picture.update(before=before, after=after, size=len(content))
     return Outcome(expected, observed, holds, picture)
 
 

@@ -94,7 +94,8 @@ def stdout_printed_twice(options: dict) -> Outcome:
 
 def atexit_runs_again(options: dict) -> Outcome:
     out = _script(_ATEXIT_SCRIPT)
-    ran = [line.removeprefix("atexit ran in the ") for line in out.splitlines() if line]
+    prefix = "atexit ran in the "
+    ran = [line[len(prefix) :] for line in out.splitlines() if line.startswith(prefix)]
     expected = "handler runs in the sys.exit child and the parent, not the os._exit child"
     observed = "ran in: " + (", ".join(ran) if ran else out or "nothing")
     return Outcome(expected, observed, ran == ["sys.exit child", "parent"])
@@ -210,6 +211,14 @@ def orphan_is_adopted(options: dict) -> Outcome:
 DEMO_EXIT_CODE = 3
 
 
+def _exitcode(status: int) -> int:
+    """os.waitstatus_to_exitcode (3.9+); on 3.8 the same decoding by hand."""
+    decode = getattr(os, "waitstatus_to_exitcode", None)
+    if decode is not None:
+        return decode(status)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+
+
 def _die_by_sigterm() -> dict:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -230,8 +239,8 @@ def exit_status_decoded(options: dict) -> Outcome:
     expected = f"exit({DEMO_EXIT_CODE}) -> {DEMO_EXIT_CODE}; death by SIGTERM -> -15"
     if said is None or exited is None or killed is None or killed_pid <= 0:
         return Outcome(expected, "the children did not report", False)
-    code = os.waitstatus_to_exitcode(exited)
-    by_signal = os.waitstatus_to_exitcode(killed)
+    code = _exitcode(exited)
+    by_signal = _exitcode(killed)
     holds = (
         int(said) == exiting
         and os.WIFEXITED(exited)
