@@ -9,27 +9,41 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["become_subreaper", "observe"]
+__all__ = ["observe", "subreaper"]
 
-#: prctl option: orphaned descendants are re-parented to us, not to PID 1.
+#: prctl options: orphaned descendants are re-parented to us, not to PID 1.
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 
-def become_subreaper() -> bool:
-    """Make this process the subreaper of its descendants (Linux 3.4+); True if it worked.
+@contextmanager
+def subreaper() -> Iterator[bool]:
+    """Be the child subreaper of our descendants for a while (Linux 3.4+); yields if it worked.
 
     Why: the daemon's launcher exits by design, so the daemon is an orphan. A
-    subreaper adopts it, can reap it the moment it exits and can read its
-    ppid as "us"; PID 1 here reaps adopted orphans only after a second or two.
+    subreaper adopts it, can reap it the moment it exits and reads as its
+    ppid; PID 1 here reaps adopted orphans only after a second or two. The
+    previous setting is put back, so a notebook kernel or a test runner does
+    not go on adopting everybody's orphans.
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    except OSError:
+        yield False
+        return
+    before = ctypes.c_int(0)
+    known = libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(before), 0, 0, 0) == 0
+    ok = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        yield ok
+    finally:
+        if ok and known and not before.value:
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def _tty(tty_nr: int) -> str:

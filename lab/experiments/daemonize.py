@@ -10,8 +10,9 @@ DaemonContext (PEP 3143) for a side-by-side table: its order differs, its
 umask defaults to 0, and its launcher exits at the first fork, before the
 pidfile exists.
 
-This process becomes a child subreaper (prctl 36) so that the orphaned
-daemon is re-parented here and reaped at once; the table shows it (ppid).
+This process is a child subreaper (prctl 36) while it watches, so that the
+orphaned daemon is re-parented here and reaped at once; the table shows it
+(ppid). Without one the ppid would read 1, and PID 1 would reap it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.experiments._daemonize_proc import become_subreaper, observe
+from lab.experiments._daemonize_proc import observe, subreaper
 from lab.params import Params as _Params
 from lab.params import option
 from lab.runs import Run, Session, collect
@@ -120,12 +121,13 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 
 
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    session.env["subreaper"] = become_subreaper()
     session.env["observer_pid"] = os.getpid()
     session.env["python_daemon"] = PYTHON_DAEMON
-    for done, impl in enumerate(params.impl):
-        session.step(done, len(params.impl), impl)
-        yield from _watch(impl, params)
+    with subreaper() as adopted:
+        session.env["subreaper"] = adopted
+        for done, impl in enumerate(params.impl):
+            session.step(done, len(params.impl), impl)
+            yield from _watch(impl, params)
     session.step(len(params.impl), len(params.impl), "done")
 
 

@@ -1,0 +1,131 @@
+"""The daemonize experiment: each step read from /proc, for the lab and for python-daemon.
+
+Real daemons, paused after every step; the assertions are the lesson's claims.
+"""
+
+# ruff: noqa: F811 - the fixtures imported below are parameters of the tests
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import time
+
+import pytest
+
+from lab.daemon.steps import STEPS
+from lab.experiments import daemonize
+from tests.conftest import run_cli
+from tests.test_daemon_support import (  # noqa: F401 - world is a fixture
+    World,
+    subreaper,
+    tagged,
+    wait_until,
+    world,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def steps_of(run, impl: str) -> dict[str, dict]:
+    return {r["step"]: r for r in run.records if r["impl"] == impl}
+
+
+def test_the_lab_daemon_ends_detached_as_man_7_daemon_says(no_leaks) -> None:
+    run = daemonize.run(daemonize.Params(impl=("lab",)))
+    assert run.status == "ok" and [r["step"] for r in run.records] == list(STEPS)
+    steps = steps_of(run, "lab")
+    launcher, child, final = steps["close fds"], steps["setsid"], steps["ready"]
+    assert len({launcher["pid"], child["pid"], final["pid"]}) == 3  # two forks
+    assert child["session_leader"] and child["sid"] == child["pgid"] == child["pid"]
+    assert not final["session_leader"], "a session leader could acquire a terminal"
+    assert final["sid"] == child["pid"] and final["tty"] == "none"
+    assert final["ppid"] == os.getpid()  # adopted by us, the subreaper, not by PID 1
+    assert final["cwd"] == "/" and final["umask"] == "0022"
+    fds = dict(item.split(":") for item in final["fds"].split())
+    assert (fds["0"], fds["1"], fds["2"]) == ("null", "log", "log")
+    assert "pidfile" in fds.values()
+    assert [steps[s]["launcher"] for s in STEPS[:-1]] == ["waiting"] * (len(STEPS) - 1)
+    assert final["launcher"] == "exited 0"  # only once the daemon said READY
+
+
+def test_python_daemon_side_by_side_shows_its_order_and_defaults(no_leaks) -> None:
+    run = daemonize.run(daemonize.Params(impl=("lab", "python-daemon")))
+    theirs = steps_of(run, "python-daemon")
+    order = list(theirs)
+    assert order.index("umask") < order.index("fork") < order.index("pidfile")
+    assert theirs["ready"]["umask"] == "0000"  # DaemonContext's default: files writable by all
+    assert theirs["fork"]["launcher"] == "exited 0"  # told the shell "fine" before the pidfile
+    assert not theirs["ready"]["session_leader"] and theirs["ready"]["tty"] == "none"
+    assert steps_of(run, "lab")["ready"]["umask"] == "0022"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_run_as_nobody_changes_uid_and_gid_after_the_pidfile(no_leaks) -> None:
+    nobody = pwd.getpwnam("nobody")
+    run = daemonize.run(daemonize.Params(impl=("lab", "python-daemon"), run_as="nobody"))
+    ours = steps_of(run, "lab")
+    assert (ours["pidfile"]["uid"], ours["pidfile"]["gid"]) == (0, 0)
+    dropped = ours["drop privileges"]
+    assert (dropped["uid"], dropped["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+    theirs = steps_of(run, "python-daemon")
+    assert theirs["drop privileges"]["uid"] == nobody.pw_uid
+    # python-daemon drops privileges before it detaches, let alone takes its pidfile.
+    assert list(theirs).index("drop privileges") < list(theirs).index("pidfile")
+
+
+def test_cli_runs_it_with_a_table_and_json() -> None:
+    done = run_cli("run", "daemonize", "--impl", "lab", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r["step"] for r in out["records"]] == list(STEPS)
+    done = run_cli("run", "daemonize", "--impl", "python-daemon", timeout=120)
+    assert done.returncode == 0 and "fork again" in done.stdout
+
+
+def test_plot_draws_the_timeline_of_both(tmp_path) -> None:
+    from lab.plots import daemonize as plot
+    from lab.results import ResultsStore
+
+    with ResultsStore() as store:  # this test's own store (conftest's LAB_RESULTS)
+        run = daemonize.run(daemonize.Params(), sink=store)
+    figure = plot.draw([run])
+    assert len(figure.axes) == 2
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == list(plot.LANES)
+    done = run_cli("plot", "daemonize", "-o", str(tmp_path / "d.png"))
+    assert done.returncode == 0 and (tmp_path / "d.png").stat().st_size > 10_000, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--impl", "systemd"), "--impl: unknown value 'systemd'"),
+        (("--mask", "000"), "lets every user write"),
+        (("--mask", "abc"), "bad umask 'abc'"),
+        (("--run-as", "no-such-user"), "no such user 'no-such-user'"),
+        (("--dwell", "-1"), "--dwell must be at least 0"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(args, expected) -> None:
+    done = run_cli("run", "daemonize", *args)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_mid_step_leaves_no_daemon_behind(world: World) -> None:
+    proc = world.popen("run", "daemonize", "--impl", "lab", "--dwell", "0.5")
+    try:
+        wait_until(lambda: len(tagged(world.tag)) >= 2, 30, "the watched daemon to exist")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+        wait_until(lambda: not tagged(world.tag), 10, "every watched process to be gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
