@@ -8,13 +8,20 @@ the floor of a cost is what the parent's size changes; noise only adds to it.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 
 from lab import interpreters
 from lab.errors import LabError
 from lab.experiments import _spawn_measure, spawn
-from tests.conftest import run_cli
+from lab.results import ResultsStore
+from tests.conftest import ROOT, run_cli
 
 SMALL_MB, LARGE_MB = 30, 1024
 
@@ -116,6 +123,50 @@ def test_cli_runs_stores_and_plots(tmp_path):
     plotted = run_cli("plot", "spawn", "-o", str(png))
     assert plotted.returncode == 0, plotted.stderr
     assert png.stat().st_size > 10_000
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_ctrl_c_stops_the_measuring_child_and_every_worker(results_path):
+    """SIGINT to the CLI while a 500 MB parent forks: exit 130, run stored, nothing left."""
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "spawn", "--parts", "rss", "--rss", "500",
+         "--rss-repeat", "100000", "--rss-methods", "fork"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        me = psutil.Process(cli.pid)
+
+        def grown_parent():
+            return [p for p in me.children(recursive=True) if p.memory_info().rss > 400 << 20]
+
+        measuring = _wait_for(grown_parent, 60, "the measuring child to grow to 500 MB")[0]
+        workers = _wait_for(measuring.children, 30, "a forked worker")  # in the fork loop
+        descendants = [measuring, *workers]
+        cli.send_signal(signal.SIGINT)
+        _, stderr = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    assert cli.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    # is_running() is False once the process is reaped (a zombie still runs, to psutil),
+    # and it compares start times, so a recycled pid does not count as ours.
+    _wait_for(lambda: not any(p.is_running() for p in descendants), 10, "every descendant to go")
+    with ResultsStore(results_path) as store:
+        assert [r.status for r in store.runs("spawn")] == ["interrupted"]
 
 
 @pytest.mark.parametrize(
