@@ -127,7 +127,7 @@ def _memory_panel(ax: Axes, runs: Sequence[Run]) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("MiB per idle worker (log)")
     ax.set_title("memory a worker adds")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="center left")  # the stack line runs along the top
 
 
 #: The panels in order, each drawn only when its part is in the runs.
