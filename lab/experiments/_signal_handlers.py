@@ -319,7 +319,8 @@ def wakeup_fd_wakes_event_loops(call_size: int) -> tuple[str, bool]:
     quick = _LOOP_TIMEOUT / 2
     observed = (
         f"plain select woke after {plain:.3f} s; with set_wakeup_fd after {woken:.3f} s "
-        f"(byte {byte[0] if byte else None} = SIGUSR1); asyncio callback after {in_asyncio:.3f} s"
+        f"({f'byte {byte[0]}' if byte else 'no byte'}, SIGUSR1 is {int(signal.SIGUSR1)}); "
+        f"asyncio callback after {in_asyncio:.3f} s"
     )
     holds = plain >= 0.9 * _LOOP_TIMEOUT and woken < quick and in_asyncio < quick
     return observed, holds and byte == bytes([signal.SIGUSR1])

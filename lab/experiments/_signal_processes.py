@@ -107,15 +107,17 @@ def kill_and_stop_cannot_be_caught(call_size: int) -> tuple[str, bool]:
         if proc.returncode is None:
             proc.kill()
             proc.wait()
-    refused = answers and set(answers[0].split(";")) == {"Invalid argument"}
+    said = answers[0].split(";") if answers else []
+    refused = [answer for answer in said if answer != "accepted"]
     was_stopped = stopped is not None and os.WIFSTOPPED(stopped)
     was_killed = killed is not None and os.WIFSIGNALED(killed)
     by = signal.Signals(os.WTERMSIG(killed)).name if was_killed else "nothing"
     observed = (
-        f"signal.signal for KILL and STOP, handler or SIG_IGN: {answers[0] if answers else '?'}; "
-        f"with every signal blocked, SIGSTOP stopped it: {was_stopped}; killed by {by}"
+        f"signal.signal(KILL or STOP, handler or SIG_IGN) refused {len(refused)} of {len(said)} "
+        f"({', '.join(sorted(set(refused))) or '-'}); every signal blocked, yet SIGSTOP "
+        f"stopped it: {was_stopped}, and it was killed by {by}"
     )
-    return observed, bool(refused) and was_stopped and by == "SIGKILL"
+    return observed, len(said) == len(refused) == 4 and was_stopped and by == "SIGKILL"
 
 
 # -- 8 -------------------------------------------------------------------------------

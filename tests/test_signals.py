@@ -1,0 +1,139 @@
+"""signals: each of the nine facts holds on Linux, and fails when its signal is not sent.
+
+Every fact is checked by running it the way the experiment does (a fresh
+interpreter per fact). Its twin test runs the same check with the senders of
+lab.experiments._signal_send replaced by ones that send nothing: a
+demonstration that still "holds" then demonstrates nothing, and fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lab.experiments import signals
+from lab.experiments._signal_facts import CHILD_CODE
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the facts are Linux's")
+
+CALL_SIZE = 10**7  # sum(range(10**7)): ~0.1 s here, long against a signal's ~0.05 ms
+
+# The same check, in a fresh interpreter whose senders send nothing.
+SILENCED = (
+    "import lab.experiments._signal_send as s\n"
+    "s.send = s.send_to_thread = s.send_to_group = s.type_interrupt_key = lambda *a: None\n"
+    + CHILD_CODE
+)
+
+
+def _fact(number: int) -> dict:
+    run = signals.run(signals.Params(part="facts", facts=(number,), call_size=CALL_SIZE))
+    assert run.status == "ok"
+    (record,) = run.records
+    return record
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("number", signals.FACT_NUMBERS)
+def test_fact_holds_on_linux(number: int, no_leaks) -> None:
+    record = _fact(number)
+    assert record["number"] == number
+    assert record["holds"] is True, record["observed"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("number", signals.FACT_NUMBERS)
+def test_fact_does_not_hold_when_no_signal_is_sent(number: int, no_leaks) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SILENCED, str(number), str(CALL_SIZE)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["holds"] is False, record["observed"]
+
+
+@pytest.mark.timeout(120)
+def test_a_long_c_call_delays_the_handler_far_more_than_an_idle_sleep(no_leaks) -> None:
+    from lab.experiments._signal_latency import measure_state, summary
+
+    idle = summary(measure_state("sleep", 10, CALL_SIZE))["median_ms"]
+    in_call = summary(measure_state("c-call", 10, CALL_SIZE))["median_ms"]
+    # ~0.05 ms against ~100 ms here: 2000x. The lesson holds at 20x under any load.
+    assert in_call > 20 * idle, (idle, in_call)
+
+
+@pytest.mark.timeout(120)
+def test_wakeup_fd_byte_arrives_long_before_the_handler_in_a_c_call(no_leaks) -> None:
+    from lab.experiments._signal_latency import measure_state, summary
+
+    byte = summary(measure_state("wakeup-fd", 5, CALL_SIZE))["median_ms"]
+    handler = summary(measure_state("c-call", 5, CALL_SIZE))["median_ms"]
+    assert handler > 20 * byte, (byte, handler)
+
+
+@pytest.mark.timeout(120)
+def test_latency_records_every_state_asked_for(no_leaks) -> None:
+    run = signals.run(signals.Params(part="latency", samples=3, call_size=10**6))
+    assert [r["state"] for r in run.records] == list(signals.STATES)
+    for record in run.records:
+        assert record["samples"] == 3
+        assert 0 < record["min_ms"] <= record["median_ms"] <= record["p99_ms"] <= record["max_ms"]
+    assert run.env["perf_counter"] == "clock_gettime(CLOCK_MONOTONIC)"
+
+
+@pytest.mark.timeout(60)
+def test_a_fact_that_hangs_is_killed_at_its_timeout_and_does_not_hold(monkeypatch, no_leaks):
+    monkeypatch.setattr(signals, "_FACT_TIMEOUT", 1.0)
+    record = signals._check_in_child("import time; time.sleep(60)", 4, CALL_SIZE)
+    assert record["holds"] is False
+    assert "no answer within 1 s" in record["observed"]
+
+
+@pytest.mark.timeout(120)
+def test_cli_runs_stores_and_plots(tmp_path) -> None:
+    done = run_cli(
+        "run", "signals", "--facts", "4,5", "--states", "sleep,c-call", "--samples", "3", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)["records"]
+    assert [r.get("number") for r in records[:2]] == [4, 5]
+    assert all(r["holds"] for r in records[:2])
+    assert [r["state"] for r in records[2:]] == ["sleep", "c-call"]
+    png = tmp_path / "signals.png"
+    plotted = run_cli("plot", "signals", "-o", str(png))
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (["--states", "sleep,nap"], "--states: unknown value 'nap'"),
+        (["--samples", "0"], "--samples must be at least 1, got 0"),
+        (["--facts", "10"], "--facts: unknown value 10"),
+        (["--part", "both"], "--part: unknown value 'both'"),
+        (["--call-size", "10"], "--call-size must be at least 1000000"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(options: list[str], says: str) -> None:
+    done = run_cli("run", "signals", *options, "--no-store")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_plot_refuses_a_run_without_latency() -> None:
+    from lab.errors import LabError
+    from lab.plots import signals as plot
+    from lab.runs import Run
+
+    facts_only = Run("signals", {}, {}, [{"number": 1, "holds": True}], run_id=1)
+    with pytest.raises(LabError, match="timed no latency"):
+        plot.draw([facts_only])
