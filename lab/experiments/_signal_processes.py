@@ -137,7 +137,7 @@ def _child_worker() -> None:
     """
     mode = sys.argv[1]
     die_with_parent(int(sys.argv[2]))
-    log_file = open(1, "w", closefd=False)  # noqa: SIM115  (lives as long as the process)
+    log_file = open(1, "w", closefd=False)  # the process's log, open as long as it lives
     logging.basicConfig(stream=log_file, level=logging.INFO, format="%(message)s")
     log = logging.getLogger("worker")
     stop_requested: list[int] = []
