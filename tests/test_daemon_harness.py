@@ -125,9 +125,12 @@ def test_kill_9_then_start_again_needs_no_clean_up_and_tears_nothing(world: Worl
     wait_until(lambda: len(runs(world, "ok")) >= 1, 60, "one finished run")
     wait_until(lambda: (r := runs(world)) and r[0].status == "running", 60, "a second run")
     running = status(world)["running"]
+    under_way = runs(world)[0]
+    assert under_way.status == "running"
     os.kill(first, signal.SIGKILL)
     os.killpg(running["pid"], signal.SIGKILL)  # the run's child and its daemon, mid-write
     world.wait_gone(first)
+    world.wait_gone(running["pid"])  # re-parented to us: reaped, or its pid would look alive
     assert world.pidfile.read_text() == f"{first}\n"  # the file stays; only the lock went
     second = start(world, every="1h")
     assert second != first
@@ -137,8 +140,9 @@ def test_kill_9_then_start_again_needs_no_clean_up_and_tears_nothing(world: Worl
     finally:
         db.close()
     stored = {r.run_id: r for r in runs(world)}
-    killed = stored[max(k for k in stored if stored[k].started and k < max(stored))]
+    killed = stored[under_way.run_id]
     assert killed.status == "interrupted"  # its writer is gone: read back as interrupted
+    assert len(killed.records) >= len(under_way.records)  # nothing it had stored was lost
     assert all(len(r.records) == STEPS_PER_RUN for r in stored.values() if r.status == "ok")
 
 

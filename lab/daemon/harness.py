@@ -136,7 +136,12 @@ class Harness:
         job = self.config.jobs[index]
         # Fixed rate from each run's start; a run that overran is not made up for.
         self.due[index] = max(self.due[index] + job.every, now)
-        self.start_run(job)
+        try:
+            self.start_run(job)
+        except OSError as exc:  # fork or pipe refused (EAGAIN, EMFILE): try at the next turn
+            self.runs_failed += 1
+            self.last_error = f"{job.experiment}: cannot start: {exc}"
+            log.error("run %s not started: %s", job.experiment, exc)
 
     # -- a run, in its own child ------------------------------------------------------
     def start_run(self, job: config_mod.Job) -> None:
@@ -147,7 +152,13 @@ class Harness:
         # handlers, a TERM meant for the child would be written into the wakeup pipe
         # it shares with us, and the harness would think *it* was told to stop.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, self.wakeup.signals)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            os.close(err_r)
+            os.close(err_w)
+            raise
         if pid:
             os.close(err_w)
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
@@ -243,7 +254,7 @@ class Harness:
         else:
             try:
                 new = config_mod.load(source, foreground=self.config.log is None)
-            except LabError as exc:
+            except Exception as exc:  # LabError, or an experiment module that no longer imports
                 self.last_reload = f"refused, old config kept: {exc}"
                 self.last_error = f"reload: {exc}"
                 log.error("reload %s", self.last_reload)
@@ -266,10 +277,15 @@ class Harness:
     def handle_usr1(self) -> None:
         """SIGUSR1: reopen the log (after logrotate moved it) and answer status."""
         if self.config.log is not None:
-            fd = open_log(str(self.config.log))
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
+            try:
+                fd = open_log(str(self.config.log))
+            except LabError as exc:  # keep writing to the old file rather than die
+                self.last_error = f"log: {exc}"
+                log.error("cannot reopen the log, still writing the old one: %s", exc)
+            else:
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
         self.answers += 1
         status = self.write_status()
         running = status["running"]["experiment"] if status["running"] else "nothing"
@@ -323,8 +339,11 @@ class Harness:
         }
         path = self.config.status
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(status, indent=2) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(status, indent=2) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk must not kill the harness; `status` will time out
+            log.error("cannot write status %s: %s", path, exc)
         return status
 
     def _describe_jobs(self) -> str:
