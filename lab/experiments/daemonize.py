@@ -63,6 +63,10 @@ class Params(_Params):
 
         parse_umask(self.mask)
         user_ids(self.run_as or None)
+        if "python-daemon" in self.impl and PYTHON_DAEMON == "missing":
+            raise LabError(
+                "python-daemon is not installed: pip install python-daemon, or --impl lab"
+            )
 
 
 FULL: dict[str, Any] = {"dwell": 0.5}
