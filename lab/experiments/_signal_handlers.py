@@ -93,7 +93,8 @@ def handlers_wait_for_c_calls(call_size: int) -> tuple[str, bool]:
         f"Python loop, {medians['c-call']:.1f} ms in sum(range({call_size:.0e})), "
         f"a call of {call_ms:.1f} ms"
     )
-    return observed, medians["c-call"] > 10 * at_once and medians["c-call"] > 0.5 * call_ms
+    # The second bound is loose: the fact times its own call, the receiver another one.
+    return observed, medians["c-call"] > 10 * at_once and medians["c-call"] > 0.25 * call_ms
 
 
 # -- 3 -------------------------------------------------------------------------------
