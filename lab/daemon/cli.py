@@ -187,10 +187,11 @@ def _serve_detached(config, detached) -> int:
     import logging
 
     from lab.daemon.harness import Harness
+    from lab.daemon.steps import report_ready
 
     _logging()
     try:
-        return Harness(config).serve(ready=detached.ready.ready)
+        return Harness(config).serve(ready=lambda: report_ready(detached.ready))
     except LabError as exc:
         detached.ready.failed(str(exc))  # only heard if we were not ready yet
         logging.getLogger("lab.daemon").error("cannot run: %s", exc)

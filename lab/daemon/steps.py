@@ -60,6 +60,7 @@ __all__ = [
     "redirect_standard_streams",
     "reset_signal_handlers",
     "reset_signal_mask",
+    "report_ready",
     "set_umask",
     "take_pidfile",
 ]
@@ -306,6 +307,17 @@ def _lookup(user: str) -> pwd.struct_passwd:
     return entry
 
 
+def report_ready(ready: ReadyPipe) -> None:
+    """Step 14: tell the launcher we run; it exits 0 on reading it (step 15).
+
+    Why last, and why called by the daemon's own code rather than here: "ready"
+    must mean the pidfile is locked *and* the daemon's work is set up (its
+    config read, its store opened, its signal handlers in place); everything
+    that can still fail should fail while the launcher is there to say so.
+    """
+    ready.ready()
+
+
 # -- the whole recipe ----------------------------------------------------------------
 def _no_pause(step: str) -> None:
     """The default after_step: nobody is watching."""
@@ -322,8 +334,8 @@ def launch(
 
     Returns, in the calling process (the launcher), once the daemon said it is
     ready or why it is not. `run_daemon(detached)` runs in the daemon and must
-    call `detached.ready.ready()` once it holds everything it needs (or
-    `.failed(why)`); its return value is the daemon's exit code. The calling
+    call `report_ready(detached.ready)` once it holds everything it needs (or
+    `detached.ready.failed(why)`); its return value is the daemon's exit code. The calling
     process has its descriptors closed and signals reset (steps 1-3): call
     this from a process that exists to start a daemon, such as the CLI.
     """

@@ -40,10 +40,10 @@ class Reporter:
 
 
 def run_lab(report: Reporter, pidfile: str, log: str, umask: int, user: str | None) -> int:
-    from lab.daemon.steps import Options, launch
+    from lab.daemon.steps import Options, launch, report_ready
 
     def serve(detached) -> int:
-        detached.ready.ready()
+        report_ready(detached.ready)
         report("ready")
         return EXIT_OK
 
