@@ -30,6 +30,11 @@ def _best_wall(records: list[dict], strategy: str) -> float:
     return record["wall_s_min"]
 
 
+#: Other work on a shared machine can take a core away for seconds, which no
+#: repeat inside one run outlasts; a whole new measurement is tried instead.
+ATTEMPTS = 3
+
+
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter: threads may scale here")
 def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
     params = cpu.Params(
@@ -40,15 +45,21 @@ def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
         work=10_000_000,
         repeat=5,
     )
-    records = cpu.run(params).records
-    assert {r["gil_enabled"] for r in records} == {True}
-    sequential = _best_wall(records, "sequential")
-    threads = sequential / _best_wall(records, "threads")
-    assert threads < 1.3, f"threads sped CPU-bound work up {threads:.2f}x under the GIL"
-    if records[0]["usable_cores"] < 2:
-        pytest.skip("one usable core: processes cannot run in parallel here")
-    for strategy in ("processes", "pool"):
-        speedup = sequential / _best_wall(records, strategy)
+    best = {"processes": 0.0, "pool": 0.0}
+    for _ in range(ATTEMPTS):
+        records = cpu.run(params).records
+        assert {r["gil_enabled"] for r in records} == {True}
+        sequential = _best_wall(records, "sequential")
+        # Every attempt must hold for threads: load elsewhere cannot make them scale.
+        threads = sequential / _best_wall(records, "threads")
+        assert threads < 1.3, f"threads sped CPU-bound work up {threads:.2f}x under the GIL"
+        if records[0]["usable_cores"] < 2:
+            pytest.skip("one usable core: processes cannot run in parallel here")
+        for strategy in best:
+            best[strategy] = max(best[strategy], sequential / _best_wall(records, strategy))
+        if min(best.values()) > 1.4:
+            break
+    for strategy, speedup in best.items():
         assert speedup > 1.4, f"{strategy} gave only {speedup:.2f}x on 2 workers and 2+ cores"
 
 
