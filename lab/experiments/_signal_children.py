@@ -20,7 +20,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "WAIT",
@@ -140,7 +141,7 @@ def reap_all(timeout: float = 2.0) -> list[tuple[int, int]]:
 WAIT = 2.0
 
 
-def wait_for(predicate, timeout: float = WAIT):
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
     """Poll `predicate` between short sleeps (bytecode boundaries, where handlers run)."""
     deadline = time.monotonic() + timeout
     while not predicate() and time.monotonic() < deadline:

@@ -19,7 +19,6 @@ STATES below lists what the receiver's main thread is doing when the signal arri
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import signal
@@ -70,6 +69,8 @@ def _receive(state: str, call_size: int, stamp_fd: int, ready_fd: int, wake_fd: 
         os.write(stamp_fd, _STAMP.pack(time.perf_counter_ns()))  # first: the timestamp
 
     if state == "asyncio":
+        import asyncio  # here: only this state's receiver needs it
+
         asyncio.run(_receive_in_loop(record, ready_fd))
         return
     signal.signal(signal.SIGUSR1, record)
@@ -101,10 +102,12 @@ def _spin() -> None:
 
 
 async def _receive_in_loop(record, ready_fd: int) -> None:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, record)
     os.write(ready_fd, _READY)
-    await asyncio.Event().wait()
+    await loop.create_future()  # never done: the loop idles in select until killed
 
 
 # -- the sender (the experiment's process) -------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.errors import LabError
+from lab.experiments._signal_latency import STATES as _STATE_MEANINGS
 from lab.params import Params as _Params
 from lab.params import option
 from lab.runs import Run, Session, collect
@@ -35,15 +36,7 @@ NAME = "signals"
 SUMMARY = "trap TERM, HUP, USR1: nine facts about handlers checked live, delivery latency timed"
 
 FACT_NUMBERS = tuple(range(1, 10))
-STATES = (
-    "sleep",
-    "select",
-    "python-loop",
-    "threads-busy",
-    "asyncio",
-    "c-call",
-    "wakeup-fd",
-)  # the keys of _signal_latency.STATES, in the order the table and plot show them
+STATES = tuple(_STATE_MEANINGS)  # in the order the table and the plot show them
 PARTS = ("all", "facts", "latency")
 _FACT_TIMEOUT = 60.0  # seconds one fact's interpreter may take, its own waits included
 
@@ -53,7 +46,10 @@ class Params(_Params):
     part: str = option("all", "what to run: the facts, the latency, or both", choices=PARTS)
     facts: tuple[int, ...] = option(FACT_NUMBERS, "which facts to check", choices=FACT_NUMBERS)
     states: tuple[str, ...] = option(
-        STATES, "receiver states to time the delivery in", choices=STATES
+        STATES,
+        "what the receiver's main thread is doing: "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in _STATE_MEANINGS.items()),
+        choices=STATES,
     )
     samples: int = option(20, "signals timed per state", minimum=1)
     call_size: int = option(
@@ -141,21 +137,29 @@ def _check_clock(env: dict[str, Any]) -> None:
 def _check_in_child(code: str, number: int, call_size: int) -> dict[str, Any]:
     from lab.experiments._signal_children import python, stop
 
-    proc = python(
+    with python(
         ["-c", code, str(number), str(call_size)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=_FACT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        stop(proc)
-        out, err = "", f"no answer within {_FACT_TIMEOUT:g} s"
-    finally:
-        stop(proc)  # on Ctrl-C too: TERM, a grace, KILL, reaped
+    ) as proc:  # leaving the block closes its pipes, whatever happened
+        try:
+            out, err = proc.communicate(timeout=_FACT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            out, err = "", f"no answer within {_FACT_TIMEOUT:g} s"
+        finally:
+            stop(proc)  # on Ctrl-C too: TERM, a grace, KILL, reaped
     lines = out.strip().splitlines()
     if proc.returncode == 0 and lines:
         return json.loads(lines[-1])
+    from lab.experiments._signal_facts import FACTS
+
+    statement, expected, _ = FACTS[number]
     last = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    return {"number": number, "fact": f"fact {number}", "observed": last, "holds": False}
+    return {
+        "number": number,
+        "fact": statement,
+        "expected": expected,
+        "observed": last,
+        "holds": False,
+    }
