@@ -14,6 +14,8 @@ import sys
 import sysconfig
 from typing import Any
 
+from lab import platform as platform_facts  # the lab's module, not the standard library's
+
 __all__ = ["fingerprint", "gil_enabled", "usable_cores"]
 
 
@@ -44,11 +46,8 @@ def fingerprint() -> dict[str, Any]:
         "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "gil_enabled": gil_enabled(),
         "start_methods": multiprocessing.get_all_start_methods(),
-        # get_start_method() without allow_none would fix the context for good;
-        # get_all_start_methods() lists the platform default first.
-        "default_start_method": multiprocessing.get_start_method(allow_none=True)
-        or multiprocessing.get_all_start_methods()[0],
-        "has_fork": hasattr(os, "fork"),
+        "default_start_method": platform_facts.default_start_method(),
+        "has_fork": platform_facts.has_fork(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
         "system": uname.system,

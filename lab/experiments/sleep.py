@@ -25,7 +25,6 @@ their orders from the parent, which reaps them all.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import resource
 import secrets
 import statistics
@@ -39,6 +38,7 @@ from lab.experiments._sleep_job import Job, Strategy, Timings, measured_phase
 from lab.experiments._sleep_watch import Watcher
 from lab.params import Params as _Params
 from lab.params import option
+from lab.platform import default_start_method
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "Params", "run"]
@@ -72,7 +72,7 @@ class Params(_Params):
     seconds: float = option(1.0, "each client's SELECT SLEEP(seconds)", above=0)
     strategy: tuple[str, ...] = option(STRATEGIES, "how the clients run", choices=STRATEGIES)
     start_method: tuple[str, ...] = option(
-        (multiprocessing.get_all_start_methods()[0],),
+        (default_start_method(),),
         "multiprocessing start methods for the pool strategy",
         choices=("fork", "spawn", "forkserver"),
     )
