@@ -73,6 +73,7 @@ def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
     """
     available = multiprocessing.get_all_start_methods()
     plan = scaling_plan(payload)
+    _cpu_scaling.warm_up()  # forked workers and threads inherit the warm bytecode
     for workers in payload["workers"]:
         here = [step for step in plan if step[0] == workers]
         samples: dict = {step: [] for step in here}
