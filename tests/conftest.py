@@ -80,6 +80,16 @@ def mysql_server():
         pytest.skip(f"no MySQL server: {exc}")
 
 
+def assert_refused(result: subprocess.CompletedProcess, *says: str) -> None:
+    """The lab's promise for bad input: one line on stderr, exit 2, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in says:
+        assert needle in lines[0], lines[0]
+
+
 def run_cli(*args: str, timeout: float = 120, env: dict | None = None, **kwargs):
     """`python -m lab ARGS` in a real child process, with this checkout importable."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

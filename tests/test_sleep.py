@@ -22,7 +22,7 @@ import pytest
 from lab.errors import LabError
 from lab.experiments import sleep
 from lab.results import ResultsStore
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, assert_refused, run_cli
 
 pytestmark = pytest.mark.db
 
@@ -113,16 +113,7 @@ def test_run_is_stored_and_json_has_the_promised_shape(mysql_server, results_pat
     assert "password" not in result.stdout + json.dumps(stored.env)
 
 
-# -- bad input: one line on stderr, non-zero exit, no traceback -----------------------
-def assert_refused(result, *needles: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-
-
+# -- bad input: one line on stderr, exit 2, no traceback ------------------------------
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
