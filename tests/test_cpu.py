@@ -32,7 +32,7 @@ def _best_wall(records: list[dict], strategy: str) -> float:
 
 #: Other work on a shared machine can take a core away for seconds, which no
 #: repeat inside one run outlasts; a whole new measurement is tried instead.
-ATTEMPTS = 3
+ATTEMPTS = 5
 
 
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter: threads may scale here")
@@ -46,6 +46,7 @@ def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
         repeat=5,
     )
     best = {"processes": 0.0, "pool": 0.0}
+    seen = []  # every attempt's figures, for the failure message
     for _ in range(ATTEMPTS):
         records = cpu.run(params).records
         assert {r["gil_enabled"] for r in records} == {True}
@@ -57,10 +58,11 @@ def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
             pytest.skip("one usable core: processes cannot run in parallel here")
         for strategy in best:
             best[strategy] = max(best[strategy], sequential / _best_wall(records, strategy))
+        seen.append({r["strategy"]: (r["wall_s_min"], r["cpu_s"]) for r in records})
         if min(best.values()) > 1.4:
             break
     for strategy, speedup in best.items():
-        assert speedup > 1.4, f"{strategy} gave only {speedup:.2f}x on 2 workers and 2+ cores"
+        assert speedup > 1.4, f"{strategy}: {speedup:.2f}x at best, 2 workers; (wall, cpu): {seen}"
 
 
 def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
