@@ -90,9 +90,9 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False):
 def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], every: bool):
     if run_ids:
         runs = [store.run(i) for i in run_ids]
-        others = {r.experiment for r in runs} - ({experiment} if experiment else set())
-        if others:
-            raise LabError(f"run {runs[0].run_id} is a {runs[0].experiment} run, not {experiment}")
+        for run in runs:
+            if experiment and run.experiment != experiment:
+                raise LabError(f"run {run.run_id} is a {run.experiment} run, not {experiment}")
         return runs
     runs = [r for r in store.runs(experiment) if r.records]
     return runs if every else runs[:1]

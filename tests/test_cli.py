@@ -83,3 +83,17 @@ def test_plot_draws_a_png_from_stored_runs(mysql_server, tmp_path):
     result = run_cli("plot", "sleep", "-o", str(target))
     assert result.returncode == 0, result.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plotting_another_experiments_run_is_refused_naming_it(results_path):
+    from lab.results import ResultsStore
+    from lab.runs import Run
+
+    with ResultsStore(results_path) as store:
+        for experiment in ("sleep", "cpu"):
+            run = Run(experiment, {}, {}, started="now")
+            store.begin(run)
+            run.status = "ok"
+            store.finish(run)
+    result = run_cli("plot", "sleep", "--run", "1", "--run", "2")
+    assert result.returncode == 2 and "run 2 is a cpu run, not sleep" in result.stderr
