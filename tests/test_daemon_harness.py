@@ -268,7 +268,7 @@ def test_started_as_root_with_user_nobody_runs_as_nobody_and_its_files_work(
         pid = start(world, "--user", "nobody")
         seen = observe(pid, {})
         assert (seen["uid"], seen["gid"]) == (nobody.pw_uid, nobody.pw_gid)
-        groups = open(f"/proc/{pid}/status").read().split("Groups:")[1].split("\n")[0].split()
+        groups = Path(f"/proc/{pid}/status").read_text().split("Groups:")[1].split("\n")[0].split()
         assert "0" not in groups, "root's supplementary groups kept: initgroups missing"
         answer = status(world)  # the status file is written by nobody
         assert answer["uid"] == nobody.pw_uid
