@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +48,31 @@ CREATE TABLE IF NOT EXISTS records (
 """
 
 
+#: How long a writer waits for another (the daemon and the CLI share the file).
+BUSY_TIMEOUT_S = 30
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL mode and the tables, retried while another process does the same.
+
+    The busy timeout does not cover this: when two connections would deadlock
+    (two processes making a new store at one moment both switch it to WAL),
+    SQLite answers "database is locked" at once instead of waiting. One of
+    them wins; the other tries again until the store is ready.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def default_path() -> Path:
     return Path(os.environ.get("LAB_RESULTS") or Path("results") / "lab.db")
 
@@ -58,11 +84,9 @@ class ResultsStore:
         self.path = Path(path) if path is not None else default_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we say when a transaction starts and ends.
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            # isolation_level=None: every statement commits on its own.
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            _set_up(self._db)
         except (sqlite3.DatabaseError, OSError) as exc:
             # Never "repair" a file we cannot read: it may be someone's results.
             raise LabError(f"results store {self.path} cannot be used: {exc}") from None

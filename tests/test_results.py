@@ -101,8 +101,14 @@ def test_two_processes_write_at_once_and_nothing_is_lost(results_path):
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", writer], env=env) for _ in range(2)]
-    for proc in procs:
-        assert proc.wait(timeout=60) == 0
+    try:
+        codes = [proc.wait(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert codes == [0, 0]
     runs = ResultsStore(results_path).runs()
     assert len(runs) == 20
     assert all(len(r.records) == 20 and r.status == "ok" for r in runs)
