@@ -408,13 +408,19 @@ def prepare_files(config: config_mod.Config, owner: tuple[int, int] | None) -> N
     if config.log is not None:
         dirs.add(config.log.parent)
     for folder in sorted(dirs):
-        if not folder.exists():
+        # Make it, then look: "exists? then mkdir" races with a launcher
+        # started at the same moment (ten starts at once), and loses with a traceback.
+        try:
             folder.mkdir(parents=True, mode=0o755)
-            if owner is not None:
-                os.chown(folder, *owner)
-        elif owner is not None and not _writable_by(folder, *owner):
-            uid = owner[0]
-            raise LabError(f"{folder} is not writable by uid {uid}: chown it or choose another")
+        except FileExistsError:
+            if owner is not None and not _writable_by(folder, *owner):
+                uid = owner[0]
+                raise LabError(
+                    f"{folder} is not writable by uid {uid}: chown it or choose another"
+                ) from None
+            continue
+        if owner is not None:
+            os.chown(folder, *owner)
     if config.log is not None:
         os.close(open_log(str(config.log)))
     if owner is None:
