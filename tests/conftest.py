@@ -9,6 +9,7 @@ so a CI run without a server cannot pass by skipping.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -65,6 +66,13 @@ def _target(fd: int) -> str:
         return "?"
 
 
+def missing(what: str) -> None:
+    """Skip a test for want of `what`, or fail it when LAB_REQUIRE_DB=1 (CI sets it)."""
+    if os.environ.get("LAB_REQUIRE_DB") == "1":
+        pytest.fail(f"LAB_REQUIRE_DB=1 but {what}")
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def mysql_server():
     """The server the lab resolves (lab.db.server()); fails, not skips, under LAB_REQUIRE_DB=1."""
@@ -75,9 +83,35 @@ def mysql_server():
         with db.server() as srv:
             yield srv
     except LabError as exc:
-        if os.environ.get("LAB_REQUIRE_DB") == "1":
-            pytest.fail(f"LAB_REQUIRE_DB=1 but no MySQL server: {exc}")
-        pytest.skip(f"no MySQL server: {exc}")
+        missing(f"no MySQL server: {exc}")
+
+
+@pytest.fixture
+def low_privilege_user(mysql_server):
+    """A throw-away account that may use the test database and nothing else; dropped after.
+
+    It may connect and sleep, but not SET GLOBAL: the refusal paths need one.
+    """
+    from lab import db
+
+    name, password = f"lab_t_{secrets.token_hex(4)}", secrets.token_hex(8)
+    admin = db.connect(mysql_server, autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+            cur.execute(f"GRANT ALL ON `{mysql_server.database}`.* TO %s@'%%'", (name,))
+        yield db.Server(
+            mysql_server.host,
+            mysql_server.port,
+            name,
+            password,
+            mysql_server.database,
+            source="test user",
+        )
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+        admin.close()
 
 
 def assert_refused(result: subprocess.CompletedProcess, *says: str) -> None:

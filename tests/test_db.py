@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 
 from lab import db, mysqld
 from lab.errors import LabError
+from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,18 +36,11 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_MYSQLD_STATE", str(tmp_path / "mysqld.json"))
 
 
-def _missing(what: str) -> None:
-    """Skip, or fail when LAB_REQUIRE_DB=1 (CI), so a run without a server cannot pass."""
-    if os.environ.get("LAB_REQUIRE_DB") == "1":
-        pytest.fail(f"LAB_REQUIRE_DB=1 but {what}")
-    pytest.skip(what)
-
-
 @pytest.fixture
 def require_db() -> db.Server:
     """This machine's server on 127.0.0.1:3306 (root, no password)."""
     if not db.Probes().local():
-        _missing("no server answers on 127.0.0.1:3306 as root with no password")
+        missing("no server answers on 127.0.0.1:3306 as root with no password")
     return db.LOCAL
 
 
@@ -56,25 +49,8 @@ def require_mysqld() -> str:
     """A local mariadbd/mysqld binary, for the throwaway servers."""
     binary = mysqld.find_binary()
     if binary is None:
-        _missing("no mariadbd or mysqld installed")
+        missing("no mariadbd or mysqld installed")
     return binary
-
-
-@pytest.fixture
-def low_privilege_user(require_db):
-    """A throw-away account that may use database `test` and nothing else; dropped after."""
-    name = f"lab_t_{secrets.token_hex(4)}"
-    password = secrets.token_urlsafe(12)
-    admin = db.connect(require_db, autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (name, password))
-            cur.execute(f"GRANT ALL ON test.* TO `{name}`@'127.0.0.1'")
-        yield db.Server("127.0.0.1", 3306, name, password, "test", source="test user")
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (name,))
-        admin.close()
 
 
 def max_connections(srv: db.Server) -> int:
