@@ -37,16 +37,20 @@ def run(name: str, *, store: bool = True, progress: Progress | None = None, **pa
         return module.run(chosen, progress=progress, sink=results)
 
 
-def load_runs(name: str, limit: int | None = None) -> list[Run]:
-    """Stored runs of experiment `name`, newest first: from the CLI, daemon or notebooks."""
+def load_runs(name: str, limit: int | None = None, measured: bool = False) -> list[Run]:
+    """Stored runs of experiment `name`, newest first: from the CLI, daemon or notebooks.
+
+    measured=True leaves out runs with no records (one that failed at once).
+    """
     from lab.results import ResultsStore
 
     with ResultsStore() as results:
-        return results.runs(name, limit)
+        return results.runs(name, limit, measured)
 
 
 def plot(name: str, runs: list[Run] | None = None) -> Figure:
-    """The experiment's figure, from these runs or from the newest stored one."""
+    """The experiment's figure, from these runs or from the newest stored one with records."""
     from lab import plots
 
-    return plots.draw(name, runs if runs is not None else load_runs(name, limit=1))
+    chosen = runs if runs is not None else load_runs(name, limit=1, measured=True)
+    return plots.draw(name, chosen)

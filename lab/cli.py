@@ -94,8 +94,7 @@ def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], every: b
             if experiment and run.experiment != experiment:
                 raise LabError(f"run {run.run_id} is a {run.experiment} run, not {experiment}")
         return runs
-    runs = [r for r in store.runs(experiment) if r.records]
-    return runs if every else runs[:1]
+    return store.runs(experiment, limit=None if every else 1, measured=True)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

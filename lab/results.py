@@ -130,14 +130,18 @@ class ResultsStore:
         )
 
     # -- reading -----------------------------------------------------------------
-    def runs(self, experiment: str | None = None, limit: int | None = None) -> list[Run]:
-        """Runs, newest first, with their records."""
+    def runs(
+        self, experiment: str | None = None, limit: int | None = None, measured: bool = False
+    ) -> list[Run]:
+        """Runs, newest first, with their records; `measured`: only runs that have some."""
         sql = "SELECT id, experiment, params, env, started, finished, status, error, pid, host"
-        sql += " FROM runs"
+        sql += " FROM runs WHERE 1"
         args: list[Any] = []
         if experiment:
-            sql += " WHERE experiment = ?"
+            sql += " AND experiment = ?"
             args.append(experiment)
+        if measured:  # in SQL, so that LIMIT counts only runs worth drawing
+            sql += " AND EXISTS (SELECT 1 FROM records WHERE records.run_id = runs.id)"
         sql += " ORDER BY id DESC"
         if limit:
             sql += " LIMIT ?"

@@ -170,3 +170,13 @@ def test_timestamps_are_recorded(results_path):
         run = collect("counting", Counting(), counting, sink=store)
     assert run.started <= run.finished
     assert time.strftime("%Y") in run.started
+
+
+def test_measured_runs_skip_runs_without_records_before_the_limit(results_path):
+    with ResultsStore(results_path) as store:
+        full = collect("counting", Counting(), counting, sink=store)
+        with pytest.raises(RuntimeError):
+            collect("counting", Counting(fail_at=0), counting, sink=store)
+        assert [r.run_id for r in store.runs("counting", limit=1)] == [full.run_id + 1]
+        (newest,) = store.runs("counting", limit=1, measured=True)
+    assert newest.run_id == full.run_id and len(newest.records) == 3
