@@ -6,7 +6,8 @@ timed by pytest-benchmark; the query phase's own figures from the same round
 `--benchmark-json` keeps them for comparison across commits:
 
     pytest benchmarks/test_sleep.py --benchmark-enable --benchmark-autosave
-    pytest benchmarks/test_sleep.py --benchmark-enable --benchmark-compare --benchmark-compare-fail=median:15%
+    pytest benchmarks/test_sleep.py --benchmark-enable --benchmark-compare \
+        --benchmark-compare-fail=median:15%
 """
 
 from __future__ import annotations

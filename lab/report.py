@@ -42,9 +42,8 @@ def fmt(value: Any) -> str:
 
 
 def records_table(run: Run, columns: Sequence[str] | None = None) -> Table:
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     keys = list(columns or [])
     if not keys:  # an experiment that lists no columns shows every key, in record order
