@@ -37,18 +37,16 @@ def sequential(job: Job) -> Timings:
 
 
 def threads(job: Job) -> Timings:
-    """One connection per thread; a barrier for "all connected", events for "go" and "all done".
+    """One connection per thread; barriers for "all connected" and "all done", an event for "go".
 
     Nobody hangs up until every query is back: a COM_QUIT sent by a finished
     client needs the GIL that a client still reading its result is waiting for.
     """
     n = job.clients
-    connected = threading.Barrier(n + 1)
-    go, all_done = threading.Event(), threading.Event()
+    connected, all_done = threading.Barrier(n + 1), threading.Barrier(n)
+    go = threading.Event()
     abandon = threading.Event()  # set with go when the run is called off before the release
     starts, ends = [0] * n, [0] * n
-    remaining = [n]
-    count_lock = threading.Lock()
     errors: list[BaseException] = []
 
     def client(i: int) -> None:
@@ -63,16 +61,12 @@ def threads(job: Job) -> Timings:
             go.wait()
             if not abandon.is_set():
                 starts[i], ends[i] = timed_query(conn, job.sql)
-                with count_lock:
-                    remaining[0] -= 1
-                    if remaining[0] == 0:
-                        all_done.set()
-                all_done.wait()
+                all_done.wait()  # the last client back lets everyone hang up
         except threading.BrokenBarrierError:
-            pass  # another client failed to connect: nothing to run
+            pass  # another client failed: nothing to run, or nobody left to wait for
         except BaseException as exc:
             errors.append(exc)
-            all_done.set()  # a failed query must not keep the others waiting
+            all_done.abort()  # a failed query must not keep the others waiting
         finally:
             conn.close()  # close() sends COM_QUIT: the server counts no aborted client
 
@@ -99,7 +93,7 @@ def threads(job: Job) -> Timings:
         for worker in workers:
             if worker.ident is not None:
                 worker.join(max(0.0, deadline - time.monotonic()))
-        all_done.set()  # an interrupted join: nobody may wait for the others any more
+        all_done.abort()  # an interrupted join: nobody may wait for the others any more
     if errors:
         raise errors[0]
     timings.starts, timings.ends = starts, ends
