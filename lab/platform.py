@@ -20,7 +20,13 @@ import sys
 
 from lab.errors import LabError
 
-__all__ = ["default_start_method", "expected_default_start_method", "has_fork", "require_fork"]
+__all__ = [
+    "default_start_method",
+    "expected_default_start_method",
+    "has_fork",
+    "require_fork",
+    "stop_multiprocessing_servers",
+]
 
 
 def has_fork() -> bool:
@@ -63,3 +69,21 @@ def require_fork(what: str) -> None:
         "(the talk's JRuby NotImplementedError): use the spawn start method "
         "(forkserver forks too, in its server)"
     )
+
+
+def stop_multiprocessing_servers() -> None:
+    """Stop the forkserver and the resource tracker that spawn and forkserver start.
+
+    Both stay alive, as children of this process, until it exits (then they
+    end by themselves, a moment later, as orphans): fine for a program, a leak
+    for a lab that promises every process it started is reaped when a part
+    returns. Call it only once the pool's queues and semaphores are gone, or
+    the tracker unlinks them under their finalizers. `_stop` is private
+    (CPython's own tests use it, 3.8+), so it is called only where it exists.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    for server in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(server, "_stop", None)
+        if stop is not None:
+            stop()

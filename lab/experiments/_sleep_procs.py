@@ -32,7 +32,7 @@ from lab.experiments._sleep_job import (
     connect_blocking,
     timed_query,
 )
-from lab.platform import require_fork
+from lab.platform import require_fork, stop_multiprocessing_servers
 
 __all__ = ["fork", "pool"]
 
@@ -191,7 +191,7 @@ def pool(job: Job, start_method: str) -> Timings:
     finally:
         # Only now, with _pool's queues and events gone (and their named
         # semaphores unlinked by their finalizers), may the tracker stop.
-        _stop_multiprocessing_servers()
+        stop_multiprocessing_servers()
 
 
 def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
@@ -236,22 +236,6 @@ def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
             queue.close()
             queue.join_thread()
     return timings
-
-
-def _stop_multiprocessing_servers() -> None:
-    """Stop the forkserver and the resource tracker that spawn and forkserver start.
-
-    Both stay alive, as children of this process, until it exits: fine for a
-    program, a leak for a lab that promises to leave no child behind after a
-    run. The _stop methods are private (CPython's own tests use them, 3.8+),
-    so they are called only where they exist.
-    """
-    from multiprocessing import forkserver, resource_tracker
-
-    for server in (forkserver._forkserver, resource_tracker._resource_tracker):
-        stop = getattr(server, "_stop", None)
-        if stop is not None:
-            stop()
 
 
 def _pool_client(job: Job, ready, go, abandon, done, results) -> None:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lab.experiments import _spawn_memory as procmem
+from lab.platform import stop_multiprocessing_servers
 
 TRUE = "/bin/true"  # the smallest real program: exec, exit 0
 CHILD_OK = 0  # a worker that did its (empty) job
@@ -326,20 +327,4 @@ def measure(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         yield from PARTS[params["part"]](params)
     finally:
-        _stop_helpers()
-
-
-def _stop_helpers() -> None:
-    """Stop the forkserver and resource tracker multiprocessing may have started.
-
-    Both would exit on their own once this process is gone (they watch a pipe
-    for EOF), but a moment later, as orphans: stopping them here means every
-    process this part started is reaped before it returns. `_stop` is private
-    but exists from 3.8; without it the helpers still end by themselves.
-    """
-    from multiprocessing import forkserver, resource_tracker
-
-    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
-        stop = getattr(helper, "_stop", None)
-        if stop is not None:
-            stop()
+        stop_multiprocessing_servers()
