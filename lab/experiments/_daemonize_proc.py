@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lab.procfs import proc_stat
+
 __all__ = ["observe", "subreaper"]
 
 #: prctl options: orphaned descendants are re-parented to us, not to PID 1.
@@ -71,10 +73,12 @@ def observe(pid: int, names: dict[str, str]) -> dict[str, Any]:
     `names` labels descriptor targets ("pipe:[123]" -> "probe", a path -> "log").
     """
     proc = Path(f"/proc/{pid}")
-    stat = (proc / "stat").read_text()
-    # The command name may contain spaces and parentheses: split after the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
-    state, ppid, pgid, sid, tty_nr = fields[0], *map(int, fields[1:5])
+    stat = proc_stat(pid)
+    if stat is None:
+        raise ProcessLookupError(f"process {pid} is gone")
+    state, ppid, pgid, sid, tty_nr = (
+        stat[k] for k in ("state", "ppid", "pgrp", "session", "tty_nr")
+    )
     status = dict(
         line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line
     )

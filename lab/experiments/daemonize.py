@@ -35,6 +35,7 @@ from lab.errors import LabError
 from lab.experiments._daemonize_proc import observe, subreaper
 from lab.params import Params as _Params
 from lab.params import option
+from lab.procfs import proc_stat
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -274,16 +275,6 @@ def _reap(pid: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z" or _is_child(pid)
-
-
-def _is_child(pid: int) -> bool:
-    try:
-        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-    except (FileNotFoundError, ValueError):
-        return False
-    return int(ppid) == os.getpid()
+    """Running, or a zombie of ours (which only our waitpid removes)."""
+    stat = proc_stat(pid)
+    return stat is not None and (stat["state"] != "Z" or stat["ppid"] == os.getpid())

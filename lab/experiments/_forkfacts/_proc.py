@@ -10,7 +10,6 @@ killed and reaped, so a broken demonstration fails instead of hanging.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import select
@@ -20,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from lab.procfs import proc_stat
 
 __all__ = [
     "CHILD_FAILED",
@@ -170,29 +171,6 @@ def loads(data: bytes) -> Any:
         return json.loads(data) if data else None
     except ValueError:
         return None
-
-
-def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
-    """The kernel's own record of a process (/proc/PID/stat), or None if it is gone.
-
-    The command name (field 2) may hold spaces and parentheses, so the line is
-    split after its last ")".
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ESRCH):
-            return None
-        raise
-    rest = text[text.rindex(")") + 2 :].split()
-    return {
-        "state": rest[0],
-        "ppid": int(rest[1]),
-        "pgrp": int(rest[2]),
-        "session": int(rest[3]),
-        "tty_nr": int(rest[4]),
-    }
 
 
 def proc_status_field(name: str, pid: int | str = "self", text: str | None = None) -> str:
