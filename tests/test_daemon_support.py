@@ -11,7 +11,6 @@ orphans never land on us.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -25,15 +24,10 @@ import psutil
 import pytest
 
 from lab.daemon.pidfile import holder
+from lab.procfs import set_subreaper
 from tests.conftest import ROOT
 
 TAG = "DAEMONLAB_TEST_TAG"
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _prctl_subreaper(on: bool) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
 
 
 def tagged(tag: str) -> list[int]:
@@ -174,12 +168,12 @@ class World:
 
 @pytest.fixture
 def subreaper():
-    assert _prctl_subreaper(True), "prctl(PR_SET_CHILD_SUBREAPER) failed"
+    assert set_subreaper(True), "prctl(PR_SET_CHILD_SUBREAPER) failed"
     try:
         yield os.getpid()
     finally:
         reap_our_zombies()
-        _prctl_subreaper(False)
+        set_subreaper(False)
 
 
 @pytest.fixture

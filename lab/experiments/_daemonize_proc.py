@@ -7,45 +7,13 @@ in /proc/PID/status needs Linux 4.7+.
 
 from __future__ import annotations
 
-import ctypes
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lab.procfs import proc_stat
 
-__all__ = ["observe", "subreaper"]
-
-#: prctl options: orphaned descendants are re-parented to us, not to PID 1.
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
-
-
-@contextmanager
-def subreaper() -> Iterator[bool]:
-    """Be the child subreaper of our descendants for a while (Linux 3.4+); yields if it worked.
-
-    Why: the daemon's launcher exits by design, so the daemon is an orphan. A
-    subreaper adopts it, can reap it the moment it exits and reads as its
-    ppid; PID 1 here reaps adopted orphans only after a second or two. The
-    previous setting is put back, so a notebook kernel or a test runner does
-    not go on adopting everybody's orphans.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        yield False
-        return
-    before = ctypes.c_int(0)
-    known = libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(before), 0, 0, 0) == 0
-    ok = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    try:
-        yield ok
-    finally:
-        if ok and known and not before.value:
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+__all__ = ["observe"]
 
 
 def _tty(tty_nr: int) -> str:

@@ -13,7 +13,6 @@ outlive it:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import signal
@@ -23,10 +22,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lab import procfs
+
 __all__ = [
     "WAIT",
     "Timeout",
-    "become_subreaper",
     "die_with_parent",
     "python",
     "read_exact",
@@ -37,32 +37,16 @@ __all__ = [
     "wait_readable",
 ]
 
-PR_SET_PDEATHSIG = 1  # prctl(2): signal me when the thread that forked me exits
-PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4+: orphans below me are re-parented to me
-
 
 class Timeout(Exception):
     """A bounded wait ran out: the demonstration did not happen in time."""
 
 
-def _prctl(option: int, value: int) -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(option, value, 0, 0, 0) == 0
-    except (OSError, AttributeError):  # not Linux: no prctl, the lifetime bounds remain
-        return False
-
-
 def die_with_parent(parent: int) -> None:
     """Ask for SIGKILL when the parent dies; if it is already gone, die now."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    procfs.prctl(procfs.PR_SET_PDEATHSIG, signal.SIGKILL)  # not Linux: the time bounds remain
     if os.getppid() != parent:  # it died before prctl took effect: the race the check closes
         os._exit(1)
-
-
-def become_subreaper() -> bool:
-    """Adopt orphans of my descendants, so I can reap them instead of PID 1 (late here)."""
-    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def python(args: Sequence[str], **popen: object) -> subprocess.Popen:

@@ -27,7 +27,6 @@ import time
 from lab.experiments import _signal_send
 from lab.experiments._signal_children import (
     WAIT,
-    become_subreaper,
     die_with_parent,
     python,
     read_lines,
@@ -36,6 +35,7 @@ from lab.experiments._signal_children import (
     wait_readable,
 )
 from lab.experiments._signal_facts import fact
+from lab.procfs import set_subreaper
 
 __all__ = ["children_and_groups", "graceful_stop", "kill_and_stop_cannot_be_caught"]
 
@@ -304,7 +304,7 @@ def _who_got_what(report_fd: int, expected: int) -> dict[int, str]:
 
 
 def _signal_a_group() -> dict[str, object]:
-    become_subreaper()  # the second member's parent is killed too: it must come back to us
+    set_subreaper(True)  # the second member's parent is killed too: it must come back to us
     master, terminal = os.openpty()
     report_r, report_w = os.pipe()
     leader = _child(

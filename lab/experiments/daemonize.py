@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.experiments._daemonize_proc import observe, subreaper
+from lab.experiments._daemonize_proc import observe
 from lab.params import Params as _Params
 from lab.params import option
-from lab.procfs import proc_stat
+from lab.procfs import proc_stat, subreaper
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]

@@ -18,13 +18,13 @@ pipe. The script forks through SCRIPT_FORK, which tests replace.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from lab import procfs
 from lab.experiments._forkfacts import _proc
 from lab.experiments._forkfacts._proc import Outcome
 
@@ -142,16 +142,6 @@ def zombie_until_waited(options: dict) -> Outcome:
     return Outcome(expected, observed, holds, picture)
 
 
-PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4+
-PR_GET_CHILD_SUBREAPER = 37
-
-
-def _prctl(option: int, value) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl failed")
-
-
 def orphan_is_adopted(options: dict) -> Outcome:
     """We become a subreaper; our child forks a grandchild and exits at once.
 
@@ -159,9 +149,9 @@ def orphan_is_adopted(options: dict) -> Outcome:
     Without the subreaper it would go to PID 1, which reaps adopted orphans
     late on some machines (1.2-1.6 s here): a subreaper reaps its own at once.
     """
-    was = ctypes.c_int(0)
-    _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was))
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    was = procfs.is_subreaper()
+    if not procfs.set_subreaper(True):
+        raise OSError("prctl(PR_SET_CHILD_SUBREAPER) failed: Linux 3.4 or newer is needed")
     r, w = os.pipe()
     try:
         middle = _proc.fork()
@@ -192,7 +182,7 @@ def orphan_is_adopted(options: dict) -> Outcome:
         os.close(r)
         if w != -1:
             os.close(w)
-        _prctl(PR_SET_CHILD_SUBREAPER, was.value)
+        procfs.set_subreaper(was)
     me = os.getpid()
     expected = f"the orphan's getppid() becomes the subreaper ({me}), which reaps it"
     if said is None:
