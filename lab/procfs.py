@@ -20,6 +20,7 @@ __all__ = [
     "is_subreaper",
     "prctl",
     "proc_stat",
+    "proc_status",
     "set_subreaper",
     "subreaper",
 ]
@@ -36,13 +37,9 @@ def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
     The command name (field 2) may hold spaces and parentheses, so the line is
     split after its last ")".
     """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ESRCH):
-            return None
-        raise
+    text = _read(pid, "stat")
+    if text is None:
+        return None
     rest = text[text.rindex(")") + 2 :].split()
     return {
         "state": rest[0],
@@ -51,6 +48,29 @@ def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
         "session": int(rest[3]),
         "tty_nr": int(rest[4]),
     }
+
+
+def proc_status(pid: int | str = "self") -> dict[str, str] | None:
+    """/proc/PID/status as {field: text} (VmRSS, SigCgt, Threads...), or None if it is gone."""
+    text = _read(pid, "status")
+    if text is None:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _read(pid: int | str, name: str) -> str | None:
+    """/proc/PID/NAME, or None when the process is gone (the race every reader of /proc has)."""
+    try:
+        with open(f"/proc/{pid}/{name}") as f:
+            return f.read()
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ESRCH):
+            return None
+        raise
 
 
 def prctl(option: int, value: Any = 0) -> bool:

@@ -1,0 +1,202 @@
+"""Stopping and reaping the processes the lab starts: written once, used by every topic.
+
+Every experiment starts processes (forks, pools, interpreters, servers,
+daemons, managers) and promises that none outlives it: no zombie, no orphan.
+The one way to stop one, as trio's `_posix_deliver_cancel` does it:
+
+    TERM (to the process, or to its whole process group),
+    a grace period to run its finally blocks and say goodbye,
+    KILL if it is still there (visibly: the caller can log it),
+    then wait, so the kernel can forget it (no zombie).
+
+and the one way a parent reaps many children, as gunicorn's `reap_workers`
+does it: waitpid(-1, WNOHANG) until it returns 0, tolerating only ECHILD.
+
+Standard library only, and valid Python 3.8: the measured parts that run
+under other interpreters (lab.interpreters) stop their children with it too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+
+__all__ = [
+    "GRACE_S",
+    "exit_code",
+    "reap_all",
+    "signal_group",
+    "signal_pids",
+    "stop_pid",
+    "stop_pids",
+    "stop_popen",
+    "wait_pid",
+]
+
+#: The default time between TERM and KILL: a Python child's finally blocks,
+#: a MySQL client's COM_QUIT, a flush of a log, all fit in well under this.
+GRACE_S = 2.0
+
+#: How long waitpid polling sleeps at most between looks (it starts far lower).
+POLL_MAX_S = 0.02
+
+
+def exit_code(status: int) -> int:
+    """A raw wait status as a shell would say it: the exit code, or -N for signal N.
+
+    os.waitstatus_to_exitcode does this from 3.9; the measured parts still
+    run under 3.8.
+    """
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    raise ValueError(f"not the status of an ended process: {status!r}")
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send `signum` to every process of group `pgid`; False if the group is empty."""
+    return _delivered(os.killpg, pgid, signum)
+
+
+def signal_pids(pids: Iterable[int], signum: int) -> None:
+    """Send `signum` to each pid; one that already ended is no error."""
+    for pid in pids:
+        _signal_one(pid, signum)
+
+
+def wait_pid(pid: int, timeout: float) -> int | None:
+    """Reap our child `pid` within `timeout` s: its exit code, or None if it still runs.
+
+    Raises ChildProcessError when `pid` is not (or no longer) our child.
+    Polling with WNOHANG is the one bounded wait for a pid (waitpid has no
+    timeout); the delay doubles from 0.5 ms, so a quick exit costs little.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return exit_code(status)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, POLL_MAX_S)
+
+
+def stop_pid(pid: int, grace: float = GRACE_S, *, group: bool = False) -> int | None:
+    """TERM, `grace` s, KILL, reap our child `pid` (its whole group if `group`).
+
+    Returns its exit code (-15 when TERM ended it, -9 when KILL had to), or
+    None when it was not our child to reap (someone else reaped it already).
+    """
+    send = signal_group if group else _signal_one
+    try:
+        code = wait_pid(pid, 0)
+        if code is not None:
+            if group:  # it ended; what it started and left in its group goes too
+                signal_group(pid, signal.SIGKILL)
+            return code
+        send(pid, signal.SIGTERM)
+        code = wait_pid(pid, grace)
+        if code is None:
+            send(pid, signal.SIGKILL)
+            code = wait_pid(pid, 60.0)  # KILL cannot be caught: this ends at once
+        if group:
+            signal_group(pid, signal.SIGKILL)
+        return code
+    except ChildProcessError:
+        return None
+
+
+def stop_pids(pids: Iterable[int], grace: float = GRACE_S) -> list[tuple[int, int | None]]:
+    """Stop many children at once: TERM to all, one shared grace period, KILL the rest.
+
+    Returns (pid, exit code or None) for each. Stopping them one after the
+    other would cost up to `grace` per child; together it costs `grace` once.
+    """
+    waiting = list(pids)
+    signal_pids(waiting, signal.SIGTERM)
+    ended: list[tuple[int, int | None]] = []
+    deadline = time.monotonic() + grace
+    killed = False
+    while waiting:
+        for pid in list(waiting):
+            try:
+                code = wait_pid(pid, 0)
+            except ChildProcessError:
+                code, ended_elsewhere = None, True
+            else:
+                ended_elsewhere = False
+            if code is not None or ended_elsewhere:
+                waiting.remove(pid)
+                ended.append((pid, code))
+        if waiting and not killed and time.monotonic() > deadline:
+            signal_pids(waiting, signal.SIGKILL)
+            killed = True
+        if waiting:
+            time.sleep(0.005)
+    return ended
+
+
+def stop_popen(proc: subprocess.Popen, grace: float = GRACE_S, *, group: bool = False) -> int:
+    """stop_pid for a subprocess.Popen, which must do its own waiting (it keeps the
+    returncode); its pipes are closed too. Returns the returncode."""
+    if proc.poll() is None:
+        if group:
+            signal_group(proc.pid, signal.SIGTERM)
+        else:
+            proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            if group:
+                signal_group(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait()
+    if group:
+        signal_group(proc.pid, signal.SIGKILL)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    return proc.returncode
+
+
+def reap_all(timeout: float = 0.0) -> list[tuple[int, int]]:
+    """Reap every ended child (ours and adopted orphans): [(pid, exit code), ...].
+
+    gunicorn's reap_workers loop: waitpid(-1, WNOHANG) until it returns 0 (no
+    more ended children) or ECHILD (no children at all, the one errno
+    expected). With a `timeout`, go on looking until it passes or none is left.
+    """
+    deadline = time.monotonic() + timeout
+    reaped: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid:
+            reaped.append((pid, exit_code(status)))
+        elif time.monotonic() >= deadline:
+            return reaped
+        else:
+            time.sleep(0.01)
+
+
+def _signal_one(pid: int, signum: int) -> bool:
+    return _delivered(os.kill, pid, signum)
+
+
+def _delivered(send: Callable[[int, int], None], target: int, signum: int) -> bool:
+    """send(target, signum); False when nobody was there to get it (ESRCH)."""
+    try:
+        send(target, signum)
+    except ProcessLookupError:
+        return False
+    return True
