@@ -14,7 +14,7 @@ import sys
 import sysconfig
 from typing import Any
 
-from lab import platform as platform_facts  # the lab's module, not the standard library's
+from lab import start_methods
 
 __all__ = ["fingerprint", "gil_enabled", "usable_cores"]
 
@@ -46,8 +46,8 @@ def fingerprint() -> dict[str, Any]:
         "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "gil_enabled": gil_enabled(),
         "start_methods": multiprocessing.get_all_start_methods(),
-        "default_start_method": platform_facts.default_start_method(),
-        "has_fork": platform_facts.has_fork(),
+        "default_start_method": start_methods.default_start_method(),
+        "has_fork": start_methods.has_fork(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
         "system": uname.system,

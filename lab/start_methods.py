@@ -9,7 +9,7 @@ saying what is missing and what to use instead (the spawn start method, or
 forkserver where the platform has it).
 
 Standard library only, and no lab import but lab.errors: the fork checklist
-(lab.experiments._forkfacts) runs this under other interpreters too.
+(lab.experiments.fork) runs this under other interpreters too.
 """
 
 from __future__ import annotations

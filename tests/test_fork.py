@@ -17,8 +17,7 @@ import time
 
 import pytest
 
-from lab import interpreters
-from lab import platform as lab_platform
+from lab import interpreters, start_methods
 from lab.errors import LabError
 from lab.experiments import fork
 from lab.experiments._forkfacts import FACTS, _proc, check, lifecycle, platforms
@@ -154,7 +153,7 @@ def test_mysql_fact_fails_when_fork_does_not_fork(no_fork, no_leaks, mysql_serve
 
 def test_start_methods_fact_fails_when_the_refusal_is_missing(monkeypatch) -> None:
     assert check(14, {})["holds"] is True
-    monkeypatch.setattr(platforms.lab_platform, "require_fork", lambda what: None)
+    monkeypatch.setattr(platforms.start_methods, "require_fork", lambda what: None)
     record = check(14, {})
     assert record["holds"] is False
     assert "None" in record["observed"]
@@ -178,20 +177,20 @@ def test_zombie_fact_fails_when_the_child_does_not_report(monkeypatch, no_leaks)
 
 
 def test_require_fork_passes_where_fork_exists() -> None:
-    lab_platform.require_fork("the fork strategy")
+    start_methods.require_fork("the fork strategy")
 
 
 def test_require_fork_refuses_without_os_fork_and_points_to_spawn(monkeypatch) -> None:
     monkeypatch.delattr(os, "fork")
     with pytest.raises(LabError) as refused:
-        lab_platform.require_fork("the fork strategy")
+        start_methods.require_fork("the fork strategy")
     message = str(refused.value)
     assert "needs os.fork" in message and "spawn" in message and "forkserver" in message
     assert "\n" not in message
 
 
 def test_expected_default_start_method_follows_the_documentation() -> None:
-    expect = lab_platform.expected_default_start_method
+    expect = start_methods.expected_default_start_method
     assert expect("linux", (3, 11)) == "fork"
     assert expect("linux", (3, 14)) == "forkserver"
     assert expect("darwin", (3, 12)) == "spawn"

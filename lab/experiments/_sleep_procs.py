@@ -32,7 +32,7 @@ from lab.experiments._sleep_job import (
     connect_blocking,
     timed_query,
 )
-from lab.platform import require_fork, stop_multiprocessing_servers
+from lab.start_methods import require_fork, stop_multiprocessing_servers
 
 __all__ = ["fork", "pool"]
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lab.experiments import _spawn_memory as procmem
-from lab.platform import stop_multiprocessing_servers
+from lab.start_methods import stop_multiprocessing_servers
 
 TRUE = "/bin/true"  # the smallest real program: exec, exit 0
 CHILD_OK = 0  # a worker that did its (empty) job

@@ -38,8 +38,8 @@ from lab.experiments._sleep_job import Job, Strategy, Timings, measured_phase
 from lab.experiments._sleep_watch import Watcher
 from lab.params import Params as _Params
 from lab.params import option
-from lab.platform import default_start_method
 from lab.runs import Run, Session, collect
+from lab.start_methods import default_start_method
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "Params", "run"]
 

@@ -78,7 +78,11 @@ FACTS = {
             "3.12+ warns when a multi-threaded process forks; 3.11 is silent",
             threads.threaded_fork_warning,
         ),
-        Fact(14, "the start methods offered, the default, and no os.fork", platforms.start_methods),
+        Fact(
+            14,
+            "the start methods offered, the default, and no os.fork",
+            platforms.offered_start_methods,
+        ),
         Fact(
             15,
             "the child shares group and session; setsid leaves both and the tty",

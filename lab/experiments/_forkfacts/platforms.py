@@ -2,7 +2,7 @@
 
 The documented defaults: spawn on Windows and macOS, fork on Linux up to
 3.13, forkserver from 3.14. Where os.fork does not exist, the lab's
-strategies that need it refuse through lab.platform.require_fork with one
+strategies that need it refuse through lab.start_methods.require_fork with one
 line pointing at spawn. The checklist shows that refusal by taking os.fork
 away for a moment (the checklist runs in a process of its own, and puts it
 back at once): the refusal logic is what is checked, not a fake platform.
@@ -14,18 +14,18 @@ import multiprocessing
 import os
 import sys
 
-from lab import platform as lab_platform
+from lab import start_methods
 from lab.errors import LabError
 from lab.experiments._forkfacts._proc import Outcome
 
-__all__ = ["start_methods"]
+__all__ = ["offered_start_methods"]
 
 
 def _refusal_without_fork() -> str | None:
     """What require_fork says on a platform without os.fork (None: it did not refuse)."""
     fork = os.__dict__.pop("fork", None)
     try:
-        lab_platform.require_fork("the fork strategy")
+        start_methods.require_fork("the fork strategy")
     except LabError as exc:
         return str(exc)
     finally:
@@ -34,10 +34,10 @@ def _refusal_without_fork() -> str | None:
     return None
 
 
-def start_methods(options: dict) -> Outcome:
+def offered_start_methods(options: dict) -> Outcome:
     offered = multiprocessing.get_all_start_methods()
-    default = lab_platform.default_start_method()
-    promised = lab_platform.expected_default_start_method()
+    default = start_methods.default_start_method()
+    promised = start_methods.expected_default_start_method()
     refusal = _refusal_without_fork()
     expected = (
         f"{sys.platform}, Python {sys.version_info[0]}.{sys.version_info[1]}: default "
@@ -46,7 +46,7 @@ def start_methods(options: dict) -> Outcome:
     holds = (
         default == promised
         and default in offered
-        and lab_platform.has_fork()
+        and start_methods.has_fork()
         and refusal is not None
         and "spawn" in refusal
     )
