@@ -8,13 +8,17 @@ A traceback from here is a bug in the lab, never the user's fault.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 
 from lab.errors import LabError
 
-__all__ = ["execute", "main"]
+__all__ = ["COMMAND_FAMILIES", "execute", "main"]
+
+#: Modules that add a command with actions of its own: `daemonlab daemon start`.
+COMMAND_FAMILIES = ("lab.daemon.cli",)
 
 
 class Interrupted(LabError):
@@ -80,7 +84,8 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False):
         if sink is not None:
             sink.close()
     if not quiet:
-        _console().print(report.records_table(run, module.COLUMNS))
+        for table in report.records_tables(run, module.COLUMNS):
+            _console().print(table)
         if store:
             _console().print(f"stored as run {run.run_id}; plot it: daemonlab plot {module.NAME}")
     return run
@@ -98,12 +103,13 @@ def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], every: b
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from lab import experiments, plots
+    from lab import experiments, plotting
 
     experiments.load(args.experiment)  # an unknown name is refused before anything else
     with _results() as store:
         runs = _chosen_runs(store, args.experiment, args.run, args.all)
-    path = plots.save(plots.draw(args.experiment, runs), args.output or f"{args.experiment}.png")
+    figure = plotting.draw(args.experiment, runs)
+    path = plotting.save(figure, args.output or f"{args.experiment}.png")
     print(f"wrote {path} from run(s) {', '.join(str(r.run_id) for r in runs)}")
     return 0
 
@@ -206,10 +212,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("signals", cmd_signals, "this machine's signals, numbered as kill -l numbers them")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    # `daemonlab daemon start|stop|status|reload|logs`: the harness (lab/daemon/cli.py).
-    from lab.daemon import cli as daemon_cli  # here, not at the top: only argparse inside
-
-    daemon_cli.add_parser(sub)
+    # Command families of their own (`daemonlab daemon start|stop|...`), each a
+    # module with add_parser(subparsers); imported here, not at the top, and
+    # each must import only argparse at its top so that --help stays fast.
+    for where in COMMAND_FAMILIES:
+        importlib.import_module(where).add_parser(sub)
     return parser
 
 
