@@ -50,7 +50,7 @@ def load_runs(name: str, limit: int | None = None, measured: bool = False) -> li
 
 def plot(name: str, runs: list[Run] | None = None) -> Figure:
     """The experiment's figure, from these runs or from the newest stored one with records."""
-    from lab import plots
+    from lab import plotting
 
     chosen = runs if runs is not None else load_runs(name, limit=1, measured=True)
-    return plots.draw(name, chosen)
+    return plotting.draw(name, chosen)

@@ -1,0 +1,122 @@
+"""Drawing stored runs: finding an experiment's figure, and what every figure shares.
+
+Each experiment draws its own lesson in `lab/experiments/NAME/plot.py`
+(`draw(runs) -> Figure`), from the stored runs, newest first. A figure shows
+the newest complete picture: each panel takes the newest run that has its
+part (`newest_with`), and the title says which runs it used (`used`).
+
+Figures are built with matplotlib's object API (matplotlib.figure.Figure), not
+pyplot: no global current figure, no GUI backend, safe in a daemon thread, and
+a notebook shows the returned Figure inline. The same function draws a run
+just made by the CLI and runs the daemon stored overnight.
+
+Shared here so that figures agree with each other: one colour per way of
+running work (threads are the same blue in every figure, in the talk's
+order), log axes labelled 1, 2, 4, 8 rather than 2x10^0, and spread drawn
+as a band from min to max where runs repeat.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.errors import LabError
+from lab.runs import Record, Run
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "COLOURS",
+    "colour",
+    "draw",
+    "newest_with",
+    "plain_log_axis",
+    "save",
+    "used",
+]
+
+#: One colour per way of running work, in the talk's order (matplotlib's tab10).
+COLOURS = {
+    "sequential": "#7f7f7f",
+    "threads": "#1f77b4",
+    "fork": "#d62728",
+    "processes": "#d62728",
+    "pool": "#ff7f0e",
+    "asyncio": "#2ca02c",
+}
+
+#: Names not listed above get a colour from this palette (tab20), fixed by the name.
+PALETTE = (
+    "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78",
+    "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+
+
+def colour(name: str) -> str:
+    """The colour of `name` in every figure: a strategy's own, or one its name picks."""
+    base = name.split(" ")[0].split("[")[0]
+    if base in COLOURS:
+        return COLOURS[base]
+    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+
+
+def newest_with(
+    runs: Sequence[Run], wanted: Callable[[Record], bool]
+) -> tuple[Run | None, list[Record]]:
+    """The newest run (runs come newest first) with records `wanted`, and those records."""
+    for run in runs:
+        records = [r for r in run.records if wanted(r)]
+        if records:
+            return run, records
+    return None, []
+
+
+def used(runs: Iterable[Run | None]) -> str:
+    """ "run 12" or "runs 12, 15": for a title that says what it was drawn from."""
+    ids = sorted({r.run_id for r in runs if r is not None and r.run_id is not None})
+    if not ids:
+        return "no runs"
+    return ("run " if len(ids) == 1 else "runs ") + ", ".join(map(str, ids))
+
+
+def plain_log_axis(ax: Axes, which: str = "x") -> None:
+    """A log axis whose ticks read 1, 2, 4, 8 (or 10, 100, 1000), not 2x10^0."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def draw(experiment: str, runs: Sequence[Run]) -> Figure:
+    """The figure for `experiment` from these runs (newest first)."""
+    if not runs:
+        raise LabError(f"no stored runs of {experiment!r}: first `daemonlab run {experiment}`")
+    module = _plot_module(experiment)
+    return module.draw(list(runs))
+
+
+def _plot_module(experiment: str) -> Any:
+    for where in (f"lab.experiments.{experiment}.plot", f"lab.plots.{experiment}"):
+        try:
+            return importlib.import_module(where)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (where, where.rpartition(".")[0]):
+                raise  # the plot exists but needs something missing: that is a bug to see
+    raise LabError(f"experiment {experiment!r} has no plot")
+
+
+def save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+    except OSError as exc:
+        raise LabError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
