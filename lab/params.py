@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,8 @@ def _check(f: dataclasses.Field, value: Any) -> None:
         raise LabError(f"--{name} needs at least one value")
     meta = f.metadata
     for item in items:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise LabError(f"--{name} must be a finite number, got {item}")
         if meta.get("choices") is not None and item not in meta["choices"]:
             known = ", ".join(map(str, meta["choices"]))
             raise LabError(f"--{name}: unknown value {item!r} (choose from {known})")

@@ -66,11 +66,40 @@ def _target(fd: int) -> str:
         return "?"
 
 
-def missing(what: str) -> None:
-    """Skip a test for want of `what`, or fail it when LAB_REQUIRE_DB=1 (CI sets it)."""
-    if os.environ.get("LAB_REQUIRE_DB") == "1":
-        pytest.fail(f"LAB_REQUIRE_DB=1 but {what}")
+def missing(what: str, required_by: str = "LAB_REQUIRE_DB") -> None:
+    """Skip a test for want of `what`, or fail it when `required_by`=1 (CI sets it)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {what}")
     pytest.skip(what)
+
+
+def require_service(name: str) -> None:
+    """Skip (or, under LAB_REQUIRE_SERVICES=1, fail) unless service `name` answers."""
+    from lab import services
+    from lab.errors import LabError
+
+    try:
+        services.require(name)
+    except LabError as exc:
+        missing(str(exc), "LAB_REQUIRE_SERVICES")
+
+
+#: Under CI=true a skipped test fails unless its reason starts with one of these:
+#: what no machine of this kind can offer, said once here so CI cannot pass by skipping.
+ALLOWED_SKIPS = ("no Docker engine",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    if not reason.startswith(ALLOWED_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: skipped, and {reason!r} is not in ALLOWED_SKIPS (conftest.py)"
 
 
 @pytest.fixture(scope="session")
