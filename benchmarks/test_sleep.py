@@ -18,17 +18,17 @@ import statistics
 import pytest
 
 from lab import db
-from lab.experiments import _sleep_async, _sleep_blocking, _sleep_procs
-from lab.experiments._sleep_job import Job, measured_phase
+from lab.experiments.sleep import processes, tasks, threads
+from lab.experiments.sleep.job import Job, measured_phase
 
 CLIENTS, SECONDS = 32, 0.2
 
 STRATEGIES = {
-    "threads": _sleep_blocking.threads,
-    "fork": _sleep_procs.fork,
-    "pool-fork": functools.partial(_sleep_procs.pool, start_method="fork"),
-    "asyncio": _sleep_async.asyncio_clients,
-    "asyncio-uvloop": functools.partial(_sleep_async.asyncio_clients, loop="uvloop"),
+    "threads": threads.threads,
+    "fork": processes.fork,
+    "pool-fork": functools.partial(processes.pool, start_method="fork"),
+    "asyncio": tasks.asyncio_clients,
+    "asyncio-uvloop": functools.partial(tasks.asyncio_clients, loop="uvloop"),
 }
 
 pytestmark = pytest.mark.db

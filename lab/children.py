@@ -21,12 +21,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 
 __all__ = [
     "GRACE_S",
     "exit_code",
+    "main_argv",
     "reap_all",
     "signal_group",
     "signal_pids",
@@ -42,6 +44,18 @@ GRACE_S = 2.0
 
 #: How long waitpid polling sleeps at most between looks (it starts far lower).
 POLL_MAX_S = 0.02
+
+
+def main_argv(module: str, *args: str, python: str = sys.executable) -> list[str]:
+    """The command line that runs `module`'s main(argv) in a fresh interpreter.
+
+    Not `python -m module`: a module inside a package whose __init__ imports
+    it would then be imported twice, once as itself and once as __main__
+    (runpy warns "found in sys.modules after import of package"), with two
+    copies of every global. main's return value is the exit code.
+    """
+    code = f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))"
+    return [python, "-c", code, *args]
 
 
 def exit_code(status: int) -> int:
@@ -113,31 +127,33 @@ def stop_pid(pid: int, grace: float = GRACE_S, *, group: bool = False) -> int | 
         return None
 
 
-def stop_pids(pids: Iterable[int], grace: float = GRACE_S) -> list[tuple[int, int | None]]:
+def stop_pids(
+    pids: Iterable[int], grace: float = GRACE_S, *, patience: float = 0.0
+) -> list[tuple[int, int | None]]:
     """Stop many children at once: TERM to all, one shared grace period, KILL the rest.
 
+    `patience` first gives them that long to end by themselves (a child still
+    in a query finishes it and hangs up properly) before anyone is signalled.
     Returns (pid, exit code or None) for each. Stopping them one after the
     other would cost up to `grace` per child; together it costs `grace` once.
     """
     waiting = list(pids)
-    signal_pids(waiting, signal.SIGTERM)
     ended: list[tuple[int, int | None]] = []
-    deadline = time.monotonic() + grace
-    killed = False
+    began = time.monotonic()
+    escalation = [(patience, signal.SIGTERM), (patience + grace, signal.SIGKILL)]
     while waiting:
         for pid in list(waiting):
             try:
                 code = wait_pid(pid, 0)
-            except ChildProcessError:
-                code, ended_elsewhere = None, True
-            else:
-                ended_elsewhere = False
-            if code is not None or ended_elsewhere:
+            except ChildProcessError:  # reaped elsewhere: nothing left to wait for
+                waiting.remove(pid)
+                ended.append((pid, None))
+                continue
+            if code is not None:
                 waiting.remove(pid)
                 ended.append((pid, code))
-        if waiting and not killed and time.monotonic() > deadline:
-            signal_pids(waiting, signal.SIGKILL)
-            killed = True
+        if waiting and escalation and time.monotonic() - began >= escalation[0][0]:
+            signal_pids(waiting, escalation.pop(0)[1])
         if waiting:
             time.sleep(0.005)
     return ended

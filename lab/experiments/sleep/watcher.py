@@ -25,10 +25,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from lab import children
+
 if TYPE_CHECKING:
     from lab.db import Server
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "main"]
 
 #: How long after "end" the watcher waits for the server to notice every
 #: closed connection before it reads Aborted_clients (closing is asynchronous).
@@ -40,7 +42,7 @@ class Watcher:
 
     def __init__(self, server: Server, tag: str, seconds: float) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", __name__],
+            children.main_argv(__name__),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -147,5 +149,7 @@ def _serve() -> None:
         conn.close()
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    """The watcher process (children.main_argv): serve the parent until EOF."""
     _serve()
+    return 0

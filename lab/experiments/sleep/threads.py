@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from lab.experiments._sleep_job import Job, Timings, connect_blocking, timed_query
+from lab.experiments.sleep.job import Job, Timings, connect_blocking, timed_query
 
 __all__ = ["sequential", "threads"]
 

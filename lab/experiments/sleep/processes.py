@@ -24,8 +24,9 @@ import signal
 import time
 from typing import NoReturn
 
+from lab import children
 from lab.errors import LabError
-from lab.experiments._sleep_job import (
+from lab.experiments.sleep.job import (
     CONNECT_TIMEOUT_S,
     Job,
     Timings,
@@ -101,7 +102,7 @@ def fork(job: Job) -> Timings:
                 os.close(fd)
         # On the way out after an error or Ctrl-C, a child may still be in its
         # query: give it the sleep's length to finish and hang up properly.
-        _reap(pids, grace=GRACE_S if finished else job.seconds + GRACE_S)
+        children.stop_pids(pids, GRACE_S, patience=GRACE_S if finished else job.seconds + GRACE_S)
     return timings
 
 
@@ -152,33 +153,6 @@ def _expect_lines(fd: int, count: int, what: str, timeout: float) -> list[str]:
     if failed:
         raise LabError(f"fork: a child could not connect: {failed[0][6:]}")
     return lines
-
-
-def _reap(pids: list[int], grace: float) -> None:
-    """Wait for every child; past `grace` TERM the rest, past GRACE_S more, KILL them."""
-    waiting = set(pids)
-    escalation = [(grace, signal.SIGTERM), (grace + GRACE_S, signal.SIGKILL)]
-    began = time.monotonic()
-    while waiting:
-        for pid in list(waiting):
-            try:
-                done, _status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid  # already reaped by someone else: nothing left to wait for
-            if done:
-                waiting.discard(pid)
-        if waiting and escalation and time.monotonic() - began > escalation[0][0]:
-            _signal_all(waiting, escalation.pop(0)[1])
-        if waiting:
-            time.sleep(0.005)
-
-
-def _signal_all(pids, signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 # -- multiprocessing --------------------------------------------------------------------

@@ -20,6 +20,14 @@ Ctrl-C lets the queries in flight finish (at most --seconds), then every
 client says goodbye: a client that hangs up mid-query leaves the server to
 fail its reply and count an aborted client. Children ignore SIGINT and take
 their orders from the parent, which reaps them all.
+
+Reading map, in order:
+    job.py        what every strategy shares: the job, its timings, one blocking client
+    threads.py    sequential and threads: the slide's two versions
+    processes.py  fork and pool: one process per client, and why each connects after fork
+    tasks.py      asyncio: one event loop, one aiomysql connection per task
+    watcher.py    the server's own count of SLEEPs at once, from PROCESSLIST
+    plot.py       the figure: wall time and efficiency against clients
 """
 
 from __future__ import annotations
@@ -33,9 +41,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.errors import LabError
-from lab.experiments import _sleep_async, _sleep_blocking, _sleep_procs
-from lab.experiments._sleep_job import Job, Strategy, Timings, measured_phase
-from lab.experiments._sleep_watch import Watcher
+from lab.experiments.sleep import processes, tasks, threads
+from lab.experiments.sleep.job import Job, Strategy, Timings, measured_phase
+from lab.experiments.sleep.watcher import Watcher
 from lab.params import Params as _Params
 from lab.params import option
 from lab.runs import Run, Session, collect
@@ -76,16 +84,14 @@ class Params(_Params):
         "multiprocessing start methods for the pool strategy",
         choices=("fork", "spawn", "forkserver"),
     )
-    loop: tuple[str, ...] = option(
-        ("asyncio",), "event loops for asyncio", choices=_sleep_async.LOOPS
-    )
+    loop: tuple[str, ...] = option(("asyncio",), "event loops for asyncio", choices=tasks.LOOPS)
     repeat: int = option(1, "measurements per strategy and client count", minimum=1)
 
 
 FULL = {
     "clients": (1, 2, 4, 8, 16, 32, 64, 128, 256, 500, 1000),
     "start_method": ("fork", "forkserver", "spawn"),
-    "loop": _sleep_async.LOOPS,
+    "loop": tasks.LOOPS,
     "repeat": 3,
 }
 
@@ -114,21 +120,17 @@ def _plan(params: Params) -> list[tuple[str, str, Strategy]]:
     plan: list[tuple[str, str, Strategy]] = []
     for name in params.strategy:
         if name == "sequential":
-            plan.append((name, "", _sleep_blocking.sequential))
+            plan.append((name, "", threads.sequential))
         elif name == "threads":
-            plan.append((name, "", _sleep_blocking.threads))
+            plan.append((name, "", threads.threads))
         elif name == "fork":
-            plan.append((name, "", _sleep_procs.fork))
+            plan.append((name, "", processes.fork))
         elif name == "pool":
             for method in params.start_method:
-                plan.append(
-                    (name, method, functools.partial(_sleep_procs.pool, start_method=method))
-                )
+                plan.append((name, method, functools.partial(processes.pool, start_method=method)))
         elif name == "asyncio":
             for loop in params.loop:
-                plan.append(
-                    (name, loop, functools.partial(_sleep_async.asyncio_clients, loop=loop))
-                )
+                plan.append((name, loop, functools.partial(tasks.asyncio_clients, loop=loop)))
     return plan
 
 

@@ -2,7 +2,7 @@
 
 No threads and no processes: one event loop waits on a thousand sockets at
 once, and a task waiting costs about a kilobyte. Two traps measured on a
-machine like this one shape the connect phase (REFERENCES.md):
+machine like this one shape the connect phase:
 
 - MariaDB's listen backlog (back_log, 80 by default) overflows under a burst
   of a thousand connects; the kernel completes handshakes the server never
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lab.errors import LabError
-from lab.experiments._sleep_job import (
+from lab.experiments.sleep.job import (
     CONNECT_TIMEOUT_S,
     CONNECTS_IN_FLIGHT,
     Job,
