@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,7 +25,31 @@ COMMAND_FAMILIES = ("lab.daemon.cli",)
 class Interrupted(LabError):
     """Ctrl-C (or TERM) during a run: said in one line, after the run is stored."""
 
-    exit_code = 130  # the shell's convention: 128 + SIGINT
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + _stopped_by  # the shell's convention: 130 for INT, 143 for TERM
+
+
+#: The signal that stopped us: SIGINT unless TERM arrived first (see _term_as_ctrl_c).
+_stopped_by = signal.SIGINT
+
+
+def _term_as_ctrl_c(signum: int, frame: object) -> None:
+    """TERM (`kill PID`, a supervisor's stop) is handled exactly as Ctrl-C is.
+
+    It is passed on as SIGINT to ourselves, so whatever handles Ctrl-C at
+    that moment handles it: Python's KeyboardInterrupt, or asyncio.Runner's
+    own SIGINT handler, which cancels the main task so that its finally
+    blocks can await. Either way every clean-up runs: queries in flight
+    finish, clients hang up, children are reaped, servers are put back, the
+    run is stored as interrupted. Only the first TERM is passed on: a second
+    one while that clean-up runs would abandon the very clean-up it waits
+    for (KILL remains for that).
+    """
+    global _stopped_by
+    if _stopped_by == signal.SIGINT:
+        _stopped_by = signal.SIGTERM
+        signal.raise_signal(signal.SIGINT)
 
 
 def _results():
@@ -79,7 +104,8 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False):
             run = module.run(chosen, progress=progress, sink=sink)
     except KeyboardInterrupt:
         where = f"; what it finished is stored as interrupted in {sink.path}" if sink else ""
-        raise Interrupted(f"{module.NAME} interrupted{where}") from None
+        by = signal.Signals(_stopped_by).name
+        raise Interrupted(f"{module.NAME} interrupted by {by}{where}") from None
     finally:
         if sink is not None:
             sink.close()
@@ -222,14 +248,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _term_as_ctrl_c)
     try:
         return args.func(args)
     except LabError as exc:
         print(f"daemonlab: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("daemonlab: interrupted", file=sys.stderr)
-        return Interrupted.exit_code
+        print(f"daemonlab: interrupted by {signal.Signals(_stopped_by).name}", file=sys.stderr)
+        return 128 + _stopped_by
     except BrokenPipeError:  # `daemonlab export | head`: the reader left, nothing to say
         sys.stderr.close()
         return 1

@@ -197,12 +197,21 @@ def _aborted_clients(srv) -> int:
         return int(cur.fetchone()[1])
 
 
+#: How each stop arrives: a terminal's Ctrl-C goes to the whole foreground
+#: process group; `kill PID` (or a supervisor's stop) to the one process.
+STOPS = {
+    "ctrl-c": (signal.SIGINT, os.killpg),
+    "kill-term": (signal.SIGTERM, os.kill),
+}
+
+
+@pytest.mark.parametrize("stop", STOPS)
 @pytest.mark.parametrize("strategy", ["threads", "fork", "asyncio"])
-def test_ctrl_c_mid_run_reaps_everything_and_stores_what_finished(
-    mysql_server, results_path, strategy
+def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
+    mysql_server, results_path, strategy, stop
 ):
+    signum, send = STOPS[stop]
     aborted_before = _aborted_clients(mysql_server)
-    # A terminal's Ctrl-C goes to the whole foreground process group: do the same.
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -227,15 +236,15 @@ def test_ctrl_c_mid_run_reaps_everything_and_stores_what_finished(
     )
     try:
         time.sleep(4.0)  # past the first measurements, in the middle of a later one
-        os.killpg(proc.pid, signal.SIGINT)
+        send(proc.pid, signum)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "interrupted" in err
+    assert f"interrupted by {signum.name}" in err
     (run,) = ResultsStore(results_path).runs("sleep")
     assert run.status == "interrupted"
     assert 1 <= len(run.records) < 6
