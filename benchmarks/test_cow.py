@@ -23,7 +23,7 @@ PAYLOAD = {
 def test_fork_read_and_collect_a_small_list_structure(benchmark):
     def measure():
         return interpreters.run_measured(
-            interpreters.current(), "lab.experiments._cow_measure", PAYLOAD, 300
+            interpreters.current(), "lab.experiments.cow.child", PAYLOAD, 300
         )
 
     records = benchmark.pedantic(measure, rounds=3, warmup_rounds=1)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.experiments import _cpu_convoy, _cpu_scaling, cpu
+from lab.experiments import cpu
+from lab.experiments.cpu import convoy, scaling
 
 WORKERS = 2
 WORK = cpu.Params().work
@@ -29,9 +30,9 @@ WORK = cpu.Params().work
     ids=["sequential", "threads", "processes", "pool-fork", "pool-spawn"],
 )
 def test_cpu_strategy(benchmark, strategy: str, start_method: str | None) -> None:
-    chunks = _cpu_scaling.split(WORK, WORKERS)
+    chunks = scaling.split(WORK, WORKERS)
     timing = benchmark.pedantic(
-        _cpu_scaling.measure_strategy, args=(strategy, chunks, start_method), rounds=3
+        scaling.measure_strategy, args=(strategy, chunks, start_method), rounds=3
     )
     benchmark.extra_info.update(timing, workers=WORKERS, work=WORK)
     assert timing["wall_s"] > 0
@@ -39,7 +40,7 @@ def test_cpu_strategy(benchmark, strategy: str, start_method: str | None) -> Non
 
 def test_cpu_convoy_echo(benchmark) -> None:
     records = benchmark.pedantic(
-        lambda: list(_cpu_convoy.measure_convoy(pings=50, fast_switch=1e-4)), rounds=1
+        lambda: list(convoy.measure_convoy(pings=50, fast_switch=1e-4)), rounds=1
     )
     benchmark.extra_info.update(
         {f"{r['case']}_{r['switch_interval_ms']}ms": r["median_ms"] for r in records}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from lab.experiments import signals
-from lab.experiments._signal_latency import measure_state, summary
+from lab.experiments.signals.latency import measure_state, summary
 
 SAMPLES = 50
 CALL_SIZE = 10**7

@@ -1,7 +1,7 @@
 """Benchmarks for `spawn`: creating and reaping one worker, the experiment's measured phase.
 
 The in-process methods run here, in the benchmark's own process, exactly as
-lab/experiments/_spawn_measure.py times them in its child interpreter.
+lab/experiments/spawn_child.py times them in its child interpreter.
 multiprocessing's spawn and forkserver are left out here: from pytest a
 spawned child would import pytest itself as its main module, which is not
 what a worker costs. The fork-from-a-large-parent benchmark runs the `rss`
@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from lab import interpreters
-from lab.experiments import _spawn_measure
+from lab.experiments.spawn import child as spawn_child
 
 METHODS = ("thread", "fork", "posix_spawn", "subprocess", "mp_fork")
 
@@ -22,7 +22,7 @@ METHODS = ("thread", "fork", "posix_spawn", "subprocess", "mp_fork")
 @pytest.mark.parametrize("method", METHODS)
 def test_create_and_reap_one_worker(benchmark, method):
     elapsed_ns = benchmark.pedantic(
-        _spawn_measure.create_and_reap, args=(method,), rounds=30, warmup_rounds=2
+        spawn_child.create_and_reap, args=(method,), rounds=30, warmup_rounds=2
     )
     assert elapsed_ns > 0
 
@@ -32,7 +32,7 @@ def test_fork_from_a_500_mb_parent(benchmark):
 
     def measure():
         return interpreters.run_measured(
-            interpreters.current(), "lab.experiments._spawn_measure", payload, 300
+            interpreters.current(), "lab.experiments.spawn.child", payload, 300
         )
 
     records = benchmark.pedantic(measure, rounds=2, warmup_rounds=0)

@@ -12,8 +12,8 @@ The one way to stop one, as trio's `_posix_deliver_cancel` does it:
 and the one way a parent reaps many children, as gunicorn's `reap_workers`
 does it: waitpid(-1, WNOHANG) until it returns 0, tolerating only ECHILD.
 
-Standard library only, and valid Python 3.8: the measured parts that run
-under other interpreters (lab.interpreters) stop their children with it too.
+Standard library only: the measured parts that run under other interpreters
+(lab.interpreters, 3.10 and newer) stop their children with it too.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
+from lab import procfs
+
 __all__ = [
     "GRACE_S",
     "exit_code",
@@ -34,8 +36,10 @@ __all__ = [
     "signal_pids",
     "stop_pid",
     "stop_pids",
+    "stop_process",
     "stop_popen",
     "wait_pid",
+    "wait_status",
 ]
 
 #: The default time between TERM and KILL: a Python child's finally blocks,
@@ -59,16 +63,8 @@ def main_argv(module: str, *args: str, python: str = sys.executable) -> list[str
 
 
 def exit_code(status: int) -> int:
-    """A raw wait status as a shell would say it: the exit code, or -N for signal N.
-
-    os.waitstatus_to_exitcode does this from 3.9; the measured parts still
-    run under 3.8.
-    """
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    raise ValueError(f"not the status of an ended process: {status!r}")
+    """A raw wait status as a shell would say it: the exit code, or -N for signal N."""
+    return os.waitstatus_to_exitcode(status)
 
 
 def signal_group(pgid: int, signum: int) -> bool:
@@ -82,8 +78,8 @@ def signal_pids(pids: Iterable[int], signum: int) -> None:
         _signal_one(pid, signum)
 
 
-def wait_pid(pid: int, timeout: float) -> int | None:
-    """Reap our child `pid` within `timeout` s: its exit code, or None if it still runs.
+def wait_status(pid: int, timeout: float) -> int | None:
+    """Reap our child `pid` within `timeout` s: its raw wait status, or None if it still runs.
 
     Raises ChildProcessError when `pid` is not (or no longer) our child.
     Polling with WNOHANG is the one bounded wait for a pid (waitpid has no
@@ -94,12 +90,18 @@ def wait_pid(pid: int, timeout: float) -> int | None:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return exit_code(status)
+            return status
         left = deadline - time.monotonic()
         if left <= 0:
             return None
         time.sleep(min(delay, left))
         delay = min(delay * 2, POLL_MAX_S)
+
+
+def wait_pid(pid: int, timeout: float) -> int | None:
+    """wait_status, decoded: the exit code (-N for signal N), or None if it still runs."""
+    status = wait_status(pid, timeout)
+    return None if status is None else exit_code(status)
 
 
 def stop_pid(pid: int, grace: float = GRACE_S, *, group: bool = False) -> int | None:
@@ -125,6 +127,43 @@ def stop_pid(pid: int, grace: float = GRACE_S, *, group: bool = False) -> int | 
         return code
     except ChildProcessError:
         return None
+
+
+def stop_process(pid: int, grace: float = GRACE_S, *, patience: float = 0.0) -> bool:
+    """TERM, `grace` s, KILL a process that need not be our child; False if it was gone.
+
+    A daemon (its launcher exited, so PID 1 or a subreaper adopted it) or a
+    server `daemonlab db up` left running is nobody's child here. Ours is
+    reaped; anyone else's counts as ended once it is a zombie: it has let go
+    of its port and files, and its parent (PID 1, late on this machine) reaps
+    it. `patience` first gives it that long to end by itself.
+    """
+    if _ended(pid):
+        return False
+    if not _ended_within(pid, patience):
+        _signal_one(pid, signal.SIGTERM)
+        if not _ended_within(pid, grace):
+            _signal_one(pid, signal.SIGKILL)
+            _ended_within(pid, 60.0)  # KILL cannot be caught: this ends at once
+    return True
+
+
+def _ended(pid: int) -> bool:
+    """Gone, a zombie of someone else's, or ours and now reaped."""
+    try:
+        return wait_pid(pid, 0) is not None
+    except ChildProcessError:
+        stat = procfs.proc_stat(pid)
+        return stat is None or stat["state"] == "Z"
+
+
+def _ended_within(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _ended(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def stop_pids(

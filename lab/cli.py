@@ -232,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # `daemonlab signals`: the platform's signals as `kill -l` numbers them (lab/signal_table.py).
     def cmd_signals(args: argparse.Namespace) -> int:
-        from lab import signal_table
+        from lab.experiments.signals import table as signal_table
 
         return signal_table.main(as_json=args.json)
 

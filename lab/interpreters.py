@@ -50,7 +50,6 @@ import os
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -61,6 +60,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from lab import children
 from lab.errors import LabError
 
 __all__ = [
@@ -74,9 +74,12 @@ __all__ = [
     "stream_measured",
 ]
 
-#: The oldest Python the measured modules are written for (perf_counter_ns 3.7,
-#: os.posix_spawn 3.8); older interpreters are refused by name.
-MIN_VERSION = (3, 8)
+#: The oldest Python the measured parts run under; older interpreters are refused
+#: by name. The parts live in their topic's package (lab/experiments/cpu/child.py),
+#: and a spawn or forkserver worker imports a part by name, its package's
+#: __init__ (the lesson) first: the lessons use 3.10's `X | Y` unions and builtin
+#: generics at import time (PEP 604, PEP 585).
+MIN_VERSION = (3, 10)
 
 PYTHON_HELP = (
     "run the measured part under these interpreters (python3.12, 3.13 or a path); "
@@ -308,7 +311,8 @@ def stream_measured(
     except subprocess.TimeoutExpired:
         raise LabError(f"{module} under {interpreter.label} took over {timeout:g} s") from None
     finally:
-        _stop(child)
+        # TERM the child's whole group (pool workers, a forkserver), a grace, KILL, reap.
+        children.stop_popen(child, STOP_GRACE_S, group=True)
 
 
 def _send(child: subprocess.Popen, payload: dict[str, Any]) -> None:
@@ -351,27 +355,3 @@ def _last_line(stderr: bytes | bytearray) -> str:
     lines = [line.strip() for line in bytes(stderr).decode(errors="replace").splitlines()]
     last = next((line for line in reversed(lines) if line), "no message on stderr")
     return last.removeprefix("lab.errors.")
-
-
-def _stop(child: subprocess.Popen) -> None:
-    """TERM the child's process group, a grace period, KILL, then reap; close the pipes."""
-    if child.poll() is None:
-        _signal_group(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            _signal_group(child.pid, signal.SIGKILL)
-            child.wait()
-    else:
-        # It exited; anything it started and left in its group goes too.
-        _signal_group(child.pid, signal.SIGKILL)
-    for pipe in (child.stdin, child.stdout, child.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass  # the group is already empty

@@ -348,7 +348,7 @@ def _exited(proc: psutil.Process, timeout: float) -> bool:
     """Wait up to `timeout` for the process to exit; True if it did.
 
     Our own child is reaped here. A `db up` server is init's child, and this
-    machine's init reaps late (1.2-1.6 s, see REFERENCES): its zombie has
+    machine's init reaps late (1.2-1.6 s, measured): its zombie has
     already exited and freed its port and files, so it counts as gone."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -103,12 +103,12 @@ def draw(experiment: str, runs: Sequence[Run]) -> Figure:
 
 
 def _plot_module(experiment: str) -> Any:
-    for where in (f"lab.experiments.{experiment}.plot", f"lab.plots.{experiment}"):
-        try:
-            return importlib.import_module(where)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (where, where.rpartition(".")[0]):
-                raise  # the plot exists but needs something missing: that is a bug to see
+    where = f"lab.experiments.{experiment}.plot"
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        if exc.name != where:
+            raise  # the plot exists but needs something missing: that is a bug to see
     raise LabError(f"experiment {experiment!r} has no plot")
 
 

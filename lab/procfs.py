@@ -1,4 +1,4 @@
-"""What the kernel knows about a process: /proc/PID/stat, and prctl(2) for its family.
+"""What the kernel knows about a process: /proc/PID/stat, status and memory, and prctl(2).
 
 The lessons check what the kernel says (state, parent, process group,
 session, terminal), not what a process claims about itself; and they adopt
@@ -19,8 +19,11 @@ __all__ = [
     "PR_SET_PDEATHSIG",
     "is_subreaper",
     "prctl",
+    "memory_kb",
+    "parse_status",
     "proc_stat",
     "proc_status",
+    "smaps_rollup_kb",
     "set_subreaper",
     "subreaper",
 ]
@@ -53,13 +56,55 @@ def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
 def proc_status(pid: int | str = "self") -> dict[str, str] | None:
     """/proc/PID/status as {field: text} (VmRSS, SigCgt, Threads...), or None if it is gone."""
     text = _read(pid, "status")
-    if text is None:
-        return None
+    return None if text is None else parse_status(text)
+
+
+def parse_status(text: str) -> dict[str, str]:
+    """`Name:\tvalue` lines (the format of /proc/PID/status) as {name: value}."""
     fields = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.strip()
     return fields
+
+
+def memory_kb(pid: int | str = "self") -> dict[str, int]:
+    """The kB figures of /proc/PID/status: VmRSS, VmSize, VmPTE...
+
+    VmRSS   resident pages, shared or not (counted in full by every process)
+    VmSize  the virtual reservation (a thread's 8 MiB stack lands here, not in RSS)
+    VmPTE   the page tables: what fork copies, page by page of the parent
+    """
+    return _kb_fields(proc_status(pid) or {})
+
+
+def smaps_rollup_kb(pid: int | str = "self") -> dict[str, int]:
+    """Rss, Pss, Private_Dirty... summed over all mappings, plus Uss, in kB.
+
+    Pss            each shared page divided among its sharers
+    Private_Dirty  pages only this process maps and has written: for a forked
+                   child, exactly what copy-on-write has copied (or it allocated)
+    Uss            Private_Clean + Private_Dirty: what the process alone holds,
+                   what killing it would give back
+
+    smaps_rollup (Linux 4.14) is the sum /proc/PID/smaps would give, read in
+    one go; reading another process's needs the same rights as ptrace.
+    """
+    text = _read(pid, "smaps_rollup") or ""
+    lines = (line.partition(":") for line in text.splitlines())
+    fields = _kb_fields({key: value.strip() for key, _, value in lines})
+    fields["Uss"] = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields
+
+
+def _kb_fields(fields: dict[str, str]) -> dict[str, int]:
+    """The `1234 kB` values of a /proc file's fields, as {name: kB}."""
+    kb = {}
+    for name, value in fields.items():
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            kb[name] = int(parts[0])
+    return kb
 
 
 def _read(pid: int | str, name: str) -> str | None:

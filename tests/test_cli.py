@@ -38,12 +38,7 @@ def test_list_names_every_experiment():
 
 
 @pytest.mark.parametrize("name", experiments.names())
-def test_every_experiment_has_the_contract_and_its_own_help(name):
-    module = experiments.load(name)
-    for attribute in ("NAME", "SUMMARY", "Params", "FULL", "COLUMNS", "TOUR", "run"):
-        assert hasattr(module, attribute), f"{name} lacks {attribute}"
-    assert module.NAME == name
-    module.Params()  # the defaults are valid
+def test_every_experiment_has_its_own_help(name):
     result = run_cli("run", name, "--help")
     assert result.returncode == 0 and "--full" in result.stdout
 

@@ -13,7 +13,8 @@ import pytest
 
 from lab import interpreters
 from lab.errors import LabError
-from lab.experiments import _cow_measure, cow
+from lab.experiments import cow
+from lab.experiments.cow import child as cow_child
 from tests.conftest import assert_refused, run_cli
 
 SIZE = 300_000  # ~45 MB of small lists: quick, and far above the control's noise
@@ -104,8 +105,8 @@ def test_the_measuring_module_reaps_its_children_even_when_stopped_early(no_leak
         "roles": list(cow.ROLES),
         "freeze": [False, True],
     }
-    assert len(list(_cow_measure.measure(payload))) == 2 * 6 * 3
-    records = _cow_measure.measure(payload)
+    assert len(list(cow_child.measure(payload))) == 2 * 6 * 3
+    records = cow_child.measure(payload)
     next(records)
     records.close()
     assert gc.isenabled()

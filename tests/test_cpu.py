@@ -18,7 +18,8 @@ import uuid
 import psutil
 import pytest
 
-from lab.experiments import _cpu_convoy, cpu
+from lab.experiments import cpu
+from lab.experiments.cpu import convoy
 from lab.interpreters import current
 from tests.conftest import ROOT, assert_refused, run_cli
 
@@ -90,7 +91,7 @@ def test_the_switch_interval_is_put_back(no_leaks) -> None:
     before = sys.getswitchinterval()
     sys.setswitchinterval(0.003)
     try:
-        records = list(_cpu_convoy.measure_convoy(pings=5, fast_switch=1e-4))
+        records = list(convoy.measure_convoy(pings=5, fast_switch=1e-4))
         assert [r["switch_interval_ms"] for r in records] == [3.0, 3.0, 0.1]
         assert sys.getswitchinterval() == pytest.approx(0.003)
     finally:
@@ -130,7 +131,7 @@ def test_default_run_stores_every_record() -> None:
         (["--strategies", "greenlets"], "--strategies: unknown value 'greenlets'"),
         (["--start-method", "vfork"], "--start-method: unknown value 'vfork'"),
         (["--python", "python9.9"], "no interpreter 'python9.9'"),
-        (["--python", "2.7"], "need 3.8 or newer"),
+        (["--python", "2.7"], "need 3.10 or newer"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(args: list[str], says: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.experiments._daemonize_proc import observe
+from lab.experiments.daemonize.observe import observe
 from lab.results import ResultsStore
 from tests.test_daemon_support import (  # noqa: F401 - subreaper and world are fixtures
     World,

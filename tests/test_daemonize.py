@@ -86,7 +86,7 @@ def test_cli_runs_it_with_a_table_and_json() -> None:
 
 
 def test_plot_draws_the_timeline_of_both(tmp_path) -> None:
-    from lab.plots import daemonize as plot
+    from lab.experiments.daemonize import plot
     from lab.results import ResultsStore
 
     with ResultsStore() as store:  # this test's own store (conftest's LAB_RESULTS)

@@ -20,7 +20,8 @@ import pytest
 from lab import interpreters, start_methods
 from lab.errors import LabError
 from lab.experiments import fork
-from lab.experiments._forkfacts import FACTS, _proc, check, lifecycle, platforms
+from lab.experiments.fork import lifecycle, platforms, probes
+from lab.experiments.fork.child import FACTS, check
 from tests.conftest import assert_refused, children, open_fds, run_cli
 
 FORKING_FACTS = [1, 2, 3, 4, 5, 8, 9, 10, 11, 13, 15]
@@ -38,7 +39,7 @@ def zombies_of(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            stat = _proc.proc_stat(entry)
+            stat = probes.proc_stat(entry)
             if stat and stat["ppid"] == pid and stat["state"] == "Z":
                 found.append(int(entry))
     return found
@@ -109,7 +110,7 @@ def test_selected_facts_repeat_and_leave_nothing_behind(no_leaks) -> None:
 
 @pytest.fixture
 def no_fork(monkeypatch):
-    monkeypatch.setattr(_proc, "fork", fake_fork)
+    monkeypatch.setattr(probes, "fork", fake_fork)
     monkeypatch.setattr(lifecycle, "SCRIPT_FORK", FAKE_SCRIPT_FORK)
 
 
@@ -161,7 +162,7 @@ def test_start_methods_fact_fails_when_the_refusal_is_missing(monkeypatch) -> No
 
 def test_zombie_fact_fails_when_the_child_does_not_report(monkeypatch, no_leaks) -> None:
     """A real fork whose child dies before saying who it is: the zombie seen is not proof."""
-    real = _proc.fork
+    real = probes.fork
 
     def fork_then_die() -> int:
         pid = real()
@@ -169,7 +170,7 @@ def test_zombie_fact_fails_when_the_child_does_not_report(monkeypatch, no_leaks)
             os._exit(0)  # the child leaves before the fact's body runs
         return pid
 
-    monkeypatch.setattr(_proc, "fork", fork_then_die)
+    monkeypatch.setattr(probes, "fork", fork_then_die)
     assert check(8, {})["holds"] is False
 
 
@@ -288,7 +289,7 @@ def test_ctrl_c_stops_the_checklist_and_leaves_no_process_behind() -> None:
 
 
 def test_plot_draws_the_checklist_and_diagrams_from_observed_pids(checklist) -> None:
-    from lab.plots import fork as fork_plot
+    from lab.experiments.fork import plot as fork_plot
 
     run = checklist[0]
     figure = fork_plot.draw([run])

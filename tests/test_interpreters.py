@@ -74,7 +74,7 @@ def test_too_old_interpreter_is_refused_by_name() -> None:
     except LabError as exc:
         if "no interpreter" in str(exc):
             pytest.skip("no Python 2.7 here")
-        assert "2.7" in str(exc) and "3.8 or newer" in str(exc)
+        assert "2.7" in str(exc) and "3.10 or newer" in str(exc)
     else:
         pytest.fail("Python 2.7 was accepted")
 

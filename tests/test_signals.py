@@ -2,7 +2,7 @@
 
 Every fact is checked by running it the way the experiment does (a fresh
 interpreter per fact). Its twin test runs the same check with the senders of
-lab.experiments._signal_send replaced by ones that send nothing: a
+lab.experiments.signals.send replaced by ones that send nothing: a
 demonstration that still "holds" then demonstrates nothing, and fails here.
 """
 
@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from lab.experiments import signals
-from lab.experiments._signal_facts import CHILD_CODE
+from lab.experiments.signals.facts import CHILD_CODE
 from tests.conftest import assert_refused, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the facts are Linux's")
@@ -24,7 +24,7 @@ CALL_SIZE = 10**7  # sum(range(10**7)): ~0.1 s here, long against a signal's ~0.
 
 # The same check, in a fresh interpreter whose senders send nothing.
 SILENCED = (
-    "import lab.experiments._signal_send as s\n"
+    "import lab.experiments.signals.send as s\n"
     "s.send = s.send_to_thread = s.send_to_group = s.type_interrupt_key = lambda *a: None\n"
     + CHILD_CODE
 )
@@ -60,7 +60,7 @@ def test_fact_does_not_hold_when_no_signal_is_sent(number: int, no_leaks) -> Non
 
 @pytest.mark.timeout(120)
 def test_a_long_c_call_delays_the_handler_far_more_than_an_idle_sleep(no_leaks) -> None:
-    from lab.experiments._signal_latency import measure_state, summary
+    from lab.experiments.signals.latency import measure_state, summary
 
     idle = summary(measure_state("sleep", 10, CALL_SIZE))["median_ms"]
     in_call = summary(measure_state("c-call", 10, CALL_SIZE))["median_ms"]
@@ -70,7 +70,7 @@ def test_a_long_c_call_delays_the_handler_far_more_than_an_idle_sleep(no_leaks) 
 
 @pytest.mark.timeout(120)
 def test_wakeup_fd_byte_arrives_long_before_the_handler_in_a_c_call(no_leaks) -> None:
-    from lab.experiments._signal_latency import measure_state, summary
+    from lab.experiments.signals.latency import measure_state, summary
 
     byte = summary(measure_state("wakeup-fd", 5, CALL_SIZE))["median_ms"]
     handler = summary(measure_state("c-call", 5, CALL_SIZE))["median_ms"]
@@ -128,7 +128,7 @@ def test_bad_input_is_refused_in_one_line(options: list[str], says: str) -> None
 
 def test_plot_refuses_a_run_without_latency() -> None:
     from lab.errors import LabError
-    from lab.plots import signals as plot
+    from lab.experiments.signals import plot
     from lab.runs import Run
 
     facts_only = Run("signals", {}, {}, [{"number": 1, "holds": True}], run_id=1)

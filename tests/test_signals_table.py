@@ -68,7 +68,7 @@ def test_real_time_signals_are_all_listed(listed) -> None:
 
 
 def test_python_dispositions_are_read_from_a_fresh_interpreter() -> None:
-    from lab.signal_table import rows
+    from lab.experiments.signals.table import rows
 
     by_name = {row["name"]: row for row in rows()}
     assert by_name["SIGINT"]["python_at_start"] == "raises KeyboardInterrupt"

@@ -19,7 +19,8 @@ import pytest
 
 from lab import interpreters
 from lab.errors import LabError
-from lab.experiments import _spawn_measure, spawn
+from lab.experiments import spawn
+from lab.experiments.spawn import child as spawn_child
 from lab.results import ResultsStore
 from tests.conftest import ROOT, assert_refused, run_cli
 
@@ -94,9 +95,9 @@ def test_every_method_creates_and_reaps_leaving_nothing_behind(no_leaks):
 
 def test_the_measuring_module_reaps_its_idle_workers_even_when_stopped_early(no_leaks):
     """In this process, without the child interpreter's group kill to clean up after it."""
-    records = list(_spawn_measure.measure({"part": "memory", "method": "fork", "count": 3}))
+    records = list(spawn_child.measure({"part": "memory", "method": "fork", "count": 3}))
     assert records[0]["uss_kb_each"] > 0
-    parts = _spawn_measure.measure({"part": "memory", "method": "fork", "count": 3})
+    parts = spawn_child.measure({"part": "memory", "method": "fork", "count": 3})
     next(parts)
     parts.close()  # GeneratorExit at the yield: the finally still releases and reaps
 

@@ -25,7 +25,6 @@ distort both.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ from typing import Any
 # interpreter's own library may not be readable (a root-only pyenv in /root).
 import lab.env  # noqa: F401
 import lab.runs  # noqa: F401
-from lab import experiments
+from lab import children, experiments
 from lab.daemon import config as config_mod
 from lab.daemon import sdnotify
 from lab.daemon.signals import SignalWakeup
@@ -64,8 +63,6 @@ EXIT_INTERRUPTED = 3  # TERM arrived during the run: stored as interrupted
 STOP_GRACE = 10.0
 #: The longest the loop sleeps without looking around (a lost SIGCHLD byte costs this).
 MAX_WAIT = 5.0
-#: errnos a reap tolerates: there is simply no child (gunicorn's reap_workers).
-_NO_CHILD = {errno.ECHILD}
 
 
 @dataclass
@@ -183,16 +180,10 @@ class Harness:
             os._exit(code)
 
     def reap_children(self) -> None:
-        """Reap every child that ended: loop waitpid(-1, WNOHANG) until it returns 0."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        """Reap every child that ended (lab.children.reap_all: waitpid(-1, WNOHANG) until 0)."""
+        for pid, code in children.reap_all():
             if self.running is not None and pid == self.running.pid:
-                self._run_ended(os.waitstatus_to_exitcode(status))
+                self._run_ended(code)
 
     def _run_ended(self, code: int) -> None:
         running = self.running
@@ -222,7 +213,7 @@ class Harness:
         if time.monotonic() < self.stop_deadline:
             return
         log.warning("run %s ignored TERM for %.0fs: KILL", self.running.job.experiment, STOP_GRACE)
-        _signal_group(self.running.pid, signal.SIGKILL)
+        children.signal_group(self.running.pid, signal.SIGKILL)
         self.stop_deadline = None  # the SIGCHLD that follows ends the loop
 
     # -- signals: one handler each, called from the main loop, never from the signal --
@@ -384,13 +375,6 @@ def _read_all(fd: int) -> str:
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 # -- files the daemon keeps using after it drops privileges ---------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from lab.errors import LabError
 
-__all__ = ["AlreadyRunning", "PidFile", "holder", "read_pid"]
+__all__ = ["AlreadyRunning", "PidFile", "holder"]
 
 #: errnos that mean "someone else holds the lock" (POSIX allows either).
 LOCKED_ERRNOS = {errno.EAGAIN, errno.EACCES}
@@ -113,12 +113,3 @@ def holder(path: str | os.PathLike[str]) -> int | None:
         return None if l_type == fcntl.F_UNLCK else l_pid
     finally:
         os.close(fd)
-
-
-def read_pid(path: str | os.PathLike[str]) -> int | None:
-    """What the file says (for messages only; `holder` is the truth)."""
-    try:
-        text = Path(path).read_text()
-    except (FileNotFoundError, PermissionError):
-        return None
-    return int(text) if text.strip().isdigit() else None

@@ -31,7 +31,7 @@ __all__ = ["Job", "Strategy", "Timings", "connect_blocking", "measured_phase", "
 CONNECT_TIMEOUT_S = 10
 
 #: How many connects may be in flight at once in the asyncio strategy, well
-#: under MariaDB's default back_log of 80 (REFERENCES.md: a burst of 1,000
+#: under MariaDB's default back_log of 80 (measured here: a burst of 1,000
 #: overflowed it). Threads and forks are paced by their own creation.
 CONNECTS_IN_FLIGHT = 50
 

@@ -1,0 +1,126 @@
+"""Copy-on-write and reference counts: forked children that only read still copy.
+
+A preforking server builds its data once and forks workers that share it page
+by page, copy-on-write. Under CPython the sharing does not last: reading an
+object writes its reference count, and the garbage collector writes its own
+bookkeeping into every container it examines. Measured from outside, in the
+children's /proc/PID/smaps_rollup (child.py, standard library only, so
+`--python` runs it under other CPythons side by side):
+
+  the parent builds `size` objects (small lists, tuples, interned strings, or
+  references to None and small ints), then per gc.freeze setting forks a
+  control child (does nothing), readers (iterate everything, then
+  gc.collect()) and collectors (only gc.collect()), and measures every child's
+  Private_Dirty after each step: fork, read, collect.
+
+The lesson: reading is writing under reference counting; gc.freeze() in the
+parent (Instagram's recipe, bpo-31558) stops the collector's writes, not the
+reference counts'; immortal objects (PEP 683, 3.12) are never written.
+
+Reading map, in order:
+    child.py  the parent's data, the children that read or collect, their private pages
+    plot.py   private MB per child and step, with and without gc.freeze
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lab import interpreters
+from lab.params import Params as _Params
+from lab.params import option
+from lab.runs import Run, Session, collect
+
+__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
+
+NAME = "cow"
+SUMMARY = "copy-on-write: what forked children that only read stop sharing, with/without gc.freeze"
+
+MODULE = "lab.experiments.cow.child"
+STRUCTURES = ("lists", "tuples", "interned", "small_ints")
+ROLES = ("control", "reader", "collector")
+
+#: Seconds one structure's batches may take under one interpreter.
+PART_TIMEOUT_S = 600.0
+
+COLUMNS = [
+    "python",
+    "structure",
+    "immortal",
+    "frozen",
+    "role",
+    "child",
+    "step",
+    "private_dirty_mb",
+    "unshared_mb",
+    "pss_mb",
+]
+
+
+@dataclass(frozen=True)
+class Params(_Params):
+    structures: tuple[str, ...] = option(
+        ("lists", "interned", "small_ints"), "what the parent builds", choices=STRUCTURES
+    )
+    size: int = option(1_000_000, "objects in the structure", minimum=1)
+    children: int = option(1, "children per role", minimum=1)
+    roles: tuple[str, ...] = option(ROLES, "which children to fork", choices=ROLES)
+    freeze: tuple[bool, ...] = option(
+        (False, True), "without and/or with gc.freeze() in the parent before fork"
+    )
+    python: tuple[str, ...] = option((), interpreters.PYTHON_HELP)
+
+
+FULL = {"structures": STRUCTURES, "size": 3_000_000, "children": 3}
+
+TOUR = [
+    (
+        "**Reading is writing.** The parent builds a million small lists and forks "
+        "three children: a control that does nothing, a reader that iterates every "
+        "object, a collector that runs `gc.collect()`. `unshared_mb` is what each "
+        "child has copied since fork. The reader copies nearly every page: each "
+        "object's reference count lives in its header. Without `gc.freeze()` the "
+        "collector copies the pages of every list it examines; with it, almost nothing.",
+        {"structures": ("lists",)},
+    ),
+    (
+        "**Immortal objects.** A list of a million interned strings: on the first 3.12 "
+        "releases they are immortal (PEP 683) and a reader copies nothing; on 3.11, and "
+        "on 3.13 where strings interned at run time became mortal again (gh-113993), it "
+        "copies them all (the `immortal` column says which). A list "
+        "of references to None and small ints stays shared everywhere: there are only "
+        "a few hundred of them, on a few pages. Try `--python 3.11,3.12`.",
+        {"structures": ("interned", "small_ints"), "roles": ("control", "reader")},
+    ),
+]
+
+
+def run(params: Params = Params(), progress=None, sink=None) -> Run:
+    # Resolved before the run begins: a missing interpreter is refused, not stored.
+    pythons = interpreters.chosen(params.python)
+    measure = functools.partial(_measure, pythons=pythons)
+    return collect(NAME, params, measure, progress=progress, sink=sink)
+
+
+def _measure(
+    params: Params, session: Session, pythons: list[interpreters.Interpreter]
+) -> Iterator[dict[str, Any]]:
+    """One fresh interpreter per structure: each parent holds only what it built."""
+    session.env["interpreters"] = [p.label for p in pythons]
+    total, done = len(pythons) * len(params.structures), 0
+    for python in pythons:
+        for structure in params.structures:
+            session.step(done, total, f"{python.version}: {params.size:,} {structure}")
+            payload = {
+                "structure": structure,
+                "size": params.size,
+                "children": params.children,
+                "roles": list(params.roles),
+                "freeze": list(params.freeze),
+            }
+            yield from interpreters.stream_measured(python, MODULE, payload, PART_TIMEOUT_S)
+            done += 1
+    session.step(total, total, "done")

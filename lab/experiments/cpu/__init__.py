@@ -1,0 +1,159 @@
+"""cpu: forking against threading on CPU-bound work, and the convoy effect.
+
+The talk's "forking vs threading in the main method" slide, measured. The same
+pure-Python countdown is split across W workers run as threads, as raw forked
+processes and as a multiprocessing pool (fork, spawn or forkserver). Under the
+GIL only one thread runs Python bytecode at a time, so threads give no
+speedup however many cores there are; processes each have their own
+interpreter and scale up to the cores this process may use. A second part
+puts an I/O-bound thread beside a CPU-bound one: the convoy effect (bpo-7946).
+
+The measured code (child.py, with scaling.py and convoy.py) is standard
+library only and always runs in a child interpreter through
+lab.interpreters, this one by default or each one named with `--python`.
+That is the one code path: the CLI's progress bar thread or a Jupyter
+kernel's threads never share a process with the forks being timed.
+
+Reading map, in order:
+    scaling.py  the work (a countdown) split across threads, forks and pools, timed
+    convoy.py   an echo thread beside a spinning one: the wait for the GIL
+    child.py    what lab.interpreters runs: both parts, facts about the interpreter
+    plot.py     speedup against workers, and echo latency beside a spinner
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lab import interpreters
+from lab.experiments.cpu import child
+from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
+from lab.params import Params as _Params
+from lab.params import option
+from lab.runs import Run, Session, collect
+
+__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
+
+NAME = "cpu"
+SUMMARY = "forking vs threading on CPU-bound work: the GIL, processes, and the convoy effect"
+
+PARTS = ("scaling", "convoy")
+
+WORK_MODULE = "lab.experiments.cpu.child"
+
+
+@dataclass(frozen=True)
+class Params(_Params):
+    workers: tuple[int, ...] = option((1, 2, 4, 8), "workers sharing the work", minimum=1)
+    work: int = option(6_000_000, "countdown steps in total, split across the workers", minimum=1)
+    strategies: tuple[str, ...] = option(
+        STRATEGIES,
+        "how the work is split (sequential always runs: the baseline)",
+        choices=STRATEGIES,
+    )
+    start_method: tuple[str, ...] = option(
+        START_METHODS, "multiprocessing start methods for the pool strategy", choices=START_METHODS
+    )
+    repeat: int = option(3, "rounds of each strategy and worker count (median)", minimum=1)
+    pings: int = option(200, "echo round trips per convoy case", minimum=1)
+    fast_switch: float = option(1e-4, "the short switch interval for the convoy, seconds", above=0)
+    parts: tuple[str, ...] = option(PARTS, "which parts to run", choices=PARTS)
+    python: tuple[str, ...] = option((), interpreters.PYTHON_HELP)
+    timeout: float = option(600.0, "seconds one interpreter's run may take", above=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        interpreters.chosen(self.python)  # a missing interpreter is bad input: refuse it now
+
+
+FULL: dict[str, Any] = {
+    "work": 100_000_000,  # Beazley's countdown(100M)
+    "workers": (1, 2, 4, 8, 16),
+    "repeat": 5,
+    "pings": 1000,
+}
+
+COLUMNS = [
+    "python",
+    "part",
+    "strategy",
+    "start_method",
+    "workers",
+    "start_s",
+    "wall_s",
+    "cpu_s",
+    "speedup",
+    "case",
+    "switch_interval_ms",
+    "median_ms",
+    "p99_ms",
+    "usable_cores",
+    "gil_enabled",
+]
+
+TOUR = [
+    (
+        "**Forking vs threading in the main method.** The same pure-Python countdown "
+        "(Beazley's GIL talk) split across 1, 2 and 4 workers. Threads share one GIL: "
+        "their speedup stays near 1 whatever the cores. Processes (raw `os.fork`, or a "
+        "`multiprocessing` pool) each have their own interpreter and scale up to "
+        "`usable_cores`. `start_s` is what creating the workers cost, kept out of `wall_s`: "
+        "see how much dearer `spawn` is than `fork`.",
+        {"parts": ["scaling"], "workers": [1, 2, 4]},
+    ),
+    (
+        "**The convoy effect** (bpo-7946). A thread answers a socket echo. Alone, a round "
+        "trip takes microseconds; beside a thread spinning on Python code it waits for the "
+        "GIL, about one switch interval (`sys.getswitchinterval()`, 5 ms). "
+        "`sys.setswitchinterval(1e-4)` shortens the wait, at the spinner's expense.",
+        {"parts": ["convoy"]},
+    ),
+    (
+        "Other interpreters: `daemonlab run cpu --python 3.12,3.13` runs the same measured "
+        "code under each and stores the records side by side; a free-threaded build "
+        "(`python3.13t`) is where threads finally scale.",
+        None,
+    ),
+]
+
+
+def run(params: Params = Params(), progress=None, sink=None) -> Run:
+    return collect(NAME, params, _measure, progress=progress, sink=sink)
+
+
+def payload(params: Params) -> dict[str, Any]:
+    """What the measuring child gets (see child.py): the params it needs, as JSON."""
+    return {
+        "parts": list(params.parts),
+        "work": params.work,
+        "workers": list(params.workers),
+        "strategies": list(params.strategies),
+        "start_methods": list(params.start_method),
+        "repeat": params.repeat,
+        "pings": params.pings,
+        "fast_switch": params.fast_switch,
+    }
+
+
+def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    chosen = interpreters.chosen(params.python)
+    session.env["interpreters"] = [asdict(i) for i in chosen]
+    sent = payload(params)
+    per_interpreter = (len(child.scaling_plan(sent)) if "scaling" in params.parts else 0) + (
+        3 if "convoy" in params.parts else 0
+    )
+    total, done = per_interpreter * len(chosen), 0
+    for interpreter in chosen:
+        for record in interpreters.stream_measured(interpreter, WORK_MODULE, sent, params.timeout):
+            done += 1
+            session.step(done, total, f"{interpreter.label}: {_describe(record)}")
+            yield record
+
+
+def _describe(record: dict[str, Any]) -> str:
+    if record["part"] == "convoy":
+        return f"convoy, {record['case']} at {record['switch_interval_ms']} ms"
+    method = f" ({record['start_method']})" if record.get("start_method") else ""
+    return f"{record['strategy']}{method} x{record['workers']}"

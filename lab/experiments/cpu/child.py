@@ -1,0 +1,114 @@
+"""The cpu experiment's measured part, as lab.interpreters runs it: `measure(payload)`.
+
+This is what runs in the measuring child, under the lab's own Python or any
+other one named with `--python`: standard library only, Python 3.8+. It reads
+the interpreter it runs in (GIL or not, usable cores) instead of assuming it,
+and puts those facts on every record, since they decide the result.
+
+payload (built by lab.experiments.cpu from its Params):
+    parts          ["scaling", "convoy"]
+    work           countdown steps in total per measurement
+    workers        [1, 2, 4, 8]
+    strategies     a subset of scaling.STRATEGIES (sequential is always run:
+                   it is every speedup's baseline)
+    start_methods  for the pool: fork, spawn, forkserver
+    repeat         rounds of each (strategy, workers), summarised as one record
+    pings          echo round trips per convoy case
+    fast_switch    the short switch interval, seconds
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import sys
+import sysconfig
+from collections.abc import Iterator
+
+from lab.experiments.cpu import convoy, scaling
+
+__all__ = ["interpreter_facts", "measure", "scaling_plan"]
+
+
+def interpreter_facts() -> dict:
+    """What decides the result, read from this interpreter: the GIL and the cores."""
+    probe = getattr(sys, "_is_gil_enabled", None)  # 3.13+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "usable_cores": cores,
+        "gil_enabled": True if probe is None else bool(probe()),
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    }
+
+
+def scaling_plan(payload: dict) -> list[tuple[int, str, str | None]]:
+    """(workers, strategy, start_method), one record each, in order: sequential first."""
+    others = [s for s in payload["strategies"] if s != "sequential"]
+    plan = []
+    for workers in payload["workers"]:
+        plan.append((workers, "sequential", None))
+        for strategy in others:
+            methods = payload["start_methods"] if strategy == "pool" else [None]
+            plan.extend((workers, strategy, method) for method in methods)
+    return plan
+
+
+def measure(payload: dict) -> Iterator[dict]:
+    facts = interpreter_facts()
+    if "scaling" in payload["parts"]:
+        yield from _scaling(payload, facts)
+    if "convoy" in payload["parts"]:
+        for record in convoy.measure_convoy(payload["pings"], payload["fast_switch"]):
+            yield {**record, **facts}
+
+
+def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
+    """One record per (workers, strategy): the median of `repeat` rounds, and the fastest.
+
+    The rounds of one worker count are interleaved (sequential, threads, ...,
+    then again), so a burst of load from elsewhere on the machine hits every
+    strategy alike instead of one strategy's every sample; the speedup is the
+    median sequential wall time over the strategy's median.
+    """
+    available = multiprocessing.get_all_start_methods()
+    plan = scaling_plan(payload)
+    scaling.warm_up()  # forked workers and threads inherit the warm bytecode
+    for workers in payload["workers"]:
+        here = [step for step in plan if step[0] == workers]
+        samples: dict = {step: [] for step in here}
+        for _ in range(payload["repeat"]):
+            for step in here:
+                _, strategy, method = step
+                if method is None or method in available:
+                    chunks = scaling.split(payload["work"], workers)
+                    samples[step].append(scaling.measure_strategy(strategy, chunks, method))
+        baseline = _median(samples[workers, "sequential", None], "wall_s")
+        for step in here:
+            _, strategy, method = step
+            record = {"part": "scaling", "strategy": strategy, "start_method": method}
+            record.update(workers=workers, repeat=payload["repeat"])
+            if not samples[step]:
+                yield {**record, **facts, "skipped": f"no {method} start method here"}
+                continue
+            yield {**record, **_summary(samples[step], baseline), **facts}
+
+
+def _median(samples: list, key: str):
+    values = [s[key] for s in samples]
+    return None if None in values else statistics.median(values)
+
+
+def _summary(samples: list, baseline: float) -> dict:
+    wall_s = _median(samples, "wall_s")
+    summary = {
+        "start_s": _median(samples, "start_s"),
+        "wall_s": wall_s,
+        "wall_s_min": min(s["wall_s"] for s in samples),
+        "cpu_s": _median(samples, "cpu_s"),
+        "speedup": round(baseline / wall_s, 3),
+    }
+    notes = {s["note"] for s in samples if "note" in s}
+    if notes:
+        summary["note"] = "; ".join(sorted(notes))
+    return summary

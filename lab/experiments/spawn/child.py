@@ -1,0 +1,333 @@
+"""The measured part of `spawn`: create and reap one worker, many times. Stdlib only.
+
+This module runs in a child interpreter (lab.interpreters, under this Python
+or the one `--python` names), which calls `measure(params)`. Three parts, one
+per call:
+
+  create  every method creates and reaps one worker `repeat` times
+  rss     the parent first grows to `rss_mb` of resident memory, then forks
+  memory  `count` idle workers at once, and the memory each adds
+
+Why a child interpreter even for this Python: the CLI draws a progress bar
+from a thread, and fork in a multi-threaded process copies only the calling
+thread (locks other threads held stay held for ever; 3.12 warns,
+gh-100228). The parent we grow to 2 GB is also best thrown away afterwards.
+
+Things that do not measure what they seem to:
+- Timing `os.fork()` alone: the parent returns long before the child has run,
+  and the child's exit (freeing the page tables fork copied) is part of what a
+  worker costs. Every method here is timed from create to reaped.
+- A `bytearray(n)` that is never written may be backed by the zero page or
+  not be resident at all; the ballast is written once per page, and the RSS
+  the kernel reports is recorded beside the size asked for.
+- The first forkserver or spawn worker also starts the server or imports the
+  modules: one untimed warm-up creation per method, its time kept as first_ms.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CREATORS", "PARTS", "create_and_reap", "measure"]
+
+import math
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lab import procfs
+from lab.start_methods import stop_multiprocessing_servers
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1024 * 1024
+
+TRUE = "/bin/true"  # the smallest real program: exec, exit 0
+CHILD_OK = 0  # a worker that did its (empty) job
+CHILD_FAILED = 70  # EX_SOFTWARE: the worker's Python raised before os._exit
+READY = b"r"  # a memory-part worker saying "I am up and idle"
+WAIT_S = 60.0  # the longest any worker may take to say it is ready
+
+
+# -- creating and reaping one worker ---------------------------------------------------
+def _noop() -> None:
+    """The whole job of a worker: nothing, so only its creation is measured."""
+
+
+def _reap(pid: int) -> None:
+    """waitpid and insist on exit status 0: a failed worker is not a measurement."""
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != CHILD_OK:
+        raise RuntimeError(f"worker {pid} ended with {code}")
+
+
+def _thread() -> None:
+    worker = threading.Thread(target=_noop)
+    worker.start()
+    worker.join()
+
+
+def _fork() -> None:
+    pid = os.fork()
+    if pid == 0:  # the child: run nothing of the parent's, leave by os._exit
+        code = CHILD_FAILED
+        try:
+            _noop()
+            code = CHILD_OK
+        finally:
+            # os._exit, not sys.exit: no atexit handlers, no flushing of the
+            # stdout buffer this child inherited (it would print records twice).
+            os._exit(code)
+    _reap(pid)
+
+
+def _posix_spawn() -> None:
+    # glibc's posix_spawn uses clone(CLONE_VM | CLONE_VFORK): the child borrows
+    # the parent's memory until exec, so no page table is copied.
+    _reap(os.posix_spawn(TRUE, [TRUE], os.environ))
+
+
+def _subprocess() -> None:
+    subprocess.run([TRUE], check=True)
+
+
+def _multiprocessing(method: str) -> Callable[[], None]:
+    context = multiprocessing.get_context(method)
+
+    def create() -> None:
+        worker = context.Process(target=_noop)
+        worker.start()
+        worker.join()
+        if worker.exitcode != CHILD_OK:
+            raise RuntimeError(f"{method} worker ended with {worker.exitcode}")
+        worker.close()
+
+    return create
+
+
+CREATORS: dict[str, Callable[[], Callable[[], None]]] = {
+    "thread": lambda: _thread,
+    "fork": lambda: _fork,
+    "posix_spawn": lambda: _posix_spawn,
+    "subprocess": lambda: _subprocess,
+    "mp_fork": lambda: _multiprocessing("fork"),
+    "mp_forkserver": lambda: _multiprocessing("forkserver"),
+    "mp_spawn": lambda: _multiprocessing("spawn"),
+}
+
+
+def create_and_reap(method: str) -> int:
+    """Create one worker by `method` and reap it; the nanoseconds it took."""
+    create = CREATORS[method]()
+    start = time.perf_counter_ns()
+    create()
+    return time.perf_counter_ns() - start
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    """Nearest rank: the smallest sample with at least p% of samples at or below it."""
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _latency(method: str, repeat: int) -> dict[str, Any]:
+    create = CREATORS[method]()
+    start = time.perf_counter_ns()
+    create()  # the warm-up: starts a forkserver, imports what spawn needs
+    first = time.perf_counter_ns() - start
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter_ns()
+        create()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    ordered = sorted(samples)
+    return {
+        "method": method,
+        "repeat": repeat,
+        "median_ms": _percentile(ordered, 50),
+        "p95_ms": _percentile(ordered, 95),
+        "p99_ms": _percentile(ordered, 99),
+        "min_ms": ordered[0],
+        "first_ms": first / 1e6,
+    }
+
+
+# -- the three parts --------------------------------------------------------------------
+def _create(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for method in params["methods"]:
+        yield {"part": "create", **_latency(method, params["repeat"])}
+
+
+def _ballast(rss_mb: int) -> bytearray:
+    """Grow this process to about rss_mb resident: a bytearray written once per page."""
+    have = procfs.memory_kb()["VmRSS"] * 1024
+    size = max(PAGE, rss_mb * MIB - have)
+    ballast = bytearray(size)
+    ballast[::PAGE] = b"\x01" * len(range(0, size, PAGE))
+    return ballast
+
+
+def _rss(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    ballast = _ballast(params["rss_mb"])
+    vm = procfs.memory_kb()
+    for method in params["methods"]:
+        yield {
+            "part": "rss",
+            "rss_target_mb": params["rss_mb"],
+            "rss_mb": vm["VmRSS"] / 1024,
+            "page_tables_kb": vm.get("VmPTE", 0),
+            **_latency(method, params["repeat"]),
+        }
+    del ballast
+
+
+def _idle_threads(count: int) -> Iterator[dict[str, Any]]:
+    """`count` threads blocked on one Event: how much real memory does each add?"""
+    before = procfs.memory_kb()
+    up = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def idle() -> None:
+        up.release()
+        stop.wait()
+
+    threads = [threading.Thread(target=idle, daemon=True) for _ in range(count)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            if not up.acquire(timeout=WAIT_S):
+                raise RuntimeError("an idle thread did not start")
+        after = procfs.memory_kb()
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(WAIT_S)
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    yield {
+        "part": "memory",
+        "method": "thread",
+        "count": count,
+        "rss_kb_each": (after["VmRSS"] - before["VmRSS"]) / count,
+        "virtual_kb_each": (after["VmSize"] - before["VmSize"]) / count,
+        "uss_kb_each": None,
+        "pss_kb_each": None,
+        "stack_limit_kb": None if soft == resource.RLIM_INFINITY else soft // 1024,
+    }
+
+
+def _idle_forks(count: int) -> Iterator[dict[str, Any]]:
+    """`count` forked children blocked on a pipe: what each holds on its own."""
+    go_read, go_write = os.pipe()  # closing go_write lets every child leave
+    ready_read, ready_write = os.pipe()  # each child writes READY once it is idle
+    pids: list[int] = []
+    try:
+        for _ in range(count):
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                code = CHILD_FAILED
+                try:
+                    os.close(go_write)
+                    os.write(ready_write, READY)
+                    os.read(go_read, 1)  # blocks until the parent closes go_write
+                    code = CHILD_OK
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        os.close(ready_write)
+        ready_write = -1
+        _await_ready(ready_read, count)
+        yield _process_memory("fork", pids)
+    finally:
+        for fd in (go_write, go_read, ready_read, ready_write):
+            if fd >= 0:
+                os.close(fd)
+        for pid in pids:
+            _reap(pid)
+
+
+def _await_ready(fd: int, count: int) -> None:
+    got = b""
+    deadline = time.monotonic() + WAIT_S
+    while len(got) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not become ready")
+        chunk = os.read(fd, count - len(got))
+        if not chunk:
+            raise RuntimeError("a worker died before it was ready")
+        got += chunk
+
+
+def _idle_worker(conn: Any) -> None:
+    """A multiprocessing worker: say READY, then block until the parent hangs up."""
+    conn.send_bytes(READY)
+    try:
+        conn.recv_bytes()
+    except EOFError:
+        pass
+
+
+def _idle_spawned(count: int) -> Iterator[dict[str, Any]]:
+    """`count` multiprocessing spawn workers: each a fresh interpreter, nothing shared."""
+    context = multiprocessing.get_context("spawn")
+    workers, conns = [], []
+    try:
+        for _ in range(count):
+            ours, theirs = context.Pipe()
+            worker = context.Process(target=_idle_worker, args=(theirs,))
+            worker.start()
+            theirs.close()
+            workers.append(worker)
+            conns.append(ours)
+        for conn in conns:
+            if not conn.poll(WAIT_S) or conn.recv_bytes() != READY:
+                raise RuntimeError("a spawn worker did not become ready")
+        yield _process_memory("mp_spawn", [w.pid for w in workers])
+    finally:
+        for conn in conns:
+            conn.close()
+        for worker in workers:
+            worker.join(WAIT_S)
+            if worker.exitcode is None:
+                worker.kill()
+                worker.join()
+            worker.close()
+
+
+def _process_memory(worker: str, pids: list[int]) -> dict[str, Any]:
+    rollups = [procfs.smaps_rollup_kb(pid) for pid in pids]
+
+    def mean(key: str) -> float:
+        return sum(r.get(key, 0) for r in rollups) / len(rollups)
+
+    return {
+        "part": "memory",
+        "method": worker,
+        "count": len(pids),
+        "rss_kb_each": mean("Rss"),
+        "virtual_kb_each": None,
+        "uss_kb_each": mean("Uss"),
+        "pss_kb_each": mean("Pss"),
+        "stack_limit_kb": None,
+    }
+
+
+def _memory(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    kinds = {"thread": _idle_threads, "fork": _idle_forks, "mp_spawn": _idle_spawned}
+    yield from kinds[params["method"]](params["count"])
+
+
+PARTS = {"create": _create, "rss": _rss, "memory": _memory}
+
+
+def measure(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The records of one part (lab.interpreters adds which Python made them)."""
+    try:
+        yield from PARTS[params["part"]](params)
+    finally:
+        stop_multiprocessing_servers()
