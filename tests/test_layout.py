@@ -1,0 +1,115 @@
+"""The shape every lesson keeps: one folder, a lesson with a reading map, and its four doors.
+
+A learner opens lab/experiments/NAME/, reads __init__.py and follows its
+reading map; the same experiment is reached from the CLI, the harness, a
+benchmark and a notebook. These tests hold every experiment to that, so a
+new one is born in the same shape.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from lab import experiments
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "lab" / "experiments"
+NAMES = experiments.names()
+
+
+def lesson_docstring(name: str) -> str:
+    source = (EXPERIMENTS / name / "__init__.py").read_text()
+    return ast.get_docstring(ast.parse(source)) or ""
+
+
+def test_every_experiment_is_a_folder_and_nothing_hides_behind_an_underscore():
+    entries = [p for p in EXPERIMENTS.iterdir() if p.name not in ("__init__.py", "__pycache__")]
+    assert all(p.is_dir() for p in entries), [p.name for p in entries if not p.is_dir()]
+    hidden = [str(p.relative_to(EXPERIMENTS)) for p in EXPERIMENTS.rglob("_*.py")]
+    hidden = [h for h in hidden if not h.endswith("__init__.py")]
+    assert not hidden, f"parts a learner should read, hidden behind an underscore: {hidden}"
+
+
+def test_every_experiment_is_in_the_talks_order():
+    assert set(NAMES) <= set(experiments.ORDER), set(NAMES) - set(experiments.ORDER)
+    assert NAMES == [n for n in experiments.ORDER if n in NAMES]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_lesson_keeps_the_contract(name):
+    module = experiments.load(name)
+    assert not experiments.check(module), f"{name} lacks {experiments.check(module)}"
+    assert module.NAME == name
+    module.Params()  # the quick defaults are valid
+    for text, overrides in module.TOUR:
+        assert text.strip()
+        if overrides is not None:
+            module.Params(**{**overrides})  # every tour stop's params are valid
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_lessons_reading_map_names_every_part_and_only_real_ones(name):
+    doc = lesson_docstring(name)
+    assert "Reading map" in doc, f"{name}/__init__.py's docstring has no reading map"
+    map_text = doc[doc.index("Reading map") :]
+    # A bare file name is one of this folder's parts; a path (lab/daemon/steps.py) is not.
+    named = set(re.findall(r"(?<![/\w])([a-z_]+\.py)\b", map_text))
+    parts = {p.name for p in (EXPERIMENTS / name).glob("*.py")} - {"__init__.py"}
+    assert parts <= named, f"parts the map does not name: {sorted(parts - named)}"
+    assert named <= parts, f"the map names files that are not there: {sorted(named - parts)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_measuring_code_never_imports_drawing_code(name):
+    for path in (EXPERIMENTS / name).glob("*.py"):
+        if path.name == "plot.py":
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {(node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        drawing = {m for m in imported if m.startswith("matplotlib") or m.endswith(".plot")}
+        assert not drawing, f"{path.relative_to(ROOT)} imports {drawing}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_lesson_has_its_plot_notebook_benchmark_and_page(name):
+    assert (EXPERIMENTS / name / "plot.py").exists()
+    number = experiments.ORDER.index(name) + 1
+    assert (ROOT / "notebooks" / f"{number:02d}_{name}.ipynb").exists()
+    assert (ROOT / "benchmarks" / f"test_{name}.py").exists()
+    assert (ROOT / "tests" / f"test_{name}.py").exists()
+    assert (ROOT / "docs" / f"{name}.md").exists()
+    assert f"docs/{name}.md" in (ROOT / "README.md").read_text(), "the README's table row"
+
+
+def test_notebooks_are_named_after_experiments_and_numbered_in_order():
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        number, _, name = path.stem.partition("_")
+        assert name in experiments.ORDER, f"{path.name}: not named after an experiment"
+        assert int(number) == experiments.ORDER.index(name) + 1, f"{path.name}: out of order"
+
+
+def test_the_project_cites_no_file_outside_itself():
+    """Primary sources, with links; never the team's own notes outside the repository."""
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    notes = "REFER" + "ENCES"  # spelled apart, so this test does not find itself
+    citing = [
+        f
+        for f in files
+        if Path(f).suffix in (".py", ".md", ".ipynb", ".toml", ".yml", ".yaml", "")
+        and (ROOT / f).is_file()
+        and re.search(notes + r"(?! runs\()", (ROOT / f).read_text(errors="replace"))
+    ]
+    assert not citing, citing
