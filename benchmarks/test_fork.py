@@ -22,5 +22,5 @@ def test_whole_checklist(benchmark) -> None:
 def test_checklist_without_the_database(benchmark) -> None:
     """The fourteen facts that need nothing but the kernel."""
     facts = tuple(n for n in fork.ALL_FACTS if n != fork.MYSQL_FACT)
-    run = benchmark.pedantic(fork.run, args=(fork.Params(facts=facts),), rounds=5, iterations=1)
+    run = benchmark.pedantic(fork.run, args=(fork.Params(fact=facts),), rounds=5, iterations=1)
     assert all(r["holds"] is True for r in run.records), run.records

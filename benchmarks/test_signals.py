@@ -35,7 +35,7 @@ def test_handler_waits_for_a_long_c_call(benchmark) -> None:
 
 def test_fact_checklist(benchmark) -> None:
     """All nine facts, a fresh interpreter each: what `daemonlab run signals --part facts` costs."""
-    params = signals.Params(part="facts")
+    params = signals.Params(part=("facts",))
     run = benchmark.pedantic(signals.run, args=(params,), rounds=1, iterations=1)
     assert [r["number"] for r in run.records] == list(signals.FACT_NUMBERS)
     assert all(r["holds"] for r in run.records), run.records

@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from lab.errors import LabError
 
@@ -52,6 +53,42 @@ def _term_as_ctrl_c(signum: int, frame: object) -> None:
         signal.raise_signal(signal.SIGINT)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one LabError line (with "did you mean"), not usage + exit.
+
+    argparse's own error() prints the usage, then the message, and exits 2;
+    the lab's promise is one line and the CLI decides the exit. Subparsers
+    made from this parser are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("daemonlab").strip()  # "run sleep", or the top level
+        said = f"{where}: {message}" if where else message
+        raise LabError(f"{said}{self._suggestion(message)}")
+
+    def _suggestion(self, message: str) -> str:
+        import difflib
+        import re
+
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if unknown:
+            word, known = unknown.group(1).split("=")[0], list(self._option_string_actions)
+        elif choice:
+            word, known = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+        else:
+            return ""
+        close = difflib.get_close_matches(word, known, n=1)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
 def _results():
     from lab.results import ResultsStore
 
@@ -71,14 +108,28 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _run_parser(name: str, module) -> argparse.ArgumentParser:
     from lab import params
 
-    parser = argparse.ArgumentParser(
-        prog=f"daemonlab run {name}", description=module.SUMMARY, allow_abbrev=False
-    )
+    parser = Parser(prog=f"daemonlab run {name}", description=module.SUMMARY, allow_abbrev=False)
     params.add_arguments(parser, module.Params)
     parser.add_argument("--full", action="store_true", help="the larger sweep (minutes)")
     parser.add_argument("--json", action="store_true", help="print the run as JSON on stdout")
     parser.add_argument("--no-store", action="store_true", help="do not keep the run")
+    _table_options(parser)
     return parser
+
+
+def _table_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wide", action="store_true", help="every column of the table")
+    parser.add_argument(
+        "--columns", metavar="KEY,...", help="only these record keys, in this order"
+    )
+
+
+def _print_tables(run, module, args: argparse.Namespace) -> None:
+    from lab import report
+
+    only = tuple(args.columns.split(",")) if args.columns else ()
+    for table in report.records_tables(run, module.COLUMNS, wide=args.wide, only=only):
+        _console().print(table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -88,14 +139,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = _run_parser(args.experiment, module).parse_args(args.options)
     base = params.from_mapping(module.Params, module.FULL) if opts.full else None
     chosen = params.from_cli(module.Params, opts, base)
-    run = execute(module, chosen, store=not opts.no_store, quiet=opts.json)
+    run = execute(module, chosen, store=not opts.no_store, quiet=opts.json, table=opts)
     if opts.json:
         print(json.dumps(run.to_json(), indent=2))
     return 0 if run.status == "ok" else 1
 
 
-def execute(module, chosen, *, store: bool = True, quiet: bool = False):
-    """Run one experiment with a progress bar, store it, and print its table."""
+def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=None):
+    """Run one experiment with a progress bar, store it, and print its table.
+
+    `table` holds the table options (--wide, --columns); None: the default table.
+    """
     from lab import report
 
     sink = _results() if store else None
@@ -110,22 +164,27 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False):
         if sink is not None:
             sink.close()
     if not quiet:
-        for table in report.records_tables(run, module.COLUMNS):
-            _console().print(table)
+        _print_tables(run, module, table or argparse.Namespace(wide=False, columns=None))
         if store:
             _console().print(f"stored as run {run.run_id}; plot it: daemonlab plot {module.NAME}")
     return run
 
 
 # -- plot / results / export -------------------------------------------------------
-def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], every: bool):
+#: How many of the newest runs a plot may draw from: each panel takes the newest
+#: run that has its part, so the picture is whole after a partial run.
+PLOT_RUNS = 50
+
+
+def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], limit: int | None):
+    """The runs asked for by id, else the newest `limit` that have records, failed ones left out."""
     if run_ids:
         runs = [store.run(i) for i in run_ids]
         for run in runs:
             if experiment and run.experiment != experiment:
                 raise LabError(f"run {run.run_id} is a {run.experiment} run, not {experiment}")
         return runs
-    return store.runs(experiment, limit=None if every else 1, measured=True)
+    return [r for r in store.runs(experiment, limit, measured=True) if r.status != "failed"]
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -133,7 +192,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     experiments.load(args.experiment)  # an unknown name is refused before anything else
     with _results() as store:
-        runs = _chosen_runs(store, args.experiment, args.run, args.all)
+        runs = _chosen_runs(store, args.experiment, args.run, None if args.all else PLOT_RUNS)
     figure = plotting.draw(args.experiment, runs)
     path = plotting.save(figure, args.output or f"{args.experiment}.png")
     print(f"wrote {path} from run(s) {', '.join(str(r.run_id) for r in runs)}")
@@ -141,8 +200,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from lab import report
+    """`results` lists the stored runs; `results NAME` those of one; `results ID` one again."""
+    from lab import experiments, report
 
+    if args.experiment and args.experiment.isdigit():
+        with _results() as store:
+            run = store.run(int(args.experiment))
+        module = experiments.load(run.experiment)
+        out = _console()
+        out.print(report.run_header(run))
+        _print_tables(run, module, args)
+        return 0
+    if args.experiment:
+        experiments.load(args.experiment)  # an unknown name is refused, not an empty table
     with _results() as store:
         runs = store.runs(args.experiment, args.limit)
     _console().print(report.runs_table(runs))
@@ -150,16 +220,22 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from lab import experiments
     from lab.results import export
 
+    if args.experiment:
+        experiments.load(args.experiment)  # an unknown name is refused, not 0 records
     with _results() as store:
-        runs = _chosen_runs(store, args.experiment, args.run, every=True)
-    if args.output:
+        runs = _chosen_runs(store, args.experiment, args.run, None)
+    if not args.output:
+        export(runs, args.format, sys.stdout)
+        return 0
+    try:
         with open(args.output, "w", newline="") as out:
             count = export(runs, args.format, out)
-        print(f"wrote {count} records to {args.output}", file=sys.stderr)
-    else:
-        export(runs, args.format, sys.stdout)
+    except OSError as exc:
+        raise LabError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote {count} records to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -195,7 +271,7 @@ def _console():
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="daemonlab",
         description="Unleash the Daemons, measured: fork, threads, asyncio, signals, daemons.",
         allow_abbrev=False,
@@ -214,11 +290,14 @@ def _parser() -> argparse.ArgumentParser:
     p = command("plot", cmd_plot, "draw stored runs of an experiment to a PNG")
     p.add_argument("experiment", metavar="NAME")
     p.add_argument("--run", type=int, action="append", default=[], help="a run id (repeatable)")
-    p.add_argument("--all", action="store_true", help="every stored run, not only the newest")
+    p.add_argument(
+        "--all", action="store_true", help=f"every stored run, not only the newest {PLOT_RUNS}"
+    )
     p.add_argument("-o", "--output", help="the PNG to write (default: NAME.png)")
-    p = command("results", cmd_results, "list stored runs")
-    p.add_argument("experiment", nargs="?", metavar="NAME")
-    p.add_argument("--limit", type=int, default=20)
+    p = command("results", cmd_results, "list stored runs, or show one again: results RUN_ID")
+    p.add_argument("experiment", nargs="?", metavar="NAME|RUN_ID")
+    p.add_argument("--limit", type=_at_least_one, default=20, help="how many runs (default: 20)")
+    _table_options(p)
     p = command("export", cmd_export, "write stored records as CSV or JSON Lines")
     p.add_argument("experiment", nargs="?", metavar="NAME")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -247,9 +326,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _term_as_ctrl_c)
     try:
+        args = _parser().parse_args(argv)
         return args.func(args)
     except LabError as exc:
         print(f"daemonlab: {exc}", file=sys.stderr)

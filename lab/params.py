@@ -29,9 +29,15 @@ def option(
     choices: Sequence[Any] | None = None,
     minimum: float | None = None,
     above: float | None = None,
+    was: Sequence[str] = (),
 ) -> Any:
-    """A dataclass field with its help text and limits (minimum: >=, above: >)."""
-    meta = {"help": help, "choices": choices, "minimum": minimum, "above": above}
+    """A dataclass field with its help text and limits (minimum: >=, above: >).
+
+    `was`: the names it had before (`strategies` before `strategy`), still
+    accepted, unlisted in --help, for a release, so old commands and harness
+    configs keep working while everything new says the one name.
+    """
+    meta = {"help": help, "choices": choices, "minimum": minimum, "above": above, "was": was}
     if isinstance(default, list | tuple):
         default = tuple(default)
     return dataclasses.field(default=default, metadata=meta)
@@ -106,10 +112,12 @@ def _convert(text: Any, kind: Any, name: str) -> Any:
 def from_mapping(cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
     """Build params from a mapping (TOML table, CLI options), on top of `base` or the defaults."""
     known = {f.name: f for f in dataclasses.fields(cls)}
+    formerly = {old: f.name for f in known.values() for old in f.metadata.get("was", ())}
     hints = _types(cls)
     chosen: dict[str, Any] = {} if base is None else dataclasses.asdict(base)
     for key, raw in values.items():
         name = key.replace("-", "_")
+        name = formerly.get(name, name)
         if name not in known:
             raise LabError(f"unknown parameter {key!r} (known: {', '.join(sorted(known))})")
         chosen[name] = _convert(raw, hints[name], name)
@@ -123,11 +131,29 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
-        if typing.get_origin(hints[f.name]) is tuple:
+        many = typing.get_origin(hints[f.name]) is tuple
+        if many:
             help_text += "; a comma list"
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="V", help=help_text
-        )
+        flag = "--" + f.name.replace("_", "-")
+        metavar = _metavar(hints[f.name], f.metadata.get("choices"), many)
+        parser.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=help_text)
+        for old in f.metadata.get("was", ()):
+            parser.add_argument(
+                "--" + old.replace("_", "-"), dest=f.name, default=None, help=argparse.SUPPRESS
+            )
+
+
+def _metavar(kind: Any, choices: Sequence[Any] | None, many: bool) -> str:
+    """What --help shows for a value: its choices, or its type; `,...` where a list goes."""
+    if choices is not None:
+        shown = "{" + ",".join(map(str, choices)) + "}"
+        return shown + ",..." if many else shown
+    if many:
+        kind = typing.get_args(kind)[0]
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        kind = [a for a in typing.get_args(kind) if a is not type(None)][0]
+    name = {int: "INT", float: "NUMBER", bool: "yes|no", str: "TEXT"}.get(kind, "VALUE")
+    return f"{name},..." if many else name
 
 
 def from_cli(cls: type, namespace: argparse.Namespace, base: Any = None) -> Any:

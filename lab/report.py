@@ -30,6 +30,7 @@ __all__ = [
     "fmt",
     "progress_bar",
     "records_tables",
+    "run_header",
     "runs_table",
 ]
 
@@ -154,23 +155,42 @@ def records_tables(
 
 
 def runs_table(runs: Sequence[Run]) -> Table:
+    """The stored runs, newest first; a failed run says why in its last column."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="stored runs", title_justify="left")
-    for column in ("id", "experiment", "status", "started", "records", "python", "params"):
-        table.add_column(column)
+    table = Table(title="stored runs", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("experiment", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("records", justify="right", no_wrap=True)
+    table.add_column("params, or why it failed", overflow="fold")
     for run in runs:
-        params = " ".join(f"{k}={fmt(v)}" for k, v in run.params.items())
         table.add_row(
             str(run.run_id),
             run.experiment,
             run.status,
-            run.started,
+            run.started[:19].replace("T", " "),
             str(len(run.records)),
-            str(run.env.get("python", "?")),
-            params if len(params) < 60 else params[:57] + "...",
+            run.error if run.error else _params_line(run.params),
         )
     return table
+
+
+def run_header(run: Run) -> str:
+    """What `daemonlab results RUN_ID` says before the run's tables."""
+    started = run.started[:19].replace("T", " ")
+    where = f"{run.env.get('hostname', '?')}, Python {run.env.get('python', '?')}"
+    lines = [f"run {run.run_id}: {run.experiment}, {run.status}, started {started} UTC on {where}"]
+    lines.append(f"params: {_params_line(run.params)}")
+    if run.error:
+        lines.append(f"why it {run.status}: {run.error}")
+    return "\n".join(lines)
+
+
+def _params_line(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={fmt(v).replace(', ', ',')}" for k, v in params.items())
 
 
 @contextmanager

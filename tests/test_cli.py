@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from lab import experiments
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, assert_refused, run_cli
 
 
 def test_import_lab_loads_no_heavy_library():
@@ -92,3 +92,72 @@ def test_plotting_another_experiments_run_is_refused_naming_it(results_path):
             store.finish(run)
     result = run_cli("plot", "sleep", "--run", "1", "--run", "2")
     assert result.returncode == 2 and "run 2 is a cpu run, not sleep" in result.stderr
+
+
+def _stored(results_path, experiment: str, status: str, records: list[dict], error=None) -> int:
+    """A run written straight into the store, as any front door would leave it."""
+    from lab.results import ResultsStore
+    from lab.runs import Run
+
+    with ResultsStore(results_path) as store:
+        run = Run(experiment, {"fact": [1]}, {"python": "3.11"}, started="2026-12-02T10:00:00")
+        store.begin(run)
+        for record in records:
+            run.records.append(record)
+            store.add(run, record)
+        run.status, run.error = status, error
+        store.finish(run)
+    return run.run_id
+
+
+def test_a_mistyped_option_is_one_line_that_says_what_was_meant():
+    result = run_cli("run", "fork", "--fcat", "1")
+    assert_refused(result, "unrecognized arguments: --fcat", "did you mean --fact?")
+    assert_refused(run_cli("rnu"), "invalid choice: 'rnu'", "did you mean run?")
+
+
+def test_an_old_option_name_still_works_but_is_not_listed(results_path):
+    old = run_cli("run", "fork", "--facts", "1", "--json", "--no-store")
+    assert old.returncode == 0, old.stderr
+    assert '"fact": [\n      1\n    ]' in old.stdout  # stored under the one name
+    help_text = run_cli("run", "fork", "--help").stdout
+    assert "--fact " in help_text and "--facts" not in help_text
+    assert "{1,2,3" in help_text  # the choices, not a bare V
+
+
+def test_results_of_one_run_prints_its_table_again(results_path):
+    run_id = _stored(results_path, "fork", "ok", [{"number": 1, "fact": "x", "holds": True}])
+    result = run_cli("results", str(run_id))
+    assert result.returncode == 0, result.stderr
+    assert f"run {run_id}: fork, ok" in result.stdout
+    assert "holds" in result.stdout and "yes" in result.stdout
+
+
+def test_results_says_why_a_run_failed(results_path):
+    run_id = _stored(results_path, "fork", "failed", [], error="LabError: the server went away")
+    listing = run_cli("results")
+    assert "the server went away" in listing.stdout, listing.stdout
+    one = run_cli("results", str(run_id))
+    assert "why it failed: LabError: the server went away" in one.stdout
+
+
+def test_export_and_results_refuse_an_unknown_experiment(results_path):
+    assert_refused(run_cli("export", "nosuch"), "unknown experiment 'nosuch'")
+    assert_refused(run_cli("results", "nosuch"), "unknown experiment 'nosuch'")
+
+
+@pytest.mark.parametrize("target", ["/proc/x.csv", "/nonexistent-dir/x.csv", "/tmp"])
+def test_export_to_a_place_it_cannot_write_is_one_line(results_path, target):
+    _stored(results_path, "fork", "ok", [{"number": 1}])
+    assert_refused(run_cli("export", "-o", target), "cannot write")
+
+
+def test_plot_to_a_place_it_cannot_write_is_one_line(results_path):
+    fact = {"number": 1, "fact": "fork returns twice", "holds": True, "python": "3.11"}
+    _stored(results_path, "fork", "ok", [fact])
+    assert_refused(run_cli("plot", "fork", "-o", "/proc/x.png"), "cannot write /proc/x.png")
+
+
+def test_plot_leaves_failed_runs_out(results_path):
+    _stored(results_path, "fork", "failed", [{"number": 1, "holds": False}], error="boom")
+    assert_refused(run_cli("plot", "fork"), "no stored runs of 'fork'")

@@ -28,7 +28,7 @@ def _unshared(records, **match) -> float:
 
 @pytest.fixture(scope="module")
 def measured():
-    return cow.run(cow.Params(structures=("lists", "small_ints"), size=SIZE)).records
+    return cow.run(cow.Params(structure=("lists", "small_ints"), size=SIZE)).records
 
 
 def test_a_child_that_only_reads_dirties_clearly_more_than_the_control(measured):
@@ -76,9 +76,9 @@ def test_immortal_interned_strings_stay_shared_and_mortal_ones_are_copied(no_lea
     except LabError as exc:
         pytest.skip(f"no Python 3.12 here: {exc}")
     params = cow.Params(
-        structures=("interned",),
+        structure=("interned",),
         size=SIZE,
-        roles=("control", "reader"),
+        role=("control", "reader"),
         freeze=(False,),
         python=tuple(dict.fromkeys((here.path, other.path))),
     )
@@ -113,7 +113,7 @@ def test_the_measuring_module_reaps_its_children_even_when_stopped_early(no_leak
 
 
 def test_a_cli_run_leaves_no_child_behind_and_plots(no_leaks, tmp_path):
-    out = run_cli("run", "cow", "--structures", "lists", "--size", "20000", "--json")
+    out = run_cli("run", "cow", "--structure", "lists", "--size", "20000", "--json")
     assert out.returncode == 0, out.stderr
     run = json.loads(out.stdout)
     assert run["status"] == "ok" and len(run["records"]) == 2 * 3 * 3
@@ -128,8 +128,8 @@ def test_a_cli_run_leaves_no_child_behind_and_plots(no_leaks, tmp_path):
     [
         (["--size", "0"], "--size must be at least 1"),
         (["--children", "0"], "--children must be at least 1"),
-        (["--structures", "dicts"], "unknown value 'dicts'"),
-        (["--roles", "writer"], "unknown value 'writer'"),
+        (["--structure", "dicts"], "unknown value 'dicts'"),
+        (["--role", "writer"], "unknown value 'writer'"),
         (["--freeze", "maybe"], "not a valid bool"),
         (["--python", "python9.9"], "no interpreter 'python9.9'"),
     ],

@@ -39,9 +39,9 @@ ATTEMPTS = 5
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter: threads may scale here")
 def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
     params = cpu.Params(
-        parts=("scaling",),
+        part=("scaling",),
         workers=(2,),
-        strategies=("sequential", "threads", "processes", "pool"),
+        strategy=("sequential", "threads", "processes", "pool"),
         start_method=("fork",),
         work=10_000_000,
         repeat=5,
@@ -68,7 +68,7 @@ def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
 
 def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
     params = cpu.Params(
-        parts=("scaling",), workers=(2,), strategies=("sequential", "pool"), work=100_000, repeat=1
+        part=("scaling",), workers=(2,), strategy=("sequential", "pool"), work=100_000, repeat=1
     )
     records = {r["start_method"]: r for r in cpu.run(params).records}
     assert records[None]["start_s"] == 0  # sequential starts nothing
@@ -80,7 +80,7 @@ def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
 
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter has no GIL to convoy on")
 def test_a_spinning_thread_delays_the_echo_and_a_short_switch_interval_helps(no_leaks) -> None:
-    records = cpu.run(cpu.Params(parts=("convoy",), pings=100)).records
+    records = cpu.run(cpu.Params(part=("convoy",), pings=100)).records
     alone, spinner, fast = (r["median_ms"] for r in records)
     assert [r["case"] for r in records] == ["alone", "spinner", "spinner"]
     assert spinner > 5 * alone, f"echo {alone} ms alone, {spinner} ms beside a spinner"
@@ -100,7 +100,7 @@ def test_the_switch_interval_is_put_back(no_leaks) -> None:
 
 def test_another_interpreter_runs_the_same_measurement_for_real(no_leaks) -> None:
     result = run_cli(
-        "run", "cpu", "--python", f"{sys.executable},3.13", "--parts", "scaling",
+        "run", "cpu", "--python", f"{sys.executable},3.13", "--part", "scaling",
         "--workers", "1,2", "--work", "200000", "--start-method", "fork", "--json",
     )  # fmt: skip
     if "no interpreter '3.13'" in result.stderr:
@@ -128,7 +128,7 @@ def test_default_run_stores_every_record() -> None:
     "args, says",
     [
         (["--workers", "0"], "--workers must be at least 1"),
-        (["--strategies", "greenlets"], "--strategies: unknown value 'greenlets'"),
+        (["--strategy", "greenlets"], "--strategy: unknown value 'greenlets'"),
         (["--start-method", "vfork"], "--start-method: unknown value 'vfork'"),
         (["--python", "python9.9"], "no interpreter 'python9.9'"),
         (["--python", "2.7"], "need 3.10 or newer"),
@@ -144,7 +144,7 @@ def test_bad_input_is_refused_in_one_line(args: list[str], says: str) -> None:
 def test_ctrl_c_stops_and_reaps_every_worker_and_stores_the_run() -> None:
     marker = f"cpu-test-{uuid.uuid4()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CPU_TEST_MARKER": marker}
-    args = ["--parts", "scaling", "--strategies", "processes", "--workers", "2"]
+    args = ["--part", "scaling", "--strategy", "processes", "--workers", "2"]
     lab = subprocess.Popen(
         [sys.executable, "-m", "lab", "run", "cpu", *args, "--work", "100000000"],
         env=env,

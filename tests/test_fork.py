@@ -92,7 +92,7 @@ def test_checklist_records_are_the_documented_columns(checklist) -> None:
 
 
 def test_selected_facts_repeat_and_leave_nothing_behind(no_leaks) -> None:
-    run = fork.run(fork.Params(facts=(8, 9, 10), repeat=2))
+    run = fork.run(fork.Params(fact=(8, 9, 10), repeat=2))
     assert [(r["round"], r["number"]) for r in run.records] == [
         (1, 8),
         (1, 9),
@@ -139,7 +139,7 @@ def _aborted_clients(srv) -> int:
 def test_mysql_fact_says_goodbye_on_every_connection(mysql_server, no_leaks) -> None:
     """Even the shared connection the demonstration broke ends with COM_QUIT."""
     before = _aborted_clients(mysql_server)
-    run = fork.run(fork.Params(facts=(fork.MYSQL_FACT,), repeat=3))
+    run = fork.run(fork.Params(fact=(fork.MYSQL_FACT,), repeat=3))
     assert all(r["holds"] is True for r in run.records), run.records
     assert _aborted_clients(mysql_server) == before
 
@@ -211,7 +211,7 @@ def _interpreter(spec: str):
 @pytest.mark.parametrize("spec", ["3.12", "3.13"])
 def test_newer_python_warns_on_threaded_fork_and_skips_mysql_without_pymysql(spec: str) -> None:
     _interpreter(spec)
-    run = fork.run(fork.Params(facts=(12, 13), python=(spec,)))
+    run = fork.run(fork.Params(fact=(12, 13), python=(spec,)))
     records = by_number(run)
     assert records[13]["holds"] is True
     assert "DeprecationWarning" in records[13]["observed"]
@@ -224,7 +224,7 @@ def test_python_311_forks_a_threaded_process_silently() -> None:
     spec = "3.11"
     if sys.version_info[:2] != (3, 11):
         _interpreter(spec)
-    run = fork.run(fork.Params(facts=(13,), python=(spec,)))
+    run = fork.run(fork.Params(fact=(13,), python=(spec,)))
     record = run.records[0]
     assert record["holds"] is True
     assert record["observed"].endswith("no warning")
@@ -234,7 +234,7 @@ def test_python_311_forks_a_threaded_process_silently() -> None:
 
 
 def test_cli_prints_the_checklist_as_json() -> None:
-    done = run_cli("run", "fork", "--facts", "1,3", "--json", "--no-store", timeout=120)
+    done = run_cli("run", "fork", "--fact", "1,3", "--json", "--no-store", timeout=120)
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)["records"]
     assert [(r["number"], r["holds"]) for r in records] == [(1, True), (3, True)]
@@ -243,8 +243,8 @@ def test_cli_prints_the_checklist_as_json() -> None:
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--facts", "16"], "--facts: unknown value 16"),
-        (["--facts", "one"], "--facts: 'one' is not a valid int"),
+        (["--fact", "16"], "--fact: unknown value 16"),
+        (["--fact", "one"], "--fact: 'one' is not a valid int"),
         (["--repeat", "0"], "--repeat must be at least 1"),
         (["--python", "python9.9"], "--python: no interpreter 'python9.9'"),
     ],
@@ -261,7 +261,7 @@ def test_ctrl_c_stops_the_checklist_and_leaves_no_process_behind() -> None:
     from tests.conftest import ROOT
 
     cli = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "fork", "--facts", "5", "--repeat", "50"],
+        [sys.executable, "-m", "lab", "run", "fork", "--fact", "5", "--repeat", "50"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -31,7 +31,7 @@ SILENCED = (
 
 
 def _fact(number: int) -> dict:
-    run = signals.run(signals.Params(part="facts", facts=(number,), call_size=CALL_SIZE))
+    run = signals.run(signals.Params(part=("facts",), fact=(number,), call_size=CALL_SIZE))
     assert run.status == "ok"
     (record,) = run.records
     return record
@@ -79,7 +79,7 @@ def test_wakeup_fd_byte_arrives_long_before_the_handler_in_a_c_call(no_leaks) ->
 
 @pytest.mark.timeout(120)
 def test_latency_records_every_state_asked_for(no_leaks) -> None:
-    run = signals.run(signals.Params(part="latency", samples=3, call_size=10**6))
+    run = signals.run(signals.Params(part=("latency",), samples=3, call_size=10**6))
     assert [r["state"] for r in run.records] == list(signals.STATES)
     for record in run.records:
         assert record["samples"] == 3
@@ -98,7 +98,7 @@ def test_a_fact_that_hangs_is_killed_at_its_timeout_and_does_not_hold(monkeypatc
 @pytest.mark.timeout(120)
 def test_cli_runs_stores_and_plots(tmp_path) -> None:
     done = run_cli(
-        "run", "signals", "--facts", "4,5", "--states", "sleep,c-call", "--samples", "3", "--json"
+        "run", "signals", "--fact", "4,5", "--state", "sleep,c-call", "--samples", "3", "--json"
     )
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)["records"]
@@ -115,9 +115,9 @@ def test_cli_runs_stores_and_plots(tmp_path) -> None:
 @pytest.mark.parametrize(
     "options, says",
     [
-        (["--states", "sleep,nap"], "--states: unknown value 'nap'"),
+        (["--state", "sleep,nap"], "--state: unknown value 'nap'"),
         (["--samples", "0"], "--samples must be at least 1, got 0"),
-        (["--facts", "10"], "--facts: unknown value 10"),
+        (["--fact", "10"], "--fact: unknown value 10"),
         (["--part", "both"], "--part: unknown value 'both'"),
         (["--call-size", "10"], "--call-size must be at least 1000000"),
     ],

@@ -37,7 +37,7 @@ def _one(records, **match):
 def measured():
     """One run of every part, small: the tests below read its records."""
     params = spawn.Params(
-        methods=("thread", "fork", "posix_spawn"),
+        method=("thread", "fork", "posix_spawn"),
         repeat=10,
         rss=(SMALL_MB, LARGE_MB),
         rss_repeat=5,
@@ -88,7 +88,7 @@ def test_the_records_say_which_python_made_them(measured):
 
 
 def test_every_method_creates_and_reaps_leaving_nothing_behind(no_leaks):
-    run = spawn.run(spawn.Params(parts=("create",), repeat=2))
+    run = spawn.run(spawn.Params(part=("create",), repeat=2))
     assert run.status == "ok"
     assert [r["method"] for r in run.records] == list(spawn.METHODS)
 
@@ -107,13 +107,13 @@ def test_under_another_python_the_records_carry_its_version(no_leaks):
         other = interpreters.resolve("3.12")
     except LabError as exc:
         pytest.skip(f"no Python 3.12 here: {exc}")
-    run = spawn.run(spawn.Params(parts=("create",), methods=("fork",), repeat=3, python=("3.12",)))
+    run = spawn.run(spawn.Params(part=("create",), method=("fork",), repeat=3, python=("3.12",)))
     assert [(r["python"], r["interpreter"]) for r in run.records] == [(other.version, other.path)]
 
 
 def test_cli_runs_stores_and_plots(tmp_path):
     out = run_cli(
-        "run", "spawn", "--parts", "create,memory", "--methods", "thread,fork", "--repeat", "3",
+        "run", "spawn", "--part", "create,memory", "--method", "thread,fork", "--repeat", "3",
         "--threads", "50", "--processes", "1", "--json",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -139,8 +139,8 @@ def _wait_for(condition, timeout: float, what: str):
 def test_ctrl_c_stops_the_measuring_child_and_every_worker(results_path):
     """SIGINT to the CLI while a 500 MB parent forks: exit 130, run stored, nothing left."""
     cli = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "spawn", "--parts", "rss", "--rss", "500",
-         "--rss-repeat", "100000", "--rss-methods", "fork"],
+        [sys.executable, "-m", "lab", "run", "spawn", "--part", "rss", "--rss", "500",
+         "--rss-repeat", "100000", "--rss-method", "fork"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -173,7 +173,7 @@ def test_ctrl_c_stops_the_measuring_child_and_every_worker(results_path):
 @pytest.mark.parametrize(
     "options, says",
     [
-        (["--methods", "thread,vfork"], "unknown value 'vfork'"),
+        (["--method", "thread,vfork"], "unknown value 'vfork'"),
         (["--rss", "0"], "--rss must be at least 1"),
         (["--repeat", "0"], "--repeat must be at least 1"),
         (["--python", "python9.9"], "no interpreter 'python9.9'"),

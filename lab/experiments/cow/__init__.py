@@ -62,19 +62,22 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Params(_Params):
-    structures: tuple[str, ...] = option(
-        ("lists", "interned", "small_ints"), "what the parent builds", choices=STRUCTURES
+    structure: tuple[str, ...] = option(
+        ("lists", "interned", "small_ints"),
+        "what the parent builds",
+        choices=STRUCTURES,
+        was=("structures",),
     )
     size: int = option(1_000_000, "objects in the structure", minimum=1)
     children: int = option(1, "children per role", minimum=1)
-    roles: tuple[str, ...] = option(ROLES, "which children to fork", choices=ROLES)
+    role: tuple[str, ...] = option(ROLES, "which children to fork", choices=ROLES, was=("roles",))
     freeze: tuple[bool, ...] = option(
         (False, True), "without and/or with gc.freeze() in the parent before fork"
     )
     python: tuple[str, ...] = option((), interpreters.PYTHON_HELP)
 
 
-FULL = {"structures": STRUCTURES, "size": 3_000_000, "children": 3}
+FULL = {"structure": STRUCTURES, "size": 3_000_000, "children": 3}
 
 TOUR = [
     (
@@ -84,7 +87,7 @@ TOUR = [
         "child has copied since fork. The reader copies nearly every page: each "
         "object's reference count lives in its header. Without `gc.freeze()` the "
         "collector copies the pages of every list it examines; with it, almost nothing.",
-        {"structures": ("lists",)},
+        {"structure": ("lists",)},
     ),
     (
         "**Immortal objects.** A list of a million interned strings: on the first 3.12 "
@@ -93,7 +96,7 @@ TOUR = [
         "copies them all (the `immortal` column says which). A list "
         "of references to None and small ints stays shared everywhere: there are only "
         "a few hundred of them, on a few pages. Try `--python 3.11,3.12`.",
-        {"structures": ("interned", "small_ints"), "roles": ("control", "reader")},
+        {"structure": ("interned", "small_ints"), "role": ("control", "reader")},
     ),
 ]
 
@@ -110,15 +113,15 @@ def _measure(
 ) -> Iterator[dict[str, Any]]:
     """One fresh interpreter per structure: each parent holds only what it built."""
     session.env["interpreters"] = [p.label for p in pythons]
-    total, done = len(pythons) * len(params.structures), 0
+    total, done = len(pythons) * len(params.structure), 0
     for python in pythons:
-        for structure in params.structures:
+        for structure in params.structure:
             session.step(done, total, f"{python.version}: {params.size:,} {structure}")
             payload = {
                 "structure": structure,
                 "size": params.size,
                 "children": params.children,
-                "roles": list(params.roles),
+                "roles": list(params.role),
                 "freeze": list(params.freeze),
             }
             yield from interpreters.stream_measured(python, MODULE, payload, PART_TIMEOUT_S)

@@ -48,10 +48,11 @@ WORK_MODULE = "lab.experiments.cpu.child"
 class Params(_Params):
     workers: tuple[int, ...] = option((1, 2, 4, 8), "workers sharing the work", minimum=1)
     work: int = option(6_000_000, "countdown steps in total, split across the workers", minimum=1)
-    strategies: tuple[str, ...] = option(
+    strategy: tuple[str, ...] = option(
         STRATEGIES,
         "how the work is split (sequential always runs: the baseline)",
         choices=STRATEGIES,
+        was=("strategies",),
     )
     start_method: tuple[str, ...] = option(
         START_METHODS, "multiprocessing start methods for the pool strategy", choices=START_METHODS
@@ -59,7 +60,7 @@ class Params(_Params):
     repeat: int = option(3, "rounds of each strategy and worker count (median)", minimum=1)
     pings: int = option(200, "echo round trips per convoy case", minimum=1)
     fast_switch: float = option(1e-4, "the short switch interval for the convoy, seconds", above=0)
-    parts: tuple[str, ...] = option(PARTS, "which parts to run", choices=PARTS)
+    part: tuple[str, ...] = option(PARTS, "which parts to run", choices=PARTS, was=("parts",))
     python: tuple[str, ...] = option((), interpreters.PYTHON_HELP)
     timeout: float = option(600.0, "seconds one interpreter's run may take", above=0)
 
@@ -101,14 +102,14 @@ TOUR = [
         "`multiprocessing` pool) each have their own interpreter and scale up to "
         "`usable_cores`. `start_s` is what creating the workers cost, kept out of `wall_s`: "
         "see how much dearer `spawn` is than `fork`.",
-        {"parts": ["scaling"], "workers": [1, 2, 4]},
+        {"part": ["scaling"], "workers": [1, 2, 4]},
     ),
     (
         "**The convoy effect** (bpo-7946). A thread answers a socket echo. Alone, a round "
         "trip takes microseconds; beside a thread spinning on Python code it waits for the "
         "GIL, about one switch interval (`sys.getswitchinterval()`, 5 ms). "
         "`sys.setswitchinterval(1e-4)` shortens the wait, at the spinner's expense.",
-        {"parts": ["convoy"]},
+        {"part": ["convoy"]},
     ),
     (
         "Other interpreters: `daemonlab run cpu --python 3.12,3.13` runs the same measured "
@@ -126,10 +127,10 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 def payload(params: Params) -> dict[str, Any]:
     """What the measuring child gets (see child.py): the params it needs, as JSON."""
     return {
-        "parts": list(params.parts),
+        "parts": list(params.part),
         "work": params.work,
         "workers": list(params.workers),
-        "strategies": list(params.strategies),
+        "strategies": list(params.strategy),
         "start_methods": list(params.start_method),
         "repeat": params.repeat,
         "pings": params.pings,
@@ -141,8 +142,8 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     chosen = interpreters.chosen(params.python)
     session.env["interpreters"] = [asdict(i) for i in chosen]
     sent = payload(params)
-    per_interpreter = (len(child.scaling_plan(sent)) if "scaling" in params.parts else 0) + (
-        3 if "convoy" in params.parts else 0
+    per_interpreter = (len(child.scaling_plan(sent)) if "scaling" in params.part else 0) + (
+        3 if "convoy" in params.part else 0
     )
     total, done = per_interpreter * len(chosen), 0
     for interpreter in chosen:

@@ -54,7 +54,9 @@ CHECKLIST_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True)
 class Params(BaseParams):
-    facts: tuple[int, ...] = option(ALL_FACTS, "which facts to check (1-15)", choices=ALL_FACTS)
+    fact: tuple[int, ...] = option(
+        ALL_FACTS, "which facts to check (1-15)", choices=ALL_FACTS, was=("facts",)
+    )
     repeat: int = option(1, "check the list this many times (a flaky fact shows)", minimum=1)
     python: tuple[str, ...] = option((), interpreters.PYTHON_HELP)
 
@@ -69,20 +71,20 @@ TOUR = [
         "files (one offset between them), only the thread that called fork, every lock "
         "(held or not), the unflushed stdout buffer and the atexit handlers. Each line "
         "below forks real processes and compares what it expected with what it saw.",
-        {"facts": (1, 2, 3, 4, 5, 6, 7)},
+        {"fact": (1, 2, 3, 4, 5, 6, 7)},
     ),
     (
         "**How a child ends.** Until its parent waits, an exited child is a zombie; an "
         "orphan is adopted (here by a subreaper); the wait status says exit code or "
         "signal. Handlers survive fork but not exec, and a MySQL connection must not "
         "cross fork at all: connect in the child.",
-        {"facts": (8, 9, 10, 11, 12)},
+        {"fact": (8, 9, 10, 11, 12)},
     ),
     (
         "**The platform.** Python 3.12+ warns when a threaded process forks; the start "
         "methods and what the lab says where os.fork does not exist; and the session "
         "picture a daemon changes with setsid. Try `daemonlab run fork --python 3.11,3.13`.",
-        {"facts": (13, 14, 15)},
+        {"fact": (13, 14, 15)},
     ),
 ]
 
@@ -110,13 +112,13 @@ def _mysql(stack: contextlib.ExitStack, facts: tuple[int, ...]) -> dict:
 def _measure(params: Params, session: Session) -> Iterator[dict]:
     chosen = interpreters.chosen(params.python)
     session.env["interpreters"] = [i.label for i in chosen]
-    total = len(chosen) * params.repeat * len(params.facts)
+    total = len(chosen) * params.repeat * len(params.fact)
     done = 0
     with contextlib.ExitStack() as stack:
-        server = _mysql(stack, params.facts)
+        server = _mysql(stack, params.fact)
         if "mysql_url" in server:
             session.env["mysql"] = server.pop("mysql_url")
-        payload = {"facts": list(params.facts), **server}
+        payload = {"facts": list(params.fact), **server}
         for interpreter in chosen:
             for round_ in range(1, params.repeat + 1):
                 records = interpreters.stream_measured(

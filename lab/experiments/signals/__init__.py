@@ -47,19 +47,22 @@ SUMMARY = "trap TERM, HUP, USR1: nine facts about handlers checked live, deliver
 
 FACT_NUMBERS = tuple(range(1, 10))
 STATES = tuple(_STATE_MEANINGS)  # in the order the table and the plot show them
-PARTS = ("all", "facts", "latency")
+PARTS = ("facts", "latency")
 _FACT_TIMEOUT = 60.0  # seconds one fact's interpreter may take, its own waits included
 
 
 @dataclass(frozen=True)
 class Params(_Params):
-    part: str = option("all", "what to run: the facts, the latency, or both", choices=PARTS)
-    facts: tuple[int, ...] = option(FACT_NUMBERS, "which facts to check", choices=FACT_NUMBERS)
-    states: tuple[str, ...] = option(
+    part: tuple[str, ...] = option(PARTS, "which parts to run", choices=PARTS)
+    fact: tuple[int, ...] = option(
+        FACT_NUMBERS, "which facts to check", choices=FACT_NUMBERS, was=("facts",)
+    )
+    state: tuple[str, ...] = option(
         STATES,
         "what the receiver's main thread is doing: "
         + "; ".join(f"{name}: {meaning}" for name, meaning in _STATE_MEANINGS.items()),
         choices=STATES,
+        was=("states",),
     )
     samples: int = option(20, "signals timed per state", minimum=1)
     call_size: int = option(
@@ -92,7 +95,7 @@ TOUR = [
         "an interrupt: CPython's C handler only notes the signal, and the main thread runs "
         "your Python handler at its next bytecode boundary. The nine facts below follow "
         "from that, each checked live.",
-        {"part": "facts"},
+        {"part": ("facts",)},
     ),
     (
         "**How long does a signal take?** From `kill` in one process to the first line of "
@@ -101,7 +104,7 @@ TOUR = [
         "inside one long C call (`sum(range(N))`), while `set_wakeup_fd`'s byte still "
         "arrives at once. That is why a daemon's handler only records, and its main "
         "loop acts.",
-        {"part": "latency", "samples": 10},
+        {"part": ("latency",), "samples": 10},
     ),
 ]
 
@@ -118,8 +121,8 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
 
     _check_clock(session.env)
     session.env["sigrtmin"], session.env["sigrtmax"] = signal.SIGRTMIN, signal.SIGRTMAX
-    facts = params.facts if params.part in ("all", "facts") else ()
-    states = params.states if params.part in ("all", "latency") else ()
+    facts = params.fact if "facts" in params.part else ()
+    states = params.state if "latency" in params.part else ()
     total, done = len(facts) + len(states), 0
     for number in facts:
         session.step(done, total, f"fact {number}")

@@ -72,18 +72,23 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Params(_Params):
-    parts: tuple[str, ...] = option(PARTS, "which parts to measure", choices=PARTS)
-    methods: tuple[str, ...] = option(METHODS, "how to create a worker", choices=METHODS)
+    part: tuple[str, ...] = option(PARTS, "which parts to measure", choices=PARTS, was=("parts",))
+    method: tuple[str, ...] = option(
+        METHODS, "how to create a worker", choices=METHODS, was=("methods",)
+    )
     repeat: int = option(30, "workers created per method (after one warm-up)", minimum=1)
     rss: tuple[int, ...] = option((30, 500, 2048), "parent sizes to fork from, in MB", minimum=1)
-    rss_methods: tuple[str, ...] = option(
-        RSS_METHODS, "methods timed at each parent size", choices=METHODS
+    rss_method: tuple[str, ...] = option(
+        RSS_METHODS, "methods timed at each parent size", choices=METHODS, was=("rss_methods",)
     )
     rss_repeat: int = option(5, "workers created per method at each parent size", minimum=1)
     threads: int = option(1000, "idle threads held at once for the memory part", minimum=1)
     processes: int = option(4, "idle processes held at once for the memory part", minimum=1)
-    memory_workers: tuple[str, ...] = option(
-        MEMORY_WORKERS, "workers whose memory is measured", choices=MEMORY_WORKERS
+    memory_worker: tuple[str, ...] = option(
+        MEMORY_WORKERS,
+        "workers whose memory is measured",
+        choices=MEMORY_WORKERS,
+        was=("memory_workers",),
     )
     python: tuple[str, ...] = option((), interpreters.PYTHON_HELP)
 
@@ -103,28 +108,28 @@ TOUR = [
         "multiprocessing's `spawn` starts a whole new interpreter and costs tens of "
         "milliseconds. `forkserver` forks from a small server process instead of from "
         "you, so it pays a round trip but not your size.",
-        {"parts": ("create",), "repeat": 20},
+        {"part": ("create",), "repeat": 20},
     ),
     (
         "**Fork grows with the parent.** The parent grows to 30 MB, then 500 MB, "
         "resident, and forks again: fork copies one page-table entry per resident page "
         "(`page_tables_kb`), so its latency grows with the parent. `posix_spawn` and a "
         "thread do not copy them, and stay flat.",
-        {"parts": ("rss",), "rss": (30, 500)},
+        {"part": ("rss",), "rss": (30, 500)},
     ),
     (
         "**Memory per worker.** A thousand idle threads: each reserves an 8 MiB stack "
         "(virtual) but touches a few pages of it. A forked child shares almost "
         "everything with its parent until someone writes (its USS is small); a spawned "
         "interpreter holds all of its own.",
-        {"parts": ("memory",)},
+        {"part": ("memory",)},
     ),
 ]
 
 
 def _check_memory(params: Params) -> None:
     """Refuse a parent size the machine cannot hold (the run would swap or be OOM-killed)."""
-    if "rss" not in params.parts:
+    if "rss" not in params.part:
         return
     available = _available_mb()
     too_big = [mb for mb in params.rss if mb > available * RSS_SHARE_OF_AVAILABLE]
@@ -155,25 +160,25 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 def _payloads(params: Params) -> list[tuple[str, dict[str, Any]]]:
     """(progress label, payload) for each call of the measuring module, in order."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    if "create" in params.parts:
-        for method in params.methods:
+    if "create" in params.part:
+        for method in params.method:
             calls.append(
                 (
                     f"create {method}",
                     {"part": "create", "methods": [method], "repeat": params.repeat},
                 )
             )
-    if "rss" in params.parts:
+    if "rss" in params.part:
         for mb in params.rss:
             payload = {
                 "part": "rss",
                 "rss_mb": mb,
-                "methods": list(params.rss_methods),
+                "methods": list(params.rss_method),
                 "repeat": params.rss_repeat,
             }
             calls.append((f"fork from {mb} MB", payload))
-    if "memory" in params.parts:
-        for worker in params.memory_workers:
+    if "memory" in params.part:
+        for worker in params.memory_worker:
             count = params.threads if worker == "thread" else params.processes
             calls.append(
                 (f"{count} idle {worker}", {"part": "memory", "method": worker, "count": count})
