@@ -93,13 +93,18 @@ class Circus(Manager):
         return [str(BIN / "circusd"), str(config)]
 
     def _call(self, command: str, **properties: Any) -> dict[str, Any]:
+        import zmq
         from circus.client import CircusClient
 
-        client = CircusClient(endpoint=f"ipc://{self.place.dir}/circus.sock", timeout=5.0)
+        # A context of our own, ended after the call: circus' default is zmq's
+        # process-wide one, whose threads and descriptors would outlive the run.
+        context = zmq.Context()
+        client = CircusClient(context, endpoint=f"ipc://{self.place.dir}/circus.sock", timeout=5.0)
         try:
             return client.call({"command": command, "properties": properties})
         finally:
             client.stop()
+            context.term()
 
     def state(self) -> str:
         from circus.exc import CallError
