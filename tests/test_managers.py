@@ -100,10 +100,15 @@ def test_the_harness_restarts_a_crashing_daemon_on_schedule_for_ever(nothing_lef
     assert all(800 < gap < 1500 for gap in record["gaps_ms"]), record["gaps_ms"]  # every 1 s
 
 
-def test_circus_keeps_restarting_a_crashing_daemon_every_check_delay(nothing_left) -> None:
+def test_circus_restarts_a_crashing_daemon_every_check_delay_until_flapping_lands(
+    nothing_left,
+) -> None:
     record = events.crash_loop(require_manager("circus"), window=3.5)
-    assert record["restarts"] >= 2
-    assert all(gap < 1500 for gap in record["gaps_ms"]), record["gaps_ms"]
+    assert record["restarts"] >= 1
+    assert all(gap < 1500 for gap in record["gaps_ms"]), record["gaps_ms"]  # check_delay: 1 s
+    # The flapping plugin's stop races with the arbiter (circus.py): it either landed
+    # (stopped) or the loop went on for the whole watch.
+    assert record["final_state"] == "stopped" or record["restarts"] >= 2, record
 
 
 # What each manager's stop reaches: the signal, the child in the daemon's group, the grandchild.

@@ -11,13 +11,14 @@ What the configuration below sets, and why:
   measure subtracts one check_delay) is flapping; circus then stops the
   watcher and starts it again after `retry_in`, up to `max_retry` times, and
   finally leaves it stopped. retry_in = 1 s and max_retry = 1 here (the
-  defaults are 7 s and 5). Measured here (circus 0.19), the watcher never
-  stops: circusd's debug log shows the plugin's stop casts arriving right
-  after each reap, while the arbiter is still inside manage_watchers
+  defaults are 7 s and 5). Measured here (circus 0.19), that stop is a
+  race: circusd's debug log shows the plugin's stop cast arriving right
+  after the reap, often while the arbiter is still inside manage_watchers
   starting the next process; the arbiter refuses any command while it runs
   another ("ConflictError: arbiter is already running ...", the class of
   circus-tent/circus#1202 and #776), and a refused cast gets no answer
-  anyone reads. The crash loop goes on at one start per check_delay.
+  anyone reads. Some runs end "stopped" after one restart, others go on at
+  one start per check_delay for the whole watch.
 - stop_signal = TERM, graceful_timeout = 2 (default 30), stop_children =
   true (default false): the stop signal goes to the daemon and to its
   *direct* children (psutil's children()), not to its process group; KILL
