@@ -1,0 +1,212 @@
+"""managers: who notices a dead daemon, how fast it comes back, and what a crash loop does.
+
+The talk's last slides name God, Foreman, bluepill and Monit: programs that
+keep daemons running. Their families are here: supervisord and circus
+(Python process managers, in God's and bluepill's place), honcho (Foreman's
+Python port), monit itself, and the lab's own harness (lab/daemon/). One
+small daemon (daemon.py) runs under each, and the lab measures what
+examples/ only configures:
+
+- kill -9: from the kill to the new daemon being ready, as the daemon itself
+  reports it (READY=1 on a notify socket, sd_notify's format), median and
+  max over repeated kills; and how the manager noticed.
+- a crash loop: a daemon that dies right after start. How many restarts,
+  the back-off between them, and where the manager ends up (supervisord
+  FATAL, circus' flapping, monit's restart limit, honcho stopping
+  everything, the harness never giving up).
+- a graceful stop: the signal the daemon received, how long the manager
+  waits before KILL, whether the daemon's child (in its process group) is
+  stopped, and whether a grandchild that left the group survives.
+
+What a learner would try first, and why it does not work:
+- "Restart it from a cron job when `pgrep` finds nothing": pgrep matches
+  names, not your daemon, and a minute is a long time to be down. Each
+  manager here either is the parent (SIGCHLD, waitpid) or reads a pidfile.
+- "A managed daemon should daemonize": supervisord, circus and honcho
+  would see it exit at once and start it again and again. They want it in
+  the foreground (man 7 daemon, new-style). monit is the exception: it
+  waits for its start program to exit, so there the daemon detaches.
+- "The manager stops what the daemon started": only what it can see. A
+  signal to the process group reaches a child; a grandchild that called
+  setsid is in no group the manager knows and outlives every manager here.
+  systemd is the one that would get it (KillMode=control-group, the default:
+  systemd.kill(5)), by its cgroup. systemd is not on this machine:
+  examples/daemonlab.service keeps the unit, and its sd_notify protocol is
+  tested in tests/test_daemon_support.py and test_daemon_managers.py.
+
+Sources: supervisord's configuration (http://supervisord.org/configuration.html,
+startsecs, startretries, stopasgroup) and its main loop (supervisor/supervisord.py,
+runforever: transitions, then reap, then poll with a 1 s timeout); circus'
+watcher options and flapping plugin
+(https://circus.readthedocs.io/en/latest/for-ops/configuration/); honcho's
+manager (honcho/manager.py: KILL_WAIT = 5); the monit manual
+(https://mmonit.com/monit/documentation/monit.html: SET DAEMON, SERVICE
+RESTART LIMIT); `man 7 daemon` and sd_notify(3).
+
+Reading map: daemon.py: the daemon under test (readiness, pidfile, a child and
+a grandchild, the crash); listener.py: the experiment's end of the notify
+socket; manager.py: what every manager provides, the temporary place and the
+sweep that leaves nothing running; events.py: kill -9, the crash loop and the
+stop, driven the same way for all; supervisord.py, circus.py, honcho.py,
+monit.py, harness.py: one manager each, its config written in the place;
+plot.py: the figure.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lab.errors import LabError
+from lab.params import Params as _Params
+from lab.params import option
+from lab.report import Column
+from lab.runs import Run, Session, collect
+
+__all__ = ["COLUMNS", "EVENTS", "FULL", "MANAGERS", "NAME", "SUMMARY", "TOUR", "Params", "run"]
+
+NAME = "managers"
+SUMMARY = "supervisord, circus, honcho, monit, the lab's harness: kill -9, crash loop, stop"
+
+#: The managers, in the talk's order of their families, and the module of each.
+MANAGERS = {
+    "supervisord": ("supervisord", "Supervisord"),
+    "circus": ("circus", "Circus"),
+    "honcho": ("honcho", "Honcho"),
+    "monit": ("monit", "Monit"),
+    "lab": ("harness", "Harness"),
+}
+EVENTS = ("kill-9", "crash-loop", "stop")
+#: How long a kill may wait for the new daemon before it counts as not restarted:
+#: monit's cycle, plus a zombie cycle (see monit.py), plus a loaded machine.
+PATIENCE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Params(_Params):
+    manager: tuple[str, ...] = option(tuple(MANAGERS), "which managers", choices=tuple(MANAGERS))
+    event: tuple[str, ...] = option(EVENTS, "what to do to the daemon", choices=EVENTS)
+    repeat: int = option(2, "kill -9s per manager (each restart timed)", minimum=1)
+    uptime: float = option(
+        1.1,
+        "seconds the daemon runs before each kill: more than supervisord's startsecs "
+        "(1 s, or the kill is a failed start) and the harness's schedule (1 s)",
+        minimum=1.0,
+    )
+    window: float = option(3.5, "seconds a crash loop is watched at most", above=0)
+    daemon: str = option(
+        "",
+        "instead of measuring, be the daemon under test with these options "
+        "(daemon.py; the lab's harness runs it so, see harness.py)",
+    )
+
+
+FULL = {"repeat": 10, "window": 10.0}
+
+_COMMON = [Column("manager", "manager")]
+COLUMNS = {
+    "kill-9": [
+        *_COMMON,
+        Column("latency_ms", "restart ms", ".0f"),
+        Column("max_ms", "max ms", ".0f"),
+        Column("spawned_ms", "forked ms", ".0f"),
+        Column("restarts", "restarts", "d"),
+        Column("final_state", "state"),
+        Column("setup_ms", "setup ms", ".0f", wide=True),
+        Column("notes", "how it noticed", wide=True),
+    ],
+    "crash-loop": [
+        *_COMMON,
+        Column("restarts", "restarts", "d"),
+        Column("latency_ms", "over ms", ".0f"),
+        Column("backoff", "gaps s"),
+        Column("final_state", "final state"),
+        Column("notes", "notes", wide=True),
+    ],
+    "stop": [
+        *_COMMON,
+        Column("signal", "signal"),
+        Column("latency_ms", "stop ms", ".0f"),
+        Column("wait_s", "waits s", ".0f"),
+        Column("children_stopped", "child stopped"),
+        Column("grandchild_survived", "grandchild lives"),
+        Column("final_state", "state", wide=True),
+        Column("notes", "notes", wide=True),
+    ],
+}
+
+TOUR = [
+    (
+        "**Managing daemons.** A daemon dies; who notices, and how fast is it back? The "
+        "same small daemon runs under supervisord, circus, honcho, monit and the lab's own "
+        "harness, and is killed with -9. supervisord is its parent and restarts it on the "
+        "next turn of its 1 s loop; circus polls every check_delay; monit reads the pidfile "
+        "once a cycle; honcho never restarts: it stops everything else instead.",
+        {"event": ["kill-9"], "repeat": 1},
+    ),
+    (
+        "**A crash loop and a stop.** A daemon that dies right after starting: supervisord "
+        "backs off 1 s, 2 s and gives up (FATAL), monit unmonitors it after its restart "
+        "limit, the harness restarts it on schedule for ever. Then a stop: which signal "
+        "comes, whether the daemon's child goes too, and the grandchild that left the "
+        "process group, which survives every one of them.",
+        {"event": ["crash-loop", "stop"], "manager": ["supervisord", "monit", "lab"]},
+    ),
+]
+
+
+def run(params: Params = Params(), progress=None, sink=None) -> Run:
+    return collect(NAME, params, _measure, progress=progress, sink=sink)
+
+
+def _manager(name: str) -> Any:
+    import importlib
+
+    module, cls = MANAGERS[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    if params.daemon:
+        yield from _be_the_daemon(params.daemon)
+        return
+    from lab.experiments.managers import events
+
+    session.env["missing"] = {}
+    total, done = len(params.manager) * len(params.event), 0
+    for name in params.manager:
+        cls = _manager(name)
+        why = cls.missing()
+        if why is not None:
+            session.env["missing"][name] = why
+        for event in params.event:
+            session.step(done, total, f"{name}: {event}")
+            done += 1
+            if why is not None:
+                yield {"part": event, "manager": name, "event": event, "skipped": why,
+                       "final_state": "missing", "notes": why}  # fmt: skip
+            elif event == "kill-9":
+                yield events.kill_9(cls, params.repeat, params.uptime, PATIENCE_S)
+            elif event == "crash-loop":
+                yield _with_backoff(events.crash_loop(cls, params.window))
+            else:
+                yield events.stop(cls)
+    session.step(done, total, "done")
+
+
+def _with_backoff(record: dict[str, Any]) -> dict[str, Any]:
+    """The gaps between starts, readable in a table: "1.1 2.3" (seconds)."""
+    record["backoff"] = " ".join(f"{gap / 1000:.1f}" for gap in record["gaps_ms"]) or "-"
+    return record
+
+
+def _be_the_daemon(options: str) -> Iterator[dict[str, Any]]:
+    """This process becomes the daemon under test (the harness's run child does this)."""
+    from lab.experiments.managers import daemon
+
+    code = daemon.main(shlex.split(options))
+    if code:
+        raise LabError(f"the daemon exited {code}")
+    yield from ()

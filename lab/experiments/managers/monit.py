@@ -1,0 +1,102 @@
+"""monit: the daemon as a `check process` of monit, found dead by its pidfile, once a cycle.
+
+monit (Debian's package; https://mmonit.com/monit/documentation/monit.html)
+is not the daemon's parent in spirit: once a poll cycle it reads the
+pidfile and asks whether that pid runs; if not, it runs the start program.
+The cycle is `set daemon N`, in whole seconds: 1 here, its minimum (the
+Debian default is 120). So a kill is noticed within a cycle.
+
+monit waits for its start program to *exit* (up to `with timeout`, 30 s by
+default) and counts one still running then as a failed start: the daemon
+is started with --detach (lab/daemon/steps.py daemonizes it; the launcher
+exits 0 once the daemon is ready), the way an init script would.
+
+What the configuration below sets, and why:
+- `if 2 restarts within 3 cycles then unmonitor`: the restart limit. The
+  manual calls it a timeout, and `then timeout` is still accepted as the
+  old name of `unmonitor`: monit stops looking at the service ("Not
+  monitored") and leaves it down.
+- stop program: monit sends no signal of its own; its stop is whatever the
+  stop program does, here the manual's example, TERM to the pid in the
+  pidfile, and it waits up to 30 s for the process to go.
+- `set init` (stay in the foreground, our child), and every file monit
+  keeps (pidfile, id, state, log, the control socket) in the place.
+monit refuses a control file others can read: it is written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+
+from lab.experiments.managers.manager import Manager
+
+__all__ = ["Monit"]
+
+CONFIG = """\
+set daemon 1
+set init
+set pidfile {dir}/monit.pid
+set idfile {dir}/monit.id
+set statefile {dir}/monit.state
+set logfile {dir}/monit.log
+set httpd unixsocket {dir}/monit.sock
+    allow localhost
+
+check process daemon with pidfile {pidfile}
+    start program = "{start}" with timeout 10 seconds
+    stop program = "/bin/sh -c 'kill -TERM $(cat {pidfile})'"
+    if 2 restarts within 3 cycles then unmonitor
+"""
+
+
+class Monit(Manager):
+    name = "monit"
+    command = "monit"
+    notices = "pidfile polling, once a cycle (set daemon 1: 1 s, its minimum)"
+    stop_signal = "none of its own: the stop program's (TERM to the pid here)"
+    stop_wait_s = 30.0
+    gives_up = "restart limit ('timeout'): unmonitor, Not monitored"
+    final_states = ("Not monitored",)
+
+    @classmethod
+    def missing(cls) -> str | None:
+        if shutil.which("monit"):
+            return None
+        return "monit is not installed: apt-get install monit"
+
+    def argv(self) -> list[str]:
+        config = self.place.dir / "monitrc"
+        start = shlex.join([*self.daemon, "--detach"])
+        text = CONFIG.format(dir=self.place.dir, pidfile=self.place.pidfile, start=start)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return [str(shutil.which("monit")), "-c", str(config)]
+
+    def _monit(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(shutil.which("monit")), "-c", str(self.place.dir / "monitrc"), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return done.stdout
+
+    def state(self) -> str:
+        """monit's own words: its `status` and `monitoring status` lines."""
+        found = {}
+        for line in self._monit("status", "daemon").splitlines():
+            key, _, value = line.strip().partition("  ")
+            if key in ("status", "monitoring status"):
+                found[key] = value.strip()
+        if not found:
+            return "no answer" if self.running() else "exited"
+        if found.get("monitoring status") == "Not monitored":
+            return "Not monitored"
+        return found.get("status", "?")
+
+    def stop_daemon(self) -> None:
+        self._monit("stop", "daemon")
