@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -152,6 +153,7 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
     """
     from lab import report
 
+    competing = _competing_load()
     sink = _results() if store else None
     try:
         with report.progress_bar(module.NAME) as progress:
@@ -167,7 +169,29 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
         _print_tables(run, module, table or argparse.Namespace(wide=False, columns=None))
         if store:
             _console().print(f"stored as run {run.run_id}; plot it: daemonlab plot {module.NAME}")
+    # On stderr, so that --json's stdout stays one document.
+    for warning in [*competing, *run.env.get("warnings", [])]:
+        print(f"daemonlab: warning: {warning}", file=sys.stderr)
     return run
+
+
+def _competing_load() -> list[str]:
+    """A warning when other processes already keep this machine's cores busy.
+
+    The 1-minute load average before the run counts what competes with it
+    (afterwards it would count the run itself). Half the usable cores is the
+    line: past it, a core the lesson needs (two processes in parallel) is
+    often taken, and timings show the machine, not the lesson.
+    """
+    from lab.env import usable_cores
+
+    load, cores = os.getloadavg()[0], usable_cores()
+    if load < cores / 2:
+        return []
+    return [
+        f"the load average was {load:.1f} on {cores} cores before this run: other "
+        "processes competed for the CPU, so its timings may be noisy"
+    ]
 
 
 # -- plot / results / export -------------------------------------------------------
