@@ -81,6 +81,7 @@ class Manager:
 
     def __init__(self, place: Place, *, children: bool = False, crash: bool = False) -> None:
         self.place = place
+        self.crash = crash
         self.daemon = place.daemon_command(children=children, crash=crash)
         self.proc: subprocess.Popen | None = None
 

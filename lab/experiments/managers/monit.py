@@ -12,10 +12,12 @@ is started with --detach (lab/daemon/steps.py daemonizes it; the launcher
 exits 0 once the daemon is ready), the way an init script would.
 
 What the configuration below sets, and why:
-- `if 2 restarts within 3 cycles then unmonitor`: the restart limit. The
-  manual calls it a timeout, and `then timeout` is still accepted as the
-  old name of `unmonitor`: monit stops looking at the service ("Not
-  monitored") and leaves it down.
+- `if 2 restarts within 3 cycles then unmonitor`: the restart limit, for
+  the crash loop only. The manual calls it a timeout, and `then timeout` is
+  still accepted as the old name of `unmonitor`: monit stops looking at the
+  service ("Not monitored") and leaves it down. The kill -9 event runs
+  without it: two kills a second apart, each restart taking a cycle or two,
+  would otherwise meet the limit whenever a loaded machine stretches a cycle.
 - stop program: monit sends no signal of its own; its stop is whatever the
   stop program does, here the manual's example, TERM to the pid in the
   pidfile, and it waits up to 30 s for the process to go.
@@ -48,8 +50,10 @@ set httpd unixsocket {dir}/monit.sock
 check process daemon with pidfile {pidfile}
     start program = "{start}" with timeout 10 seconds
     stop program = "/bin/sh -c 'kill -TERM $(cat {pidfile})'"
-    if 2 restarts within 3 cycles then unmonitor
-"""
+{limit}"""
+
+#: The crash loop's restart limit (see above).
+RESTART_LIMIT = "    if 2 restarts within 3 cycles then unmonitor\n"
 
 
 class Monit(Manager):
@@ -70,7 +74,10 @@ class Monit(Manager):
     def argv(self) -> list[str]:
         config = self.place.dir / "monitrc"
         start = shlex.join([*self.daemon, "--detach"])
-        text = CONFIG.format(dir=self.place.dir, pidfile=self.place.pidfile, start=start)
+        limit = RESTART_LIMIT if self.crash else ""
+        text = CONFIG.format(
+            dir=self.place.dir, pidfile=self.place.pidfile, start=start, limit=limit
+        )
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
