@@ -311,8 +311,11 @@ def test_workers_exit_when_their_master_is_killed_with_9(tmp_path, no_leaks, ado
         os.kill(server.master, signal.SIGKILL)
         server.proc.wait(10)
         # Orphaned, they are ours now (a subreaper): each must end on its own.
-        for pid in workers:
-            assert children.wait_pid(pid, 5.0) == 0, pid
+        try:
+            for pid in workers:
+                assert children.wait_pid(pid, 5.0) == 0, pid
+        finally:
+            children.stop_pids(workers, grace=0.1)  # strays of a failed test go too
 
 
 def test_a_crash_loop_stops_the_master_with_one_reason_and_leaves_nothing(tmp_path, no_leaks):

@@ -40,10 +40,13 @@ What a learner would try first, and why it fails:
 - TERM means "stop now" to Unicorn and nginx, "stop gracefully" to
   gunicorn, systemd and Sidekiq: docs/prefork.md has the table.
 
-Sources: Unicorn's SIGNALS and lib/unicorn/http_server.rb
-(https://yhbt.net/unicorn.git/tree/SIGNALS); gunicorn's arbiter
-(https://github.com/benoitc/gunicorn/blob/master/gunicorn/arbiter.py) and
-workers/base.py; nginx's control signals (https://nginx.org/en/docs/control.html).
+Sources (read for their behaviour; none of their code is copied): Unicorn's
+SIGNALS and http_server.rb (https://github.com/defunkt/unicorn/blob/master/SIGNALS,
+https://github.com/defunkt/unicorn/blob/master/lib/unicorn/http_server.rb, a
+mirror of https://yhbt.net/unicorn.git); gunicorn's arbiter and worker base
+(https://github.com/benoitc/gunicorn/blob/master/gunicorn/arbiter.py,
+https://github.com/benoitc/gunicorn/blob/master/gunicorn/workers/base.py);
+nginx's control signals (https://nginx.org/en/docs/control.html).
 
 Reading map, in the order the server runs:
   config.py     ServeConfig: what `daemonlab serve` is asked, and its command line

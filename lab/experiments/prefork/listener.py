@@ -12,6 +12,11 @@ GUNICORN_FD, systemd LISTEN_FDS): the new master and its workers accept
 from the very queue the old ones do, so no connection is refused while one
 generation hands over to the next. gunicorn gets it the same way, as
 `--bind fd://N`.
+
+The other side of the same fact: connections still waiting in the queue
+when the last process holding the socket closes it are reset by the
+kernel. A stop loses them; a USR2 handover does not, because the new
+master holds the socket before the old one lets go.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ thread was doing; that is how gunicorn got its reentrancy bugs (#2816,
 Sources, read for their behaviour, not copied:
 https://github.com/benoitc/gunicorn/blob/master/gunicorn/arbiter.py,
 https://github.com/benoitc/gunicorn/blob/master/gunicorn/workers/base.py,
-https://yhbt.net/unicorn.git/tree/lib/unicorn/http_server.rb and
-https://yhbt.net/unicorn.git/tree/SIGNALS.
+https://github.com/defunkt/unicorn/blob/master/lib/unicorn/http_server.rb and
+https://github.com/defunkt/unicorn/blob/master/SIGNALS.
 """
 
 from __future__ import annotations
@@ -390,7 +390,11 @@ class Master:
             oldbin = self.pidfile.path.with_name(self.pidfile.path.name + ".oldbin")
             os.rename(self.pidfile.path, oldbin)  # the lock stays on the file, now named .oldbin
             self.pidfile.path = oldbin
-        pid = self._fork()
+        try:
+            pid = self._fork()
+        except OSError as exc:
+            self._reexec_failed(None)  # the pidfile back under its own name
+            return f"cannot fork the new master: {exc.strerror}"
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)  # a signal now must not reach the master's pipe
@@ -404,7 +408,7 @@ class Master:
         set_name("prefork oldbin")
         return f"new master {pid} starting with the inherited socket; QUIT me when it serves"
 
-    def _reexec_failed(self, code: int) -> str:
+    def _reexec_failed(self, code: int | None) -> str:
         """The new master ended while we still run: we are the master again."""
         self.reexec_pid = 0
         if self.pidfile is not None and self.pidfile.path.name.endswith(".oldbin"):

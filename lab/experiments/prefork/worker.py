@@ -15,7 +15,10 @@ workers do: a sync worker serves one client at a time, so a kept-alive idle
 client would hold it hostage; keep-alive is for servers with a reactor
 (threads.py, eventloop.py, gunicorn's gthread).
 
-Stopping, seen from the worker (Unicorn's SIGNALS file: "Worker Processes"):
+Stopping, seen from the worker (Unicorn's SIGNALS, "Worker Processes":
+https://github.com/defunkt/unicorn/blob/master/SIGNALS; gunicorn's
+https://github.com/benoitc/gunicorn/blob/master/gunicorn/workers/base.py
+init_signals makes the opposite choice, TERM graceful and QUIT quick):
 - QUIT: graceful. The handler only records; the loop notices between
   requests, so the request in hand is finished, and no new one is taken.
 - TERM, INT: quick. No handler at all: the default action of both is to end
