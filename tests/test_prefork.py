@@ -643,6 +643,18 @@ def test_targets_come_from_the_records_alone():
     assert found["a killed worker replaced within 100 ms"]["met"] is False
 
 
+def test_rounds_that_overlap_are_said_in_a_warning():
+    def rounds(server, *rps):
+        return [{"part": "compare", "server": server, "app": "hello", "workers": 2,
+                 "concurrency": 16, "keepalive": False, "rps": r} for r in rps]  # fmt: skip
+
+    apart = rounds("prefork", 9000.0, 9500.0) + rounds("gunicorn-sync", 4000.0, 4200.0)
+    assert prefork._overlaps(apart) == []
+    close = rounds("prefork", 9000.0, 5000.0) + rounds("gunicorn-sync", 4000.0, 6000.0)
+    (warning,) = prefork._overlaps(close)
+    assert "gunicorn-sync and prefork overlap" in warning
+
+
 def test_bad_experiment_options_are_refused_in_one_line():
     assert_refused(
         run_cli("run", "prefork", "--event", "USR1", "--no-store"), "--event: unknown value 'USR1'"

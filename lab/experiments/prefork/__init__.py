@@ -211,6 +211,12 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     tool = load.choose(params.load)
     where = placement.plan(params.pin)
     session.env.update(load=tool, placement=where.describe(), **_versions())
+    warnings = session.env.setdefault("warnings", [])
+    if tool != params.load and params.load == "auto":
+        warnings.append(
+            "wrk is not installed (apt-get install wrk): the asyncio clients made the load, "
+            "and a Python client may be slower than the fastest servers"
+        )
     plan = _plan(params) if params.part in ("all", "compare") else []
     shocks = params.event if params.part in ("all", "events") else ()
     total, done = len(plan) + len(shocks), 0
@@ -242,6 +248,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
                 yield record
                 done += 1
     yield from targets(records)
+    warnings.extend(_overlaps(records))
     session.step(done, total, "done")
 
 
@@ -305,6 +312,26 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found.append(_target(f"a killed worker replaced within {RECOVERY_TARGET_MS:g} ms",
                              ms, shown, met))  # fmt: skip
     return found
+
+
+def _overlaps(records: list[dict[str, Any]]) -> list[str]:
+    """Where rounds of two servers overlap: the spread is larger than the difference."""
+    rounds: dict[tuple, dict[str, list[float]]] = {}
+    for r in records:
+        if r.get("part") == "compare" and "rps" in r:
+            where = (r["app"], r["workers"], r["concurrency"], r["keepalive"])
+            rounds.setdefault(where, {}).setdefault(r["server"], []).append(r["rps"])
+    said = []
+    for (app, workers, conns, keepalive), by_server in rounds.items():
+        ranked = sorted(by_server.items(), key=lambda item: statistics.median(item[1]))
+        for (slow, slower), (fast, faster) in zip(ranked, ranked[1:], strict=False):
+            if len(slower) > 1 and len(faster) > 1 and max(slower) >= min(faster):
+                said.append(
+                    f"{app}, {workers} workers, {conns} conns, keep-alive "
+                    f"{'on' if keepalive else 'off'}: the rounds of {slow} and {fast} overlap "
+                    "(the difference is within the spread)"
+                )
+    return said
 
 
 def _target(target: str, value: Any, measured: str, met: bool) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lab.daemon.pidfile import read_pid
+from lab.daemon.pidfile import holder
 from lab.experiments.prefork import launch
 from lab.experiments.prefork.config import ServeConfig
 from lab.experiments.prefork.launch import Launched, ready_workers, wait_for, worker_pids
@@ -102,13 +102,13 @@ def _usr2(server: Launched, n: int) -> tuple[float | None, str]:
     sent = _send(old_master, signal.SIGUSR2)
 
     def new_master_serves() -> bool:
-        pid = read_pid(server.config.pid)
+        pid = holder(server.config.pid)  # who holds its lock: the truth, not the text
         return pid not in (None, old_master) and len(ready_workers(pid)) == n
 
     if not wait_for(new_master_serves, RECOVERY_TIMEOUT_S):
         return None, "no new master came up"
     up_ms = _after(sent, True)
-    server.master = read_pid(server.config.pid)  # ours to stop from now on (launch.Launched)
+    server.master = holder(server.config.pid)  # ours to stop from now on (launch.Launched)
     os.kill(old_master, signal.SIGQUIT)
     try:
         server.proc.wait(RECOVERY_TIMEOUT_S)
