@@ -23,25 +23,36 @@ def _targets(run) -> dict[str, dict]:
     return {r["target"].split(" (")[0]: r for r in run.records if r.get("part") == "targets"}
 
 
+#: Rounds of the comparison, the servers taking turns. One round's p99 is one scheduler
+#: hiccup away from either server on a shared 2-core machine (7 ms in one round, 150 ms
+#: in the next, measured here): the targets compare medians over three.
+ROUNDS = 3
+
+
 def test_prefork_serves_hello_at_least_as_fast_as_gunicorn_sync(benchmark):
-    params = prefork.Params(part="compare", server=("prefork", "gunicorn-sync"), app=("hello",))
+    params = prefork.Params(
+        part="compare", server=("prefork", "gunicorn-sync"), app=("hello",), repeat=ROUNDS
+    )
     run = benchmark.pedantic(prefork.run, args=(params,), rounds=1, iterations=1)
     found = _targets(run)
     ratio = found["prefork req/s >= 1x gunicorn-sync"]
     tail = found["prefork p99 <= gunicorn-sync p99"]
-    by_server = {r["server"]: r for r in run.records if r.get("part") == "compare"}
+    compared = [r for r in run.records if r.get("part") == "compare"]
     benchmark.extra_info.update(
         ratio=ratio["value"],
-        prefork_rps=by_server["prefork"]["rps"],
-        gunicorn_sync_rps=by_server["gunicorn-sync"]["rps"],
-        prefork_p99_ms=by_server["prefork"]["p99_ms"],
-        gunicorn_sync_p99_ms=by_server["gunicorn-sync"]["p99_ms"],
-        workers=by_server["prefork"]["workers"],
+        ratio_target=prefork.RATIO_TARGET,
+        prefork_p99_ms_median=tail["value"],
+        p99=tail["measured"],
+        rounds=ROUNDS,
         placement=run.env["placement"],
+        load=run.env["load"],
     )
+    for record in compared:
+        key = f"{record['server']}_rps"
+        benchmark.extra_info.setdefault(key, []).append(record["rps"])
     assert ratio["met"], ratio["measured"]
     assert tail["met"], tail["measured"]
-    for record in by_server.values():  # the server's own count agrees with the generator's
+    for record in compared:  # the server's own count agrees with the generator's
         assert record["requests"] <= record["served"] <= record["requests"] + record["concurrency"]
 
 
