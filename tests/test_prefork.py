@@ -22,6 +22,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -577,6 +578,8 @@ def test_the_experiment_records_both_counts_the_events_and_the_targets(tmp_path)
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
+    assert run["env"]["load"] == ("wrk" if shutil.which("wrk") else "asyncio")
+    assert ("wrk is not installed" in done.stderr) == (run["env"]["load"] == "asyncio")
     compare = [r for r in run["records"] if r["part"] == "compare"]
     assert [r["server"] for r in compare] == ["prefork", "gunicorn-sync"]
     for record in compare:
@@ -605,6 +608,19 @@ def test_the_asyncio_load_and_the_servers_count_agree_exactly(no_leaks):
     (record,) = run.records[:1]
     assert record["load"] == "asyncio"
     assert record["served"] == record["requests"] > 0
+
+
+def test_without_wrk_the_asyncio_clients_load_and_a_warning_says_so(tmp_path):
+    no_wrk = {"PATH": str(tmp_path)}  # nothing on PATH: the lab runs sys.executable by its path
+    done = run_cli(
+        "run", "prefork", "--part", "compare", "--server", "prefork", "--duration", "1",
+        "--json", "--no-store", env=no_wrk,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["env"]["load"] == "asyncio"
+    assert "wrk is not installed" in done.stderr
+    asked = run_cli("run", "prefork", "--load", "wrk", "--no-store", env=no_wrk)
+    assert_refused(asked, "wrk is not installed: apt-get install wrk, or use --load asyncio")
 
 
 def test_placement_puts_server_and_load_on_cores_of_their_own():

@@ -212,7 +212,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     where = placement.plan(params.pin)
     session.env.update(load=tool, placement=where.describe(), **_versions())
     warnings = session.env.setdefault("warnings", [])
-    if tool != params.load and params.load == "auto":
+    if params.load == "auto" and tool == "asyncio":
         warnings.append(
             "wrk is not installed (apt-get install wrk): the asyncio clients made the load, "
             "and a Python client may be slower than the fastest servers"
