@@ -1,0 +1,93 @@
+"""`daemonlab serve`: the command line of the prefork lesson's servers.
+
+A command family (lab/cli.py COMMAND_FAMILIES): `add_parser(subparsers)`
+registers it, and only argparse is imported at the top, so `daemonlab
+--help` stays fast. Numbers are parsed here, not by argparse, so that a bad
+one is refused in the lab's one line instead of argparse's usage block.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser"]
+
+EXAMPLES = """\
+examples:
+  daemonlab serve --workers 4                      # the lab's preforking server on :8000
+  daemonlab serve --live                           # ... watching its workers; in another
+  kill -TTIN $(cat prefork.pid)                    #   terminal (with --pid prefork.pid)
+  daemonlab serve --server gunicorn-sync --app cpu # the peer, the same app
+  daemonlab serve --app io --no-db                 # io without MySQL: time.sleep instead
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    from lab.experiments.prefork.config import APPS, SERVERS, ServeConfig
+
+    default = ServeConfig()
+    p = subparsers.add_parser(
+        "serve",
+        help="run a WSGI server: the lab's preforking master, threads, asyncio or gunicorn",
+        description=(
+            "Serve a WSGI app with a Unicorn-style preforking server (signals: TTIN, TTOU, "
+            "QUIT graceful, TERM/INT quick, HUP, USR2 re-exec, WINCH) or one of its rivals."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.set_defaults(func=cmd_serve)
+    p.add_argument("--server", default=default.server, help=f"one of {', '.join(SERVERS)}")
+    p.add_argument(
+        "--workers",
+        default=str(default.workers),
+        help="worker processes (threads for --server threads; asyncio has one loop)",
+    )
+    p.add_argument(
+        "--threads", default=str(default.threads), help="threads per gunicorn-gthread worker"
+    )
+    p.add_argument("--app", default=default.app, help=f"{', '.join(APPS)}, or module:callable")
+    p.add_argument("--host", default=default.host)
+    p.add_argument("--port", default=str(default.port), help="0: any free port")
+    p.add_argument(
+        "--timeout",
+        default=f"{default.timeout:g}",
+        help="seconds: kill a worker silent this long; wait this long on a graceful stop",
+    )
+    p.add_argument("--pid", help="write the master's pid here (moved to PID.oldbin by USR2)")
+    p.add_argument(
+        "--count-file", dest="count", help="append a byte per request the app answers (counting)"
+    )
+    p.add_argument("--no-db", action="store_true", help="the io app sleeps instead of SELECT SLEEP")
+    p.add_argument("--live", action="store_true", help="show the master and workers live (prefork)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lab.experiments.prefork import serve
+    from lab.experiments.prefork.config import ServeConfig
+
+    config = ServeConfig(
+        server=args.server,
+        workers=_number(args.workers, int, "--workers"),
+        threads=_number(args.threads, int, "--threads"),
+        app=args.app,
+        host=args.host,
+        port=_number(args.port, int, "--port"),
+        timeout=_number(args.timeout, float, "--timeout"),
+        pid=args.pid,
+        no_db=args.no_db,
+        live=args.live,
+        count=args.count,
+    )
+    return serve.run(config)
+
+
+def _number(text: str, kind: type, option: str) -> Any:
+    from lab.errors import LabError
+
+    try:
+        return kind(text)
+    except ValueError:
+        raise LabError(f"{option}: {text!r} is not a valid {kind.__name__}") from None

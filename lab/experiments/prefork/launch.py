@@ -1,0 +1,191 @@
+"""Starting a server the way a user does (`daemonlab serve ...`), and watching it from outside.
+
+The experiment, its benchmark and its tests never serve in their own
+process: each server is `python -m lab serve` in a child, on port 0 (the
+kernel picks a free port; helpers running tests at once never collide),
+pinned where placement.py says, its stderr in a file (a pipe nobody reads
+would fill and block the master's log), its stdout read for the one line
+`listening on http://HOST:PORT`.
+
+From outside, /proc is the truth: a worker is a child of its master whose
+name (/proc/PID/comm, set by worker.set_name) says `prefork w[N]`, which it
+takes once it has booted. `served()` is the app's own count (apps.Counted).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lab import children
+from lab.errors import LabError
+from lab.experiments.prefork import placement
+from lab.experiments.prefork.config import ServeConfig
+
+__all__ = ["STOP_SIGNAL", "Launched", "ready_workers", "start", "wait_for", "worker_pids"]
+
+#: Starting may include a throwaway mariadbd for the io app (lab.db): seconds, not ms.
+START_TIMEOUT_S = 60.0
+#: How often a watcher looks at /proc: fine enough for a recovery measured in ms.
+POLL_S = 0.001
+#: Each server's graceful stop: Unicorn's QUIT for the lab's master, TERM for the rest
+#: (gunicorn's graceful signal; the threads and asyncio servers finish in-flight work on it).
+STOP_SIGNAL = {"prefork": signal.SIGQUIT}
+
+
+@dataclass
+class Launched:
+    config: ServeConfig
+    proc: subprocess.Popen
+    url: str
+    log: Path  # the server's stderr
+    count: Path  # the app's count file
+    master: int = field(init=False)  # changes after USR2 + QUIT: the new master serves
+
+    def __post_init__(self) -> None:
+        self.master = self.proc.pid
+
+    def served(self) -> int:
+        """Requests the app has answered so far."""
+        try:
+            return self.count.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def settled(self, quiet_s: float = 0.05, timeout: float = 2.0) -> int:
+        """The count once it stops moving: answers to requests in flight land first."""
+        deadline = time.monotonic() + timeout
+        last = self.served()
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            now = self.served()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def stop(self) -> int | None:
+        """Stop it gracefully (bounded), then for sure; its exit code (None: not ours to reap)."""
+        sig = STOP_SIGNAL.get(self.config.server, signal.SIGTERM)
+        grace = self.config.timeout + 5
+        if self.master != self.proc.pid:  # the USR2 master, adopted by us (a subreaper)
+            code = children.stop_pid(self.master, grace)  # TERM: the load is over anyway
+            children.stop_popen(self.proc)
+            return code
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        return children.stop_popen(self.proc)
+
+    def last_error(self) -> str:
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit {self.proc.returncode}"
+
+
+def start(
+    config: ServeConfig,
+    where: Path,
+    cpus: tuple[int, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Launched:
+    """`daemonlab serve` for `config` on port 0, answering HTTP when this returns.
+
+    `env` is added to the server's environment (LAB_MYSQL_URL: the experiment's server).
+    """
+    count = where / f"count-{os.getpid()}-{time.monotonic_ns()}"
+    log = count.with_suffix(".log")
+    config = replace(config, port=0, count=str(count))
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            placement.pinned(config.argv(), cpus),
+            stdin=subprocess.DEVNULL,  # not a terminal: WINCH is obeyed (master.handle_winch)
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+    launched = Launched(config, proc, "", log, count)
+    try:
+        launched.url = _listening(proc)
+        if not launched.url:
+            proc.wait(START_TIMEOUT_S)
+            raise LabError(f"{config.server} did not start: {launched.last_error()}")
+        _until_it_answers(launched.url)
+    except BaseException:
+        launched.stop()
+        raise
+    return launched
+
+
+def _listening(proc: subprocess.Popen) -> str:
+    """The URL from the server's first line of stdout; "" if it ended without one."""
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    data = b""
+    while b"\n" not in data and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    line = data.decode().partition("\n")[0]
+    return line.removeprefix("listening on ") if line.startswith("listening on ") else ""
+
+
+def _until_it_answers(url: str, timeout: float = START_TIMEOUT_S) -> None:
+    """GET / until a 200: the socket is bound before a worker accepts (gunicorn boots its own)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            conn.request("GET", "/")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise LabError(f"nothing answers on {url} after {timeout:g} s") from None
+            time.sleep(0.01)
+        finally:
+            conn.close()
+
+
+# -- seen from outside, in /proc -------------------------------------------------------
+def worker_pids(master: int) -> list[int]:
+    """The children of `master` (a single-threaded process: its main task has them all)."""
+    try:
+        with open(f"/proc/{master}/task/{master}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def ready_workers(master: int) -> list[int]:
+    """The children of `master` that have booted into workers (named `prefork w[N]`)."""
+    ready = []
+    for pid in worker_pids(master):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().startswith("prefork w["):
+                    ready.append(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended between the two reads
+    return ready
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    """Look at /proc every POLL_S until `condition()` holds (True) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
