@@ -136,7 +136,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             help_text += "; a comma list"
         flag = "--" + f.name.replace("_", "-")
         metavar = _metavar(hints[f.name], f.metadata.get("choices"), many)
-        parser.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=help_text)
+        # A yes/no option works as a flag too: `--scale` alone means `--scale true`.
+        alone = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}
+        parser.add_argument(
+            flag, dest=f.name, default=None, metavar=metavar, help=help_text, **alone
+        )
         for old in f.metadata.get("was", ()):
             parser.add_argument(
                 "--" + old.replace("_", "-"), dest=f.name, default=None, help=argparse.SUPPRESS
