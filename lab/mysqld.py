@@ -23,9 +23,13 @@
 #   a zombie after `db down` runs elsewhere. A launcher process that starts
 #   the server and exits at once hands it to init (the talk's double fork,
 #   without forking a threaded Python).
-# - If the Python process is SIGKILLed, no `finally` runs and a throwaway
-#   server and its directory stay behind; `ps aux | grep daemonlab-mysqld`
-#   finds them. Only `db up` servers are tracked across processes.
+# - If the Python process is SIGKILLed, no `finally` runs. So a throwaway
+#   server is started through a small launcher that asks the kernel to TERM
+#   it when its parent dies (prctl PR_SET_PDEATHSIG, kept across execve), and
+#   every data directory holds an owner file (who started it: pid, and when,
+#   so a reused pid is not mistaken for the owner). A directory whose owner is
+#   dead is found and removed by the next throwaway(), by `db down` and by
+#   `daemonlab doctor` (sweep()), its server stopped first if it still runs.
 
 from __future__ import annotations
 
@@ -50,11 +54,15 @@ from lab.errors import LabError
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "THREAD_HANDLINGS",
+    "Left",
     "Mysqld",
+    "Settings",
     "down",
     "find_binary",
     "running",
     "state_path",
+    "sweep",
     "throwaway",
     "up",
 ]
@@ -66,9 +74,12 @@ SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin")
 SERVER_NAMES = ("mariadbd", "mysqld")
 INSTALL_DB_NAMES = ("mariadb-install-db", "mysql_install_db")
 DIR_PREFIX = "daemonlab-mysqld-"  # how down() knows a directory is ours to delete
+OWNER_FILE = "daemonlab-owner.json"  # in each data directory: who started the server
 
 # The same limit as docker-compose.yml, so the 1,000-client demo runs as is.
 MAX_CONNECTIONS = 1100
+# MariaDB's own default listen queue (MySQL 8's is 151).
+DEFAULT_BACK_LOG = 80
 # A fresh InnoDB starts in ~2 s here; slow CI disks get a generous bound.
 START_TIMEOUT_S = 60.0
 # TERM makes mariadbd flush and exit (~0.5 s for a fresh datadir).
@@ -77,6 +88,39 @@ STOP_GRACE_S = 10.0
 KILL_WAIT_S = 5.0
 # Poll interval while waiting for the server's first answer: start-up takes seconds.
 POLL_S = 0.1
+# A directory without an owner file is being set up right now (the file is the
+# first thing written) or was left by an older lab: removed only once this old.
+UNOWNED_GRACE_S = 2 * START_TIMEOUT_S
+
+#: How MariaDB serves connections: a thread of its own each, or a pool of
+#: threads shared by all (MariaDB's thread pool; Oracle MySQL has it only in
+#: its Enterprise edition).
+THREAD_HANDLINGS = ("one-thread-per-connection", "pool-of-threads")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a throwaway server is started with: the settings the load needs.
+
+    back_log is the listen queue (the kernel caps it at net.core.somaxconn);
+    None leaves the server's default (80 on MariaDB 10.11, 151 on MySQL 8).
+    """
+
+    max_connections: int = MAX_CONNECTIONS
+    back_log: int | None = None
+    thread_handling: str = THREAD_HANDLINGS[0]
+
+    def argv(self) -> list[str]:
+        args = [
+            f"--max-connections={self.max_connections}",
+            f"--thread-handling={self.thread_handling}",
+            # Each connection is a descriptor in the server: ask for them all,
+            # or the server lowers max_connections to what its limit allows.
+            f"--open-files-limit={self.max_connections + 1000}",
+        ]
+        if self.back_log is not None:
+            args.append(f"--back-log={self.back_log}")
+        return args
 
 
 @dataclass(frozen=True)
@@ -106,19 +150,24 @@ def state_path() -> Path:
 
 
 @contextlib.contextmanager
-def throwaway() -> Iterator[Mysqld]:
-    """Start a server for one `with` block; stop it and delete its directory on exit."""
+def throwaway(settings: Settings = Settings()) -> Iterator[Mysqld]:
+    """Start a server for one `with` block; stop it and delete its directory on exit.
+
+    Leftovers of dead runs go first (sweep): their servers hold memory and ports.
+    """
     binary = _require_binary()
-    datadir = tempfile.mkdtemp(prefix=DIR_PREFIX)
+    sweep()
+    datadir = _new_datadir("throwaway")
     proc: subprocess.Popen[bytes] | None = None
     try:
         _initialise(binary, datadir)
         port = _free_port()
         # Its own session: a Ctrl-C at the terminal goes to our process group
         # only, so the server is stopped by our `finally`, in order, not by
-        # the same signal at the same moment.
+        # the same signal at the same moment. The launcher ties its life to
+        # ours, for the one case no `finally` runs: kill -9 (see the header).
         proc = subprocess.Popen(
-            _server_argv(binary, datadir, port),
+            _dies_with_parent(_server_argv(binary, datadir, port, settings)),
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -130,7 +179,7 @@ def throwaway() -> Iterator[Mysqld]:
         if proc is not None:
             _stop(proc.pid)
             proc.wait()  # already reaped by _stop; this tells Popen so
-        shutil.rmtree(datadir, ignore_errors=True)
+        _remove(datadir)
 
 
 def up() -> tuple[Mysqld, bool]:
@@ -143,7 +192,7 @@ def up() -> tuple[Mysqld, bool]:
         if live is not None:
             return live, False
         binary = _require_binary()
-        datadir = tempfile.mkdtemp(prefix=DIR_PREFIX)
+        datadir = _new_datadir("db up")
         pid = None
         try:
             _initialise(binary, datadir)
@@ -156,20 +205,57 @@ def up() -> tuple[Mysqld, bool]:
         except BaseException:
             if pid is not None:
                 _stop(pid)
-            shutil.rmtree(datadir, ignore_errors=True)
+            _remove(datadir)
             raise
 
 
-def down() -> bool:
-    """Stop the `db up` server and delete its directory and state file; False if none ran."""
+def down() -> tuple[bool, list[Left]]:
+    """`db down`: stop the `db up` server, delete its directory and state file, and
+    sweep every server and directory left by a dead run.
+
+    Returns whether a `db up` server was stopped, and what else was found:
+    leftovers removed, and throwaway servers still in use by a live run (left
+    alone: stopping them would break that run)."""
     with _state_lock():
         srv = _read_state()
-        if srv is None:
-            return False
-        if _is_ours(srv):
-            _stop(srv.pid)
-        _forget(srv)
-        return True
+        stopped = srv is not None
+        if srv is not None:
+            if _is_ours(srv):
+                _stop(srv.pid)
+            _forget(srv)
+    return stopped, sweep(report_in_use=True)
+
+
+@dataclass(frozen=True)
+class Left:
+    """A data directory sweep() found: removed (its owner is dead) or in use."""
+
+    datadir: str
+    owner_pid: int | None
+    server_pid: int | None  # the mariadbd using it, if one ran
+    removed: bool
+
+
+def sweep(report_in_use: bool = False) -> list[Left]:
+    """Find every throwaway data directory whose owner is dead: stop its server, remove it.
+
+    A `db up` directory is left alone while its server runs (running() and
+    down() look after it). Returns what was removed (and, with
+    `report_in_use`, the directories still in use too)."""
+    found = []
+    for path in sorted(Path(tempfile.gettempdir()).glob(DIR_PREFIX + "*")):
+        owner = _read_owner(path)
+        server = _server_using(path)
+        if _in_use(owner, path, server):
+            if report_in_use:
+                found.append(Left(str(path), owner and owner.get("pid"), server, removed=False))
+            continue
+        if server is not None:
+            _stop(server)
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by a run that died (pid %s)", path, owner and owner.get("pid"))
+        found.append(Left(str(path), owner and owner.get("pid"), server, removed=True))
+    return found
 
 
 def running() -> Mysqld | None:
@@ -234,7 +320,9 @@ def _as_root() -> list[str]:
     return ["--user=root"] if os.geteuid() == 0 else []
 
 
-def _server_argv(binary: str, datadir: str, port: int) -> list[str]:
+def _server_argv(
+    binary: str, datadir: str, port: int, settings: Settings = Settings()
+) -> list[str]:
     d = Path(datadir)
     argv = [
         binary,
@@ -246,7 +334,7 @@ def _server_argv(binary: str, datadir: str, port: int) -> list[str]:
         f"--pid-file={d / 'mysqld.pid'}",
         f"--log-error={d / 'error.log'}",
         "--skip-log-bin",  # a throwaway server needs no replication log
-        f"--max-connections={MAX_CONNECTIONS}",
+        *settings.argv(),
         *_as_root(),
     ]
     if _is_mysql(binary):
@@ -269,6 +357,27 @@ p = subprocess.Popen(sys.argv[1:], start_new_session=True, stdin=subprocess.DEVN
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(p.pid)
 """
+
+
+# PR_SET_PDEATHSIG survives execve (prctl(2)); the parent may have died before
+# the prctl, so the launcher then checks it still has the parent it was given.
+_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("daemonlab: the process that started this server is gone")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _dies_with_parent(argv: list[str]) -> list[str]:
+    """argv run so that the kernel TERMs it when this process dies (see the header).
+
+    The kernel sends the signal when the *thread* that started the child
+    exits, so a throwaway server must be started by a thread that outlives
+    it: the lab starts it from the thread that runs the experiment.
+    """
+    return [sys.executable, "-c", _WITH_PARENT, str(os.getpid()), *argv]
 
 
 def _launch_detached(argv: list[str]) -> int:
@@ -361,6 +470,62 @@ def _exited(proc: psutil.Process, timeout: float) -> bool:
     return False
 
 
+# -- who owns a data directory ------------------------------------------------
+
+
+def _new_datadir(kind: str) -> str:
+    """A fresh data directory, `DIR_PREFIX*/data`, with the owner file beside it.
+
+    Beside, not inside: MySQL's --initialize refuses a data directory that
+    holds any file. The owner file is written first thing (see sweep)."""
+    top = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+    me = psutil.Process()
+    owner = {"kind": kind, "pid": me.pid, "created": me.create_time(), "argv": sys.argv[:3]}
+    (top / OWNER_FILE).write_text(json.dumps(owner))
+    (top / "data").mkdir()
+    return str(top / "data")
+
+
+def _read_owner(path: Path) -> dict | None:
+    try:
+        owner = json.loads((path / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _in_use(owner: dict | None, path: Path, server: int | None) -> bool:
+    """Is the directory still someone's? A throwaway's: while the pid that made it
+    runs (the same process, not a reuse of its pid). A `db up` server's: while
+    its server runs. One without an owner file: while it is young."""
+    if owner is None or owner.get("kind") == "db up":
+        if server is not None:
+            return True
+        try:
+            return time.time() - path.stat().st_mtime < UNOWNED_GRACE_S
+        except FileNotFoundError:
+            return True  # removed under us: nothing to do
+    try:
+        proc = psutil.Process(int(owner["pid"]))
+        # create_time is read from /proc in 1/100 s ticks: compare loosely.
+        return abs(proc.create_time() - float(owner["created"])) < 1 and _alive(proc.pid)
+    except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):
+        return False
+
+
+def _server_using(top: Path) -> int | None:
+    """The pid of the mariadbd/mysqld whose --datadir is in `top`, if one runs
+    (`top/data`; an older lab used `top` itself)."""
+    flags = {f"--datadir={top / 'data'}", f"--datadir={top}"}
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] in SERVER_NAMES and flags & set(proc.info["cmdline"] or ()):
+                return proc.pid
+        except psutil.Error:
+            continue
+    return None
+
+
 # -- the `db up` state file ---------------------------------------------------
 
 
@@ -415,7 +580,13 @@ def _is_ours(srv: Mysqld) -> bool:
 
 
 def _forget(srv: Mysqld) -> None:
-    """Delete the server's directory (only one of ours) and the state file."""
-    if Path(srv.datadir).name.startswith(DIR_PREFIX):
-        shutil.rmtree(srv.datadir, ignore_errors=True)
+    """Delete the server's directory and the state file."""
+    _remove(srv.datadir)
     state_path().unlink(missing_ok=True)
+
+
+def _remove(datadir: str) -> None:
+    """Delete a data directory and its `DIR_PREFIX*` parent: only ever one of ours."""
+    top = Path(datadir).parent
+    if top.name.startswith(DIR_PREFIX):
+        shutil.rmtree(top, ignore_errors=True)
