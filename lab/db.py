@@ -15,6 +15,8 @@
 #
 # server() is the usual way in: it resolves, yields, and stops what it started.
 # capacity() makes max_connections fit a run and puts it back afterwards.
+# explain() turns a driver's error into one line, saying whether it came while
+# logging in or mid-query (a server that went away while the run waited on it).
 #
 # Things that don't work, and why this module does what it does:
 # - pymysql's default TLS mode ("preferred") builds ssl.create_default_context()
@@ -27,6 +29,9 @@
 # - Reading the server's privileges to decide whether SET GLOBAL is allowed
 #   means parsing SHOW GRANTS across MySQL and MariaDB versions; trying it and
 #   catching "access denied" (1227) asks the server itself.
+# - Putting a raised max_connections back in a `finally` fails after kill -9
+#   and under two overlapping runs: lab/capacity.py records each raise on the
+#   server itself and lets the last run out put it back.
 
 from __future__ import annotations
 
@@ -50,18 +55,23 @@ if TYPE_CHECKING:
 __all__ = [
     "LOCAL",
     "PATHS",
+    "WHERE",
     "Choice",
+    "Need",
     "Probes",
     "Server",
     "capacity",
     "connect",
     "describe",
     "docker_answers",
+    "went_away",
     "down",
     "explain",
     "parse_url",
+    "repair",
     "resolve_server",
     "server",
+    "shortfall",
     "status",
     "up",
 ]
@@ -77,8 +87,10 @@ PROBE_TIMEOUT_S = 1
 HEADROOM = 2
 
 # Client-side connection errors (pymysql.constants.CR) and server error codes we explain.
-CR_CONN_HOST_ERROR, CR_SERVER_LOST, CR_SSL_CONNECTION_ERROR = 2003, 2013, 2026
+CR_CONN_HOST_ERROR, CR_SERVER_GONE, CR_SERVER_LOST = 2003, 2006, 2013
+CR_SSL_CONNECTION_ERROR = 2026
 ER_DBACCESS_DENIED, ER_ACCESS_DENIED, ER_BAD_DB, ER_HOST_NOT_PRIVILEGED = 1044, 1045, 1049, 1130
+ER_CON_COUNT_ERROR = 1040  # "Too many connections": max_connections reached
 ER_SPECIFIC_ACCESS_DENIED = 1227  # e.g. SET GLOBAL without SUPER / SYSTEM_VARIABLES_ADMIN
 
 
@@ -94,6 +106,8 @@ class Server:
     source: str  # "LAB_MYSQL_URL", "127.0.0.1:3306", "throwaway", "db up", "testcontainers"
     tls: bool = False
     unix_socket: str | None = None  # None: the experiments measure TCP like a remote client
+    pid: int | None = None  # the server's process, when the lab started it
+    why: str = ""  # why this server was picked, when it was not the first one found
 
     def safe_url(self) -> str:
         """The URL without its password: safe for tables, logs and stored results."""
@@ -109,6 +123,11 @@ class Server:
         """Arguments for aiomysql.connect, which names them db= and ssl= and has no TLS default."""
         tls = _tls_context() if self.tls else None
         return self._common() | {"db": self.database, "ssl": tls} | extra
+
+    def asyncmy_kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Arguments for asyncmy.connect (database=, ssl= an SSLContext or None)."""
+        tls = _tls_context() if self.tls else None
+        return self._common() | {"database": self.database, "ssl": tls} | extra
 
     def _common(self) -> dict[str, Any]:
         return {
@@ -197,10 +216,38 @@ def connect(srv: Server, **extra: Any) -> pymysql.connections.Connection:
         raise explain(srv, exc) from None
 
 
-def explain(srv: Server, exc: Exception) -> LabError:
-    """Turn a connect error (pymysql's or aiomysql's: both raise pymysql's) into one line."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+#: What a server that went away looks like to a client: the driver's codes,
+#: or, from a driver that does not wrap them (asyncmy), the socket's own errors.
+WENT_AWAY = (CR_SERVER_GONE, CR_SERVER_LOST)
+
+
+def went_away(exc: BaseException) -> bool:
+    """Did `exc` come from a connection the server (or the network) dropped?"""
+    import asyncio
+
+    if isinstance(exc, ConnectionError | EOFError | asyncio.IncompleteReadError):
+        return True
+    return _code(exc) in WENT_AWAY
+
+
+def _code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def explain(srv: Server, exc: BaseException, during: str = "login") -> LabError:
+    """Turn a driver's error (pymysql's, aiomysql's, asyncmy's) into one line.
+
+    `during` is "login" or "query": a connection lost while logging in most
+    likely reached something that is not a MySQL server; one lost mid-query
+    reached a server that went away (stopped, killed, restarted)."""
+    code = _code(exc)
     user, db = srv.user, srv.database
+    if during == "query" and went_away(exc):
+        return LabError(
+            f"{srv.safe_url()} ({srv.source}): the server went away mid-query"
+            " (the connection dropped: was it stopped, killed or restarted?)"
+        )
     reasons = {
         ER_ACCESS_DENIED: f"access denied for user {user!r}: wrong user or password",
         ER_DBACCESS_DENIED: f"user {user!r} may not use database {db!r}",
@@ -209,6 +256,8 @@ def explain(srv: Server, exc: Exception) -> LabError:
         CR_CONN_HOST_ERROR: "nothing answers there: is the server running, host and port right?",
         CR_SERVER_LOST: "the connection dropped while logging in: is that a MySQL server?",
         CR_SSL_CONNECTION_ERROR: "ssl=required but the server offers no TLS",
+        ER_CON_COUNT_ERROR: "the server refused a connection: Too many connections"
+        " (max_connections reached)",
     }
     # Server messages name the user and host, never the password.
     reason = reasons.get(code) or f"error {code}: {exc.args[-1] if exc.args else exc}"
@@ -255,8 +304,8 @@ def _local_answers() -> bool:
     return _answers(LOCAL)
 
 
-def _throwaway_server(m: mysqld.Mysqld, source: str) -> Server:
-    return Server("127.0.0.1", m.port, "root", "", "test", source=source)
+def _throwaway_server(m: mysqld.Mysqld, source: str, why: str = "") -> Server:
+    return Server("127.0.0.1", m.port, "root", "", "test", source=source, pid=m.pid, why=why)
 
 
 def _live_up_server() -> Server | None:
@@ -379,24 +428,101 @@ def resolve_server(probes: Probes | None = None) -> Choice:
     raise LabError(NO_SERVER + restricted)
 
 
+@dataclass(frozen=True)
+class Need:
+    """What a run asks of a server: room for its clients, and how it serves them.
+
+    where: "auto" takes the server found if it can take the load as it is,
+    else starts a throwaway one that can (and says why); "found" takes the
+    server found whatever it is (capacity() then raises max_connections, or
+    refuses); "throwaway" always starts one.
+    """
+
+    clients: int = 0
+    thread_handling: str | None = None  # None: however the server does it
+    where: str = "auto"
+
+    def settings(self) -> mysqld.Settings:
+        """A throwaway server that takes this load: room for every client and a
+        spare hundred, a listen queue for a burst of connects (up to the
+        kernel's cap), the thread handling asked for."""
+        return mysqld.Settings(
+            max_connections=max(mysqld.MAX_CONNECTIONS, self.clients + HEADROOM + 100),
+            back_log=min(max(self.clients, mysqld.DEFAULT_BACK_LOG), _somaxconn()),
+            thread_handling=self.thread_handling or mysqld.THREAD_HANDLINGS[0],
+        )
+
+
+WHERE = ("auto", "found", "throwaway")
+
+
+def _somaxconn() -> int:
+    """The kernel's cap on any listen queue (net.core.somaxconn; 4096 since Linux 5.4)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 128  # the historical default, where /proc does not say
+
+
+def shortfall(srv: Server, need: Need) -> str | None:
+    """Why `srv` cannot take `need` as it is (None when it can)."""
+    facts = describe(srv)
+    if need.thread_handling and facts["thread_handling"] != need.thread_handling:
+        return f"{srv.source} serves connections {facts['thread_handling']}"
+    with contextlib.closing(connect(srv)) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+        others = int(cur.fetchone()[1]) - 1
+    wanted = need.clients + HEADROOM + others
+    if facts["max_connections"] < wanted:
+        return f"{srv.source} has max_connections {facts['max_connections']}, not {wanted:,}"
+    return None
+
+
 @contextlib.contextmanager
-def server(probes: Probes | None = None) -> Iterator[Server]:
-    """Resolve a server and yield it; stop what was started for it on exit, Ctrl-C included."""
+def server(probes: Probes | None = None, need: Need = Need()) -> Iterator[Server]:
+    """Resolve a server that can take `need` and yield it; stop what was started for it
+    on exit, Ctrl-C included. Server.why says why, when it is not the one found first."""
+    if need.where == "throwaway":
+        with _throwaway(need, "--server throwaway") as srv:
+            yield srv
+        return
     choice = resolve_server(probes)
     if choice.server is not None:
         if choice.path == "url":
             connect(choice.server).close()  # a wrong password fails here, in one line
-        yield choice.server
+        why = None if need.where == "found" else shortfall(choice.server, need)
+        if why is None or not _may_start_throwaway(probes):
+            yield choice.server  # capacity() raises what can be raised, or refuses
+            return
+        with _throwaway(need, why) as srv:
+            yield srv
     elif choice.path == "throwaway":
-        with mysqld.throwaway() as m:
-            yield _throwaway_server(m, "throwaway")
+        with _throwaway(need, "") as srv:
+            yield srv
     else:
-        with _container() as srv:
+        with _container(need) as srv:
             yield srv
 
 
+def _may_start_throwaway(probes: Probes | None) -> bool:
+    return "throwaway" in _allowed_paths() and (probes or Probes()).mysqld_binary() is not None
+
+
 @contextlib.contextmanager
-def _container() -> Iterator[Server]:
+def _throwaway(need: Need, why: str) -> Iterator[Server]:
+    settings = need.settings()
+    if why:
+        why = (
+            f"{why}: started a throwaway server with max_connections {settings.max_connections:,},"
+            f" back_log {settings.back_log:,}, {settings.thread_handling}"
+        )
+    with mysqld.throwaway(settings) as m:
+        yield _throwaway_server(m, "throwaway", why)
+
+
+@contextlib.contextmanager
+def _container(need: Need) -> Iterator[Server]:
     """A mysql:8.4 container for one `with` block, as root so capacity() may SET GLOBAL."""
     try:
         from testcontainers.community.mysql import MySqlContainer
@@ -407,7 +533,7 @@ def _container() -> Iterator[Server]:
     password = secrets.token_urlsafe(16)  # the container lives minutes; nobody types it
     container = MySqlContainer(
         CONTAINER_IMAGE, username="root", password=password, dbname="test"
-    ).with_command(f"--max-connections={mysqld.MAX_CONNECTIONS}")
+    ).with_command(f"--max-connections={need.settings().max_connections}")
     with container:
         yield Server(
             host=container.get_container_host_ip(),
@@ -429,7 +555,7 @@ def describe(srv: Server) -> dict[str, Any]:
         (version,) = cur.fetchone()
         cur.execute(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-            "('max_connections', 'back_log', 'have_ssl')"
+            "('max_connections', 'back_log', 'have_ssl', 'thread_handling')"
         )
         variables = dict(cur.fetchall())
     return {
@@ -438,6 +564,7 @@ def describe(srv: Server) -> dict[str, Any]:
         "version": version,
         "max_connections": int(variables["max_connections"]),
         "back_log": int(variables["back_log"]),
+        "thread_handling": variables.get("thread_handling", "one-thread-per-connection"),
         "have_ssl": variables.get("have_ssl"),  # MySQL 8.4 may no longer report it
     }
 
@@ -457,69 +584,42 @@ def up() -> dict[str, Any]:
     return info | {"started": started, "pid": m.pid, "datadir": m.datadir}
 
 
-def down() -> bool:
-    """`daemonlab db down`: stop the shared server; False if none was running."""
-    return mysqld.down()
+def down() -> list[str]:
+    """`daemonlab db down`: stop the shared server and every server a dead run left;
+    what it did, one line each, and the throwaway servers live runs still use."""
+    stopped, found = mysqld.down()
+    lines = ["stopped the lab's server" if stopped else "no `db up` server was running"]
+    for left in found:
+        pid = f"pid {left.owner_pid}" if left.owner_pid else "an unknown run"
+        if left.removed:
+            server = f"stopped its server (pid {left.server_pid}), " if left.server_pid else ""
+            lines.append(f"{server}removed {left.datadir}, left by {pid}, which is gone")
+        else:
+            lines.append(f"left {left.datadir} alone: in use by {pid}")
+    return lines
 
 
 # -- capacity ---------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def capacity(srv: Server, connections: int) -> Iterator[None]:
-    """Make sure max_connections >= connections + headroom for the run; raise it with
-    SET GLOBAL when the account may, PUT IT BACK on exit (even on error/Ctrl-C); when
-    it may not, raise LabError before anything connects, naming the limit and the fix.
+def capacity(srv: Server, connections: int) -> Iterator[tuple[int, int] | None]:
+    """Make sure max_connections has room for `connections` (+ HEADROOM) for the block.
 
-    Two overlapping runs on one server do not mix well: the one that raised the limit
-    puts it back when it ends, under the other. The lab runs one experiment at a time."""
-    import pymysql
+    When it has not, raise it with SET GLOBAL if the account may, as a lease
+    recorded on the server (lab/capacity.py: put back when the block ends,
+    however the run ends, and never under another run that still needs it);
+    when it may not, raise LabError before anything connects, naming the limit
+    and the fix. Yields (was, now) when it raised the limit, else None."""
+    from lab import capacity as leases
+
+    with leases.hold(srv, connections + HEADROOM, clients=connections) as raised:
+        yield raised
+
+
+def repair(srv: Server) -> str | None:
+    """Undo a max_connections raise left by a run that died (`daemonlab doctor`)."""
+    from lab import capacity as leases
 
     with contextlib.closing(connect(srv, autocommit=True)) as conn:
-        limit, others = _limit_and_others(conn)
-        need = connections + HEADROOM + others
-        if limit >= need:
-            raised = False
-        else:
-            try:
-                _set_max_connections(conn, need)
-                raised = True
-            except pymysql.err.MySQLError as exc:
-                raise _capacity_refusal(srv, exc, limit, connections, need, others) from None
-    # Not holding the admin connection through the run: a long run may outlive the
-    # server's wait_timeout, so the limit is put back over a fresh connection.
-    try:
-        yield
-    finally:
-        if raised:
-            with contextlib.closing(connect(srv, autocommit=True)) as conn:
-                _set_max_connections(conn, limit)
-
-
-def _capacity_refusal(
-    srv: Server, exc: Exception, limit: int, connections: int, need: int, others: int
-) -> LabError:
-    """'access denied' to SET GLOBAL becomes the fix; any other error is explained as is."""
-    if exc.args[0] != ER_SPECIFIC_ACCESS_DENIED:
-        return explain(srv, exc)
-    busy = f" ({others} other connections are open)" if others else ""
-    fix = -(-need // 100) * 100  # rounded up to the hundred: an easy number to type
-    return LabError(
-        f"max_connections is {limit}, {connections} clients need {need}{busy}: "
-        f"run SET GLOBAL max_connections={fix} as an admin, or lower --clients"
-    )
-
-
-def _limit_and_others(conn: pymysql.connections.Connection) -> tuple[int, int]:
-    """max_connections, and how many connections besides ours are open now."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.max_connections")
-        (limit,) = cur.fetchone()
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
-        (_, connected) = cur.fetchone()
-    return int(limit), int(connected) - 1
-
-
-def _set_max_connections(conn: pymysql.connections.Connection, value: int) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SET GLOBAL max_connections = %s", (int(value),))
+        return leases.repair(conn)

@@ -273,12 +273,12 @@ def test_throwaway_server_answers_and_leaves_nothing_behind(require_mysqld, monk
         assert srv.source == "throwaway" and srv.port != 3306
         (server_proc,) = mariadbd_children()
         datadir = next(a for a in server_proc.cmdline() if a.startswith("--datadir="))
-        datadir = datadir.removeprefix("--datadir=")
-        assert Path(datadir).name.startswith(mysqld.DIR_PREFIX)
+        datadir = Path(datadir.removeprefix("--datadir=")).parent
+        assert datadir.name.startswith(mysqld.DIR_PREFIX)
         with db.connect(srv) as conn, conn.cursor() as cur:
             cur.execute("SELECT SLEEP(0.1), DATABASE()")
             assert cur.fetchone() == (0, "test")
-    assert not Path(datadir).exists()
+    assert not datadir.exists()
     assert not psutil.pid_exists(server_proc.pid)
     assert "KILL" not in caplog.text  # TERM was enough
 
@@ -327,11 +327,12 @@ def test_db_up_is_shared_across_processes_and_db_down_cleans_up(require_mysqld):
         )
         assert json.loads(found)["url"] == first["url"]
 
-        assert run_python("from lab import db; print(db.down())").strip() == "True"
+        said = run_python("from lab import db; print(db.down()[0])").strip()
+        assert said == "stopped the lab's server"
         assert gone(first["pid"])
         assert not Path(first["datadir"]).exists()
         assert not mysqld.state_path().exists()
-        assert db.down() is False
+        assert db.down()[0] == "no `db up` server was running"
     finally:
         db.down()
 
@@ -344,12 +345,15 @@ def test_a_state_file_naming_no_live_server_is_recognised_and_cleaned(owner, mon
         pid = child.pid
     else:
         pid = os.getpid()  # alive, but not a mariadbd with that datadir
-    datadir = tempfile.mkdtemp(prefix=mysqld.DIR_PREFIX)
+    top = Path(tempfile.mkdtemp(prefix=mysqld.DIR_PREFIX))
+    datadir = top / "data"
+    datadir.mkdir()
     state = mysqld.state_path()
-    state.write_text(json.dumps({"binary": "mariadbd", "datadir": datadir, "port": 1, "pid": pid}))
+    record = {"binary": "mariadbd", "datadir": str(datadir), "port": 1, "pid": pid}
+    state.write_text(json.dumps(record))
 
     assert mysqld.running() is None
-    assert not Path(datadir).exists() and not state.exists()
+    assert not top.exists() and not state.exists()
 
 
 def test_stop_escalates_to_kill_visibly_when_term_is_ignored(monkeypatch, caplog):

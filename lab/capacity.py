@@ -1,0 +1,402 @@
+"""Raising a server's max_connections for a run, so that it is never left raised.
+
+A run of 500 clients needs a server that takes 500 connections; MariaDB's
+default max_connections is 151. The lab may raise it with SET GLOBAL (when
+the account may) and must put it back. Putting it back in a `finally` is not
+enough, as the first version of this module learnt:
+
+- kill -9 of the run: no `finally` runs, and the limit stays raised for good.
+- Two overlapping runs, each raising it: A puts back 151 while B holds 400
+  connections, and any other client then gets "1040 Too many connections".
+- Putting back "what it was before" over a fresh connection after the server
+  restarted (the setting is gone) or an admin changed it (theirs now) undoes
+  someone else's decision.
+
+So every raise is recorded on the server itself, in schema `daemonlab`:
+
+    daemonlab.raises   one row per setting the lab changed: what it was before
+                       the first raise (`was`), and what the lab set (`lab_set`)
+    daemonlab.leases   one row per run holding a raise: who (host, pid), how
+                       many connections it needs, and the name of a user lock
+
+and the rules are, under one server-wide lock (GET_LOCK, so two runs never
+interleave their read-modify-write):
+
+    the limit the lab sets = was + what every live lease needs
+    a lease is live while its lock is held (IS_USED_LOCK): the server frees
+        a user lock when the connection holding it ends, however its client
+        died, so a dead owner is seen by the server itself, from any host
+    the last lease out puts `was` back - but only if the limit is still what
+        the lab set; otherwise it was changed since (a restart, an admin) and
+        the lab forgets its record without touching the setting
+
+Each lease is held by a *keeper*: a small process in a session of its own
+that takes the lease, holds the lock on its own connection, and gives the
+lease back when its stdin reaches EOF, which happens when its parent ends in
+any way (returns, Ctrl-C, kill -9: the kernel closes the pipe). If the
+keeper is killed as well, its lock dies with its connection, and the next
+run, or `daemonlab doctor`, finds the lease dead and undoes it (repair()).
+
+This module talks MySQL through pymysql only; it never imports lab.db's
+callers. The keeper runs as `children.main_argv("lab.capacity")`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lab import children
+from lab.errors import LabError
+
+if TYPE_CHECKING:
+    import pymysql.connections
+
+    from lab.db import Server
+
+__all__ = ["Lease", "hold", "leases", "main", "repair"]
+
+SCHEMA = "daemonlab"
+GUARD_LOCK = "daemonlab.max_connections"
+#: How long a run waits for another run's raise or release to finish (they take ms).
+GUARD_WAIT_S = 30
+#: How long the keeper may take to answer (it starts an interpreter and imports pymysql).
+KEEPER_ANSWER_S = 60
+
+ER_SPECIFIC_ACCESS_DENIED = 1227  # SET GLOBAL without SUPER / SYSTEM_VARIABLES_ADMIN
+ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED = 1044, 1142
+ER_BAD_DB, ER_NO_SUCH_TABLE = 1049, 1146
+DENIED = (ER_SPECIFIC_ACCESS_DENIED, ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED)
+
+_TABLES = (
+    f"CREATE DATABASE IF NOT EXISTS {SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.raises (
+        variable VARCHAR(64) PRIMARY KEY,
+        was BIGINT NOT NULL,
+        lab_set BIGINT NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (
+        lock_name VARCHAR(64) PRIMARY KEY,
+        variable VARCHAR(64) NOT NULL,
+        connections BIGINT NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        pid BIGINT NOT NULL,
+        taken DATETIME(6) NOT NULL
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class Lease:
+    lock_name: str
+    connections: int
+    host: str
+    pid: int
+    live: bool
+
+
+# -- the rules, on one connection, under the guard lock ---------------------------------
+@contextlib.contextmanager
+def _guard(conn: pymysql.connections.Connection) -> Iterator[None]:
+    (got,) = _one(conn, "SELECT GET_LOCK(%s, %s)", (GUARD_LOCK, GUARD_WAIT_S))
+    if got != 1:
+        raise LabError(f"another run holds {GUARD_LOCK} for over {GUARD_WAIT_S} s")
+    try:
+        yield
+    finally:
+        _one(conn, "SELECT RELEASE_LOCK(%s)", (GUARD_LOCK,))
+
+
+def _one(conn: Any, sql: str, args: Any = None) -> tuple:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def _all(conn: Any, sql: str, args: Any = None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def _limit(conn: Any) -> int:
+    return int(_one(conn, "SELECT @@GLOBAL.max_connections")[0])
+
+
+def _set_limit(conn: Any, value: int) -> None:
+    _one(conn, "SET GLOBAL max_connections = %s", (int(value),))
+
+
+def leases(conn: Any) -> list[Lease]:
+    """Every recorded lease, live or not; none when the lab never raised anything here."""
+    try:
+        rows = _all(
+            conn,
+            f"SELECT lock_name, connections, host, pid, IS_USED_LOCK(lock_name) IS NOT NULL"
+            f" FROM {SCHEMA}.leases WHERE variable = 'max_connections'",
+        )
+    except Exception as exc:
+        if _code(exc) in (ER_BAD_DB, ER_NO_SUCH_TABLE, *DENIED):
+            return []
+        raise
+    return [Lease(name, int(n), host, int(pid), bool(live)) for name, n, host, pid, live in rows]
+
+
+def _raise_row(conn: Any) -> tuple[int, int] | None:
+    row = _one(conn, f"SELECT was, lab_set FROM {SCHEMA}.raises WHERE variable = 'max_connections'")
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _settle(conn: Any) -> str | None:
+    """Drop dead leases and make the limit what the live ones need; what changed, in words.
+
+    Called under the guard lock, with the tables present."""
+    everything = leases(conn)
+    dead = [lease for lease in everything if not lease.live]
+    live = [lease for lease in everything if lease.live]
+    for lease in dead:
+        _one(conn, f"DELETE FROM {SCHEMA}.leases WHERE lock_name = %s", (lease.lock_name,))
+    row = _raise_row(conn)
+    if row is None:
+        return None
+    was, lab_set = row
+    now = _limit(conn)
+    who = ", ".join(f"pid {d.pid} on {d.host}" for d in dead)
+    if now != lab_set:
+        # Changed since the lab set it: a restart (SET GLOBAL does not persist) or an admin.
+        if not live:
+            _one(conn, f"DELETE FROM {SCHEMA}.raises WHERE variable = 'max_connections'")
+            return f"max_connections is {now}, not the {lab_set} the lab set: left as it is"
+        return None
+    if not live:
+        _set_limit(conn, was)
+        _one(conn, f"DELETE FROM {SCHEMA}.raises WHERE variable = 'max_connections'")
+        return f"max_connections put back to {was}" + (f" (left raised by {who})" if dead else "")
+    target = was + sum(lease.connections for lease in live)
+    if target != now:
+        _set_limit(conn, target)
+        _one(conn, f"UPDATE {SCHEMA}.raises SET lab_set = %s WHERE variable = 'max_connections'",
+             (target,))  # fmt: skip
+        return f"max_connections {now} -> {target} for the runs still holding it"
+    return None
+
+
+def _take(conn: Any, connections: int, lock_name: str, pid: int, host: str) -> tuple[int, int]:
+    """Record a lease for `connections` and raise the limit to cover it; (was, now)."""
+    for sql in _TABLES:
+        _one(conn, sql)
+    with _guard(conn):
+        _settle(conn)
+        live = [lease for lease in leases(conn) if lease.live]
+        now = _limit(conn)
+        row = _raise_row(conn)
+        was = row[0] if row is not None else now
+        target = was + sum(lease.connections for lease in live) + connections
+        if target > now:  # an admin's higher limit is left alone
+            _set_limit(conn, target)
+            now = target
+            _one(
+                conn,
+                f"REPLACE INTO {SCHEMA}.raises (variable, was, lab_set)"
+                " VALUES ('max_connections', %s, %s)",
+                (was, now),
+            )
+        _one(
+            conn,
+            f"INSERT INTO {SCHEMA}.leases (lock_name, variable, connections, host, pid, taken)"
+            " VALUES (%s, 'max_connections', %s, %s, %s, NOW(6))",
+            (lock_name, connections, host, pid),
+        )
+    return was, now
+
+
+def _give_back(conn: Any, lock_name: str) -> str | None:
+    with _guard(conn):
+        _one(conn, f"DELETE FROM {SCHEMA}.leases WHERE lock_name = %s", (lock_name,))
+        _one(conn, "SELECT RELEASE_LOCK(%s)", (lock_name,))
+        return _settle(conn)
+
+
+def repair(conn: Any) -> str | None:
+    """Undo what dead runs left raised (the next run and `daemonlab doctor` call this).
+
+    Returns what it did, in words, or None. An account that may not read the
+    lab's tables, or a server the lab never raised, has nothing to repair."""
+    if not [lease for lease in leases(conn) if not lease.live]:
+        return None
+    with _guard(conn):
+        return _settle(conn)
+
+
+def _code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+# -- the parent's side: hold a lease for a `with` block ----------------------------------
+@contextlib.contextmanager
+def hold(srv: Server, connections: int, clients: int) -> Iterator[tuple[int, int] | None]:
+    """Make max_connections cover `connections` more for the block (`clients` of them
+    the run's clients, the rest its own); yields (was, now) when a raise was needed,
+    None when the server already had room.
+
+    Refuses (LabError) before anything connects when the account may not raise it."""
+    from lab import db
+
+    with contextlib.closing(db.connect(srv, autocommit=True)) as conn:
+        with contextlib.suppress(LabError):  # someone else's run holds the guard: not ours
+            repair(conn)
+        limit = _limit(conn)
+        (_, connected) = _one(conn, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+        others = int(connected) - 1
+        live = [lease for lease in leases(conn) if lease.live]
+    if not live and limit >= connections + others:
+        yield None  # room enough, and no other run's raise to share: nothing to change
+        return
+    with _Keeper(srv, connections, clients) as raised:
+        yield raised
+
+
+class _Keeper:
+    """The process that holds one lease (see the header): started, asked, told to give back."""
+
+    def __init__(self, srv: Server, connections: int, clients: int) -> None:
+        self._srv, self._connections, self._clients = srv, connections, clients
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> tuple[int, int]:
+        self._proc = subprocess.Popen(
+            children.main_argv(__name__),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a terminal's Ctrl-C must not reach it: we stop it, by EOF
+        )
+        try:
+            # Credentials go through the pipe, never argv (world-readable in /proc).
+            order = {
+                "server": dataclasses.asdict(self._srv),
+                "connections": self._connections,
+                "clients": self._clients,
+                "pid": os.getpid(),
+            }
+            self._proc.stdin.write(json.dumps(order) + "\n")
+            self._proc.stdin.flush()
+            answer = self._answer()
+            if "error" in answer:
+                raise LabError(answer["error"])
+            return answer["was"], answer["now"]
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        try:
+            proc.stdin.close()  # EOF: give the lease back
+            proc.wait(timeout=KEEPER_ANSWER_S)
+        except (subprocess.TimeoutExpired, OSError):
+            pass  # stop_popen below; the lease is then repaired by the next run
+        finally:
+            children.stop_popen(proc)
+
+    def _answer(self) -> dict[str, Any]:
+        import select
+
+        assert self._proc is not None
+        ready = select.select([self._proc.stdout], [], [], KEEPER_ANSWER_S)[0]
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            raise LabError(f"the max_connections keeper did not answer in {KEEPER_ANSWER_S} s")
+        return json.loads(line)
+
+
+# -- the keeper process ------------------------------------------------------------------
+def _refusal(srv: Server, exc: BaseException, conn: Any, order: dict[str, Any]) -> str:
+    """'access denied' to the lab's tables or to SET GLOBAL becomes the fix, in one line."""
+    from lab import db
+
+    if _code(exc) not in DENIED:
+        return str(db.explain(srv, exc))
+    limit = _limit(conn)
+    (_, connected) = _one(conn, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+    others = int(connected) - 1
+    need = order["connections"] + others
+    busy = f" ({others} other connections are open)" if others else ""
+    fix = -(-need // 100) * 100  # rounded up to the hundred: an easy number to type
+    return (
+        f"max_connections is {limit}, {order['clients']} clients need {need}{busy}: "
+        f"run SET GLOBAL max_connections={fix} as an admin, or lower --clients"
+    )
+
+
+def _stop_on_term(signum: int, frame: object) -> None:
+    """TERM (someone stops the keeper) gives the lease back, like EOF: through `finally`."""
+    raise SystemExit(0)
+
+
+def _keep() -> int:
+    import pymysql
+
+    from lab.db import Server
+
+    signal.signal(signal.SIGTERM, _stop_on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    order = json.loads(sys.stdin.readline())
+    srv = Server(**order["server"])
+    lock_name = f"daemonlab.lease.{secrets.token_hex(8)}"
+    try:
+        # A keeper idles for the whole run: a server's wait_timeout (8 h by default,
+        # often less) must not end its session, or its lease would look dead.
+        conn = pymysql.connect(
+            **srv.pymysql_kwargs(
+                autocommit=True, init_command="SET SESSION wait_timeout = 31536000"
+            )
+        )
+    except pymysql.err.MySQLError as exc:
+        from lab.db import explain
+
+        print(json.dumps({"error": str(explain(srv, exc))}), flush=True)
+        return 1
+    try:
+        try:
+            (got,) = _one(conn, "SELECT GET_LOCK(%s, 0)", (lock_name,))
+            assert got == 1, "a fresh random lock name is free"
+            was, now = _take(conn, order["connections"], lock_name, order["pid"], _host())
+        except pymysql.err.MySQLError as exc:
+            print(json.dumps({"error": _refusal(srv, exc, conn, order)}), flush=True)
+            return 1
+        print(json.dumps({"was": was, "now": now}), flush=True)
+        try:
+            sys.stdin.read()  # returns at EOF: the parent is done, or dead
+        finally:
+            # A server that went away took the raise with it (SET GLOBAL does not
+            # outlive a restart) and freed the lock: nothing is left to give back.
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                _give_back(conn, lock_name)
+    finally:
+        with contextlib.suppress(pymysql.err.Error, OSError):
+            conn.close()
+    return 0
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def main(argv: list[str]) -> int:
+    """The keeper (children.main_argv): hold one lease until stdin ends."""
+    return _keep()
