@@ -268,7 +268,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     from lab import db
 
     if args.action == "down":
-        print("stopped the lab's server" if db.down() else "no lab server was running")
+        for line in db.down():
+            print(line)
         return 0
     facts = db.up() if args.action == "up" else db.status()
     for key, value in facts.items():
