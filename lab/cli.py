@@ -131,6 +131,8 @@ def _print_tables(run, module, args: argparse.Namespace) -> None:
     only = tuple(args.columns.split(",")) if args.columns else ()
     for table in report.records_tables(run, module.COLUMNS, wide=args.wide, only=only):
         _console().print(table)
+    for note in run.env.get("notes", ()):  # what the experiment says about its run
+        _console().print(note, soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
