@@ -96,6 +96,10 @@ UNOWNED_GRACE_S = 2 * START_TIMEOUT_S
 #: threads shared by all (MariaDB's thread pool; Oracle MySQL has it only in
 #: its Enterprise edition).
 THREAD_HANDLINGS = ("one-thread-per-connection", "pool-of-threads")
+#: A pool adds workers while queries wait and retires them after this long idle
+#: (thread_pool_idle_timeout, 60 s by default): short, so that a measurement
+#: can start from the pool's own size a moment after the last one.
+POOL_IDLE_TIMEOUT_S = 1
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class Settings:
         ]
         if self.back_log is not None:
             args.append(f"--back-log={self.back_log}")
+        if self.thread_handling == "pool-of-threads":
+            args.append(f"--thread-pool-idle-timeout={POOL_IDLE_TIMEOUT_S}")
         return args
 
 

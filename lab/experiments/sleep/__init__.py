@@ -8,69 +8,111 @@ demo runs five ways, on a real server:
     threads     one pymysql connection per thread (the slide's "with")
     fork        one raw os.fork child per client, results back over a pipe
     pool        one multiprocessing.Process per client, by --start-method
-    asyncio     one aiomysql connection per task on one event loop (--loop)
+    asyncio     one connection per task on one event loop (--loop, --driver)
 
 Every client connects first; then all queries are released at one instant,
 so wall_s is the query phase alone and connect_s is its own figure. The
 server counts how many of the run's SLEEPs it saw at once (server_peak): its
 own proof that the queries overlapped. efficiency = seconds / wall_s: 1.0 is
-perfect overlap, sequential shows about 1/N.
+perfect overlap, sequential shows about 1/N. The server also stamps each
+sleep's start and end (server_efficiency: what the server itself did, the
+floor no client can beat).
+
+How far does it go? `--scale` doubles each strategy's clients from 64 to
+10,000 until it breaks, and records why it broke (out of descriptors, a
+thread or process that cannot be made, the memory budget, the server
+refusing, the time limit, efficiency under 0.5), with what the clients and
+the server held at the plateau: memory per client for a thread, a process
+and a task, and the server's threads per connection. The server side of the
+same lesson is --thread-handling: MariaDB gives each connection a thread of
+its own (one-thread-per-connection) or shares a pool (pool-of-threads).
+
+What a learner would try first, and why it fails: more clients against the
+server that answers on 3306. Its max_connections (151) refuses the 152nd,
+its listen queue (back_log 80) overflows under a burst of connects, and its
+thread handling is fixed at start-up. So a run that needs more picks a
+server that can take it: the one found, if it can as it is, else a
+throwaway MariaDB started with the settings the load needs (lab/db.py,
+lab/mysqld.py), and it says which and why. Where no throwaway can be
+started, max_connections is raised for the run as a lease recorded on the
+server, put back however the run ends (lab/capacity.py).
 
 Ctrl-C lets the queries in flight finish (at most --seconds), then every
 client says goodbye: a client that hangs up mid-query leaves the server to
 fail its reply and count an aborted client. Children ignore SIGINT and take
-their orders from the parent, which reaps them all.
+their orders from the parent, which reaps them all. A server that dies
+mid-run is said once, in one line, by every strategy.
 
 Reading map, in order:
-    job.py        what every strategy shares: the job, its timings, one blocking client
+    job.py        what every strategy shares: the job, its timings, one blocking client,
+                  and the words for what went wrong (a limit, the server gone)
     threads.py    sequential and threads: the slide's two versions
     processes.py  fork and pool: one process per client, and why each connects after fork
-    tasks.py      asyncio: one event loop, one aiomysql connection per task
-    watcher.py    the server's own count of SLEEPs at once, from PROCESSLIST
-    plot.py       the figure: wall time and efficiency against clients
+    tasks.py      asyncio: one event loop, one connection per task, two drivers
+    watcher.py    the server's own count of SLEEPs at once, and what the clients cost
+    scale.py      --scale: each strategy doubled until it breaks, and why it broke
+    plot.py       the figure: overlap, efficiency to the breaking point, cost per client
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import resource
 import secrets
 import statistics
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lab import db, mysqld
 from lab.errors import LabError
-from lab.experiments.sleep import processes, tasks, threads
+from lab.experiments.sleep import processes, scale, tasks, threads
 from lab.experiments.sleep.job import Job, Strategy, Timings, measured_phase
-from lab.experiments.sleep.watcher import Watcher
+from lab.experiments.sleep.watcher import Lost, Watcher
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 from lab.start_methods import default_start_method
 
-__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "Params", "run"]
+__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
 NAME = "sleep"
 SUMMARY = "N clients each run SELECT SLEEP(s): one after another, threads, fork, pool, asyncio"
 STRATEGIES = ("sequential", "threads", "fork", "pool", "asyncio")
 
-#: The most clients each strategy runs in a sweep, from the lab's scale goals:
-#: a thread or a task is cheap, a process is not, and sequential at N clients
-#: takes N x seconds. A larger --clients value is still run where it fits.
+#: The most clients each strategy runs in a sweep of --clients: a thread or a
+#: task is cheap, a process is not, and sequential at N clients takes N x
+#: seconds. A value over it is skipped, and the record says so; one value
+#: asked for alone still runs (and --scale has no ceiling but the breaks).
 CEILING = {"sequential": 16, "threads": 500, "fork": 128, "pool": 128, "asyncio": 1000}
 
+#: The table at 80 columns: the lesson's figures first (wall time: the slide's 2 s
+#: against 1 s; efficiency; what making a client cost), then a short note
+#: (skipped, or what broke); the rest with --wide.
 COLUMNS = [
-    "strategy",
-    "variant",
-    "clients",
-    "wall_s",
-    "efficiency",
-    "connect_s",
-    "skew_s",
-    "latency_max_s",
-    "server_peak",
-    "aborted_clients",
+    Column("strategy", "strategy"),
+    Column("variant", "variant"),
+    Column("clients", "clients", ",d"),
+    Column("wall_s", "wall s", ".3f"),
+    Column("efficiency", "eff.", ".3f"),
+    Column("connect_s", "connect s", ".3f"),
+    Column("note", "note"),
+    Column("server_peak", "at once", ",d", wide=True),
+    Column("skew_s", "skew s", ".4f", wide=True),
+    Column("latency_max_s", "max latency s", ".3f", wide=True),
+    Column("server_efficiency", "server effic.", ".3f", wide=True),
+    Column("mib_per_client", "MiB/client", ".3f", wide=True),
+    Column("client_mib", "client MiB", ",.0f", wide=True),
+    Column("client_threads", "threads", ",d", wide=True),
+    Column("client_fds", "fds", ",d", wide=True),
+    Column("server_threads", "server threads", ",d", wide=True),
+    Column("server_mib", "server MiB", ",.0f", wide=True),
+    Column("thread_handling", "server handling", wide=True),
+    Column("aborted_clients", "aborted (server-wide)", ",d", wide=True),
 ]
 
 
@@ -85,7 +127,33 @@ class Params(_Params):
         choices=("fork", "spawn", "forkserver"),
     )
     loop: tuple[str, ...] = option(("asyncio",), "event loops for asyncio", choices=tasks.LOOPS)
+    driver: tuple[str, ...] = option(
+        ("aiomysql",),
+        "asyncio's MySQL drivers: aiomysql (pure Python) or asyncmy (Cython)",
+        choices=tuple(tasks.DRIVERS),
+    )
     repeat: int = option(1, "measurements per strategy and client count", minimum=1)
+    server: str = option(
+        "auto",
+        "auto: the server found if it can take the load, else a throwaway one that can; "
+        "found: the server found, its max_connections raised for the run if need be; "
+        "throwaway: always a throwaway MariaDB",
+        choices=db.WHERE,
+    )
+    thread_handling: tuple[str, ...] = option(
+        (),
+        "how the server serves connections, each compared at the same client counts "
+        "(default: as the server found does)",
+        choices=mysqld.THREAD_HANDLINGS,
+    )
+    scale: bool = option(False, "double each strategy's clients from 64 to --top until it breaks")
+    top: int = option(10_000, "the most clients --scale tries", minimum=1)
+    max_rss: float = option(
+        8192.0, "the clients' memory budget, MiB: --scale stops a strategy there", above=0
+    )
+    time_limit: float = option(
+        120.0, "the longest all clients may take to connect, s: a break under --scale", above=0
+    )
 
 
 FULL = {
@@ -104,15 +172,44 @@ TOUR = [
     ),
     (
         "**The sweep.** More clients, every way of running them. Waiting overlaps in "
-        "threads, processes and tasks alike: what differs is what each client costs. "
-        "`server_peak` is the server's own count of SLEEPs running at once.",
+        "threads, processes and tasks alike: what differs is what each client costs "
+        "(`connect s`). `at once` is the server's own count of SLEEPs running together.",
         {"clients": (1, 8, 32), "seconds": 0.5, "strategy": ("threads", "fork", "asyncio")},
     ),
 ]
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
+    """Find (or start) the first server and make room on it *before* the run exists:
+    a server that cannot be reached is one line, not a failed run with nothing in it."""
+    handlings = params.thread_handling or (None,)
+    need = db.Need(_most(params) + 1, handlings[0], params.server)  # + 1: the watcher
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(db.server(need=need))
+        facts = db.describe(first)
+        room = stack.enter_context(_room(first, need.clients, params.scale))
+        measure = functools.partial(_measure, first=(first, facts, room))
+        return collect(NAME, params, measure, progress=progress, sink=sink)
+
+
+def _most(params: Params) -> int:
+    """The most clients any measurement of this run opens at once."""
+    if params.scale:
+        return params.top
+    return max((c for *_, c, fits in _steps(params) if fits), default=1)
+
+
+@contextlib.contextmanager
+def _room(srv: db.Server, connections: int, sweeping: bool) -> Iterator[str]:
+    """capacity() for the run, in words for the record. Under --scale a limit that
+    cannot be raised is no refusal: the sweep goes on until the server refuses."""
+    try:
+        with db.capacity(srv, connections) as raised:
+            yield "" if raised is None else f"max_connections {raised[0]} -> {raised[1]}"
+    except LabError as exc:
+        if not sweeping or "max_connections is" not in str(exc):
+            raise
+        yield f"{exc}: the sweep goes on until the server refuses"
 
 
 def _plan(params: Params) -> list[tuple[str, str, Strategy]]:
@@ -130,71 +227,174 @@ def _plan(params: Params) -> list[tuple[str, str, Strategy]]:
                 plan.append((name, method, functools.partial(processes.pool, start_method=method)))
         elif name == "asyncio":
             for loop in params.loop:
-                plan.append((name, loop, functools.partial(tasks.asyncio_clients, loop=loop)))
+                for driver in params.driver:
+                    func = functools.partial(tasks.asyncio_clients, loop=loop)
+                    plan.append((name, f"{loop}/{driver}", _with_driver(func, driver)))
     return plan
 
 
-def _fits(strategy: str, clients: int, params: Params) -> bool:
-    """A sweep stops each strategy at its ceiling; a single value asked for alone still runs."""
-    return clients <= CEILING[strategy] or len(params.clients) == 1
+def _with_driver(func: Strategy, driver: str) -> Strategy:
+    def run_with(job: Job) -> Timings:
+        return func(Job(**{**job.__dict__, "driver": driver}))
+
+    return run_with
 
 
-def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    from lab import db
-
-    plan = [
-        (strategy, variant, func, clients)
+def _steps(params: Params) -> list[tuple[str, str, Strategy, int, bool]]:
+    """Every (strategy, variant, function, clients, fits) of a sweep of --clients; what
+    does not fit under the ceiling is skipped, and its record says so."""
+    alone = len(params.clients) == 1
+    return [
+        (strategy, variant, func, clients, alone or clients <= CEILING[strategy])
         for strategy, variant, func in _plan(params)
         for clients in params.clients
-        if _fits(strategy, clients, params)
     ]
-    session.env["skipped"] = sorted(
-        {f"{s}@{c}" for s in params.strategy for c in params.clients if not _fits(s, c, params)}
-    )
-    most = max(clients for *_, clients in plan)
-    _ensure_fd_limit(most)
-    total = len(plan) * params.repeat
-    with db.server() as server:
-        facts = db.describe(server)
+
+
+def _measure(params: Params, session: Session, first) -> Iterator[dict[str, Any]]:
+    handlings = params.thread_handling or (None,)
+    session.env["servers"] = []
+    tasks.load(params.loop, params.driver)  # imported now, not inside a measured client's costs
+    tag = secrets.token_hex(4)  # this run's mark on its queries (hex: no LIKE wildcards)
+    for i, handling in enumerate(handlings):
+        with contextlib.ExitStack() as stack:
+            if i == 0:
+                server, facts, room = first
+            else:
+                need = db.Need(_most(params) + 1, handling, params.server)
+                server = stack.enter_context(db.server(need=need))
+                facts = db.describe(server)
+                room = stack.enter_context(_room(server, need.clients, params.scale))
+            _note_server(session, server, facts, room)
+            _ensure_fd_limit(_most(params))
+            watcher = stack.enter_context(Watcher(server, tag, params.seconds))
+            bench = _Bench(server, tag, watcher, _settle(server, facts))
+            where = {"server": server.source, "thread_handling": facts["thread_handling"]}
+            steps = _scale_steps if params.scale else _sweep_steps
+            for record in steps(params, session, bench, i, len(handlings)):
+                yield where | record
+    session.step(1, 1, "done")
+
+
+def _note_server(session: Session, server: db.Server, facts: dict, room: str) -> None:
+    """What the run used, in the run's env (the first server's facts at the top level),
+    and said in one line among the run's notes, which the CLI prints under the table."""
+    said = {k: facts[k] for k in ("source", "url", "version", "max_connections", "back_log")}
+    said |= {"thread_handling": facts["thread_handling"], "why": server.why, "room": room}
+    if not session.env["servers"]:
         session.env.update(
-            server_source=facts["source"],
-            server_url=facts["url"],
-            server_version=facts["version"],
+            server_source=facts["source"], server_url=facts["url"], server_version=facts["version"]
         )
-        tag = secrets.token_hex(4)  # this run's mark on its queries (hex: no LIKE wildcards)
-        # The watcher's connection counts against max_connections too: hence + 1.
-        with db.capacity(server, most + 1), Watcher(server, tag, params.seconds) as watcher:
-            done = 0
-            for strategy, variant, func, clients in plan:
-                for repeat in range(params.repeat):
-                    session.step(done, total, f"{strategy} {variant} x{clients}".replace("  ", " "))
-                    job = Job(server, clients, params.seconds, tag)
-                    yield _one(job, strategy, variant, func, repeat, watcher)
-                    done += 1
-            session.step(done, total, "done")
+    session.env["servers"].append(said)
+    line = (
+        f"server: {facts['url']} ({facts['source']}, {facts['version']}), max_connections"
+        f" {facts['max_connections']:,}, back_log {facts['back_log']:,}, {facts['thread_handling']}"
+    )
+    because = server.why.partition(": started")[0]
+    session.env.setdefault("notes", []).append(
+        line + "".join(f"; {part}" for part in (because, room) if part)
+    )
+
+
+@dataclass(frozen=True)
+class _Bench:
+    """Where a run measures: the server, the run's tag, the watcher, and how long a
+    measurement waits first for the server to settle (see _settle)."""
+
+    server: db.Server
+    tag: str
+    watcher: Watcher
+    settle_s: float
+
+    def measure(self, params: Params, clients: int, strategy: str, variant: str, func, repeat):
+        job = Job(self.server, clients, params.seconds, self.tag, time_limit=params.time_limit)
+        time.sleep(self.settle_s)
+        return _one(job, strategy, variant, func, repeat, self.watcher)
+
+
+def _settle(server: db.Server, facts: dict[str, Any]) -> float:
+    """A pool-of-threads server adds workers while queries wait (a SLEEP tells the pool
+    it waits, so the pool lets another thread run) and retires them only after
+    thread_pool_idle_timeout (60 s). The lab's own pool server retires them after
+    1 s (lab/mysqld.py): each measurement waits that out, so each starts from the pool."""
+    if facts["thread_handling"] == mysqld.THREAD_HANDLINGS[1] and server.pid is not None:
+        return mysqld.POOL_IDLE_TIMEOUT_S + 0.5
+    return 0.0
+
+
+def _sweep_steps(params, session, bench: _Bench, index: int, servers: int):
+    """The records of a sweep of --clients (with --repeat) on one server."""
+    steps = _steps(params)
+    total = len(steps) * params.repeat * servers
+    done = index * len(steps) * params.repeat
+    for strategy, variant, func, clients, fits in steps:
+        if not fits:
+            why = f"over the sweep's ceiling of {CEILING[strategy]} {strategy} clients"
+            session.env.setdefault("notes", []).append(f"skipped {strategy} x{clients}: {why}")
+            yield {
+                "strategy": strategy,
+                "variant": variant,
+                "clients": clients,
+                "skipped": "ceiling",
+                "note": "skipped",
+                "detail": f"{why} (ask for {clients} alone, or use --scale)",
+            }
+            done += params.repeat
+            continue
+        for repeat in range(params.repeat):
+            session.step(done, total, _label((strategy, variant), clients))
+            yield bench.measure(params, clients, strategy, variant, func, repeat)
+            done += 1
+
+
+def _scale_steps(params, session, bench: _Bench, index: int, servers: int):
+    """The records of --scale on one server: each strategy up the ladder until it breaks."""
+    plan = _plan(params)
+    ladder = scale.ladder(params.top)
+    total = len(plan) * len(ladder) * servers
+    for position, (strategy, variant, func) in enumerate(plan):
+        if strategy == "sequential":
+            why = "not swept: one after another, N clients take N x seconds"
+            yield {"strategy": strategy, "variant": variant, "skipped": "scale", "note": "skipped"}
+            session.env.setdefault("notes", []).append(f"skipped {strategy}: {why}")
+            continue
+        first = (index * len(plan) + position) * len(ladder)  # where this strategy's bar starts
+
+        def measure(clients: int, way=(strategy, variant, func), first=first) -> dict[str, Any]:
+            session.step(first + ladder.index(clients), total, _label(way[:2], clients))
+            return bench.measure(params, clients, *way, 0)
+
+        for record in scale.sweep(params.top, params.max_rss, measure):
+            if "broke" in record:
+                record["note"] = f"broke: {record['broke']}"
+                said = _label((strategy, variant), record["clients"])
+                session.env.setdefault("notes", []).append(f"{said} broke: {record['detail']}")
+            yield {"strategy": strategy, "variant": variant} | record
+
+
+def _label(way: tuple[str, str], clients: int) -> str:
+    return " ".join(filter(None, (*way, f"x{clients}")))
 
 
 def _one(job: Job, strategy: str, variant: str, func: Strategy, repeat: int, watcher: Watcher):
-    import pymysql
-
-    from lab import db
-
-    watcher.begin()
+    _give_back_freed_memory()
+    watcher.begin(1 if strategy == "sequential" else job.clients)
+    with measured_phase():
+        timings = func(dataclasses.replace(job, on_connected=watcher.idle))
     try:
-        with measured_phase():
-            timings = func(job)
-    except pymysql.err.MySQLError as exc:  # the server went away mid-run, a query was killed...
-        raise db.explain(job.server, exc) from None
-    peak, aborted = watcher.end()
-    return _record(job, strategy, variant, repeat, timings, peak, aborted)
+        seen = watcher.end()
+    except Lost:  # every query came back, then the server went away
+        raise db.explain(job.server, ConnectionError(), during="query") from None
+    return _record(job, strategy, variant, repeat, timings, seen)
 
 
 def _record(
-    job: Job, strategy: str, variant: str, repeat: int, t: Timings, peak: int, aborted: int
+    job: Job, strategy: str, variant: str, repeat: int, t: Timings, seen: dict[str, Any]
 ) -> dict[str, Any]:
     latencies = [(end - start) / 1e9 for start, end in zip(t.starts, t.ends, strict=True)]
     wall = (max(t.ends) - t.go_ns) / 1e9
-    return {
+    server_wall = (max(t.server_ends) - min(t.server_starts)) / 1e6
+    record = {
         "strategy": strategy,
         "variant": variant,
         "clients": job.clients,
@@ -207,17 +407,55 @@ def _record(
         "latency_min_s": min(latencies),
         "latency_median_s": statistics.median(latencies),
         "latency_max_s": max(latencies),
-        "server_peak": peak,
-        "aborted_clients": aborted,
+        "server_wall_s": server_wall,
+        "server_efficiency": job.seconds / server_wall
+        if strategy != "sequential"
+        else job.seconds * job.clients / server_wall,
+        "server_start_spread_s": (max(t.server_starts) - min(t.server_starts)) / 1e6,
+        "server_peak": seen["server_peak"],
+        "aborted_clients": seen["aborted_clients"],
     }
+    record |= _costs(job, seen)
+    return record
+
+
+#: What the watcher saw of the server; its figures stay whole: it keeps idle
+#: threads for reuse (thread_cache_size) and memory in its caches, so its
+#: "before" is no baseline to subtract.
+SERVER_FIGURES = ("server_mib", "server_threads", "server_idle_threads")
+CLIENT_FIGURES = (
+    "client_mib", "client_rss_mib", "client_threads", "client_fds", "client_processes",
+)  # fmt: skip
+
+
+def _costs(job: Job, seen: dict[str, Any]) -> dict[str, Any]:
+    """The watcher's snapshots, and what one client holds (PSS at the plateau, less before)."""
+    costs = {k: seen[k] for k in (*CLIENT_FIGURES, *SERVER_FIGURES) if k in seen}
+    if "client_mib" in seen:  # the watcher saw every sleep at once
+        costs["mib_per_client"] = (seen["client_mib"] - seen["base_client_mib"]) / job.clients
+    return costs
+
+
+def _give_back_freed_memory() -> None:
+    """Before the watcher's "before" snapshot: what the last measurement freed goes back
+    to the kernel, so it is not counted as this one's baseline. gc.collect() frees the
+    last clients' objects; glibc keeps freed heap pages mapped until malloc_trim(0)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _ensure_fd_limit(clients: int) -> None:
-    """A thousand sockets in one process need a thousand descriptors: raise the soft limit."""
+    """Thousands of sockets in one process need as many descriptors: raise the soft limit
+    as far as the hard one allows. Past that a client's socket fails with EMFILE, which
+    the strategies report as "out of file descriptors" (a break, under --scale)."""
     need = clients + 256  # the interpreter, pipes, the results store
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= need:
         return
-    if hard != resource.RLIM_INFINITY and hard < need:
-        raise LabError(f"{clients} clients need {need} open files, the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    top = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if top > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))

@@ -6,9 +6,11 @@ protocol has no way to tell whose reply is whose (the fork experiment shows
 the corruption live); SQLAlchemy's pooling docs give the same rule.
 
 `fork` talks to its children over four pipes: "ready" lines up, one "go"
-byte down for each child, "start end" lines up, and "done", which the parent
-closes once every result is in. A line is shorter than PIPE_BUF, so the
-children's writes never interleave.
+byte down for each child, "start end server_start server_end" lines up, and
+"done", which the parent closes once every result is in. A line is shorter
+than PIPE_BUF, so the children's writes never interleave. A child that
+fails says so on the same pipe ("error KIND TEXT", job.failure's words) and
+exits; the parent stops at the first such line and says it once.
 
 Nobody hangs up before everyone is done: a child that closes its connection
 and exits while others still read their results takes the CPU from them
@@ -17,8 +19,11 @@ and exits while others still read their results takes the CPU from them
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import multiprocessing
 import os
+import queue
 import select
 import signal
 import time
@@ -27,10 +32,12 @@ from typing import NoReturn
 from lab import children
 from lab.errors import LabError
 from lab.experiments.sleep.job import (
-    CONNECT_TIMEOUT_S,
+    Broke,
     Job,
     Timings,
     connect_blocking,
+    failure,
+    from_line,
     timed_query,
 )
 from lab.start_methods import require_fork, stop_multiprocessing_servers
@@ -42,6 +49,17 @@ EXIT_FAILED = 1  # the child reported why on the ready pipe before exiting
 
 #: How long stopping children may take before TERM becomes KILL.
 GRACE_S = 5.0
+
+#: How long after the sleep the results may take to come back before the run
+#: is called stuck (a server that stops answering without closing the sockets).
+RESULTS_GRACE_S = 40.0
+
+
+def _cannot_start(i: int, n: int, exc: OSError) -> Broke:
+    """fork() (or a Process.start()) refused: EAGAIN is RLIMIT_NPROC or the kernel's
+    pid or thread table, ENOMEM memory for the child's page tables."""
+    kind = "memory" if exc.errno == errno.ENOMEM else "processes"
+    return Broke(kind, f"process {i + 1} of {n}: {exc.strerror or exc}")
 
 
 def _terminate_as_exit(signum: int, frame: object) -> None:
@@ -73,8 +91,11 @@ def fork(job: Job) -> Timings:
     finished = False
     try:
         began = time.perf_counter_ns()
-        for _ in range(job.clients):
-            pid = os.fork()
+        for i in range(job.clients):
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                raise _cannot_start(i, job.clients, exc) from None
             if pid == 0:  # the child never returns from here
                 _fork_child(
                     job, ready_w, go_r, out_w, done_r, parent_ends=(ready_r, go_w, out_r, done_w)
@@ -85,15 +106,14 @@ def fork(job: Job) -> Timings:
         for fd in (ready_w, go_r, out_w, done_r):
             os.close(fd)
         ready_w = go_r = out_w = done_r = -1
-        _expect_lines(ready_r, job.clients, "ready", CONNECT_TIMEOUT_S + 5)
+        _expect_lines(job, ready_r, "ready", job.time_limit)
         timings.connect_ns = time.perf_counter_ns() - began
+        job.connected()
         timings.go_ns = time.perf_counter_ns()
         os.write(go_w, b"g" * job.clients)
-        lines = _expect_lines(out_r, job.clients, "result", job.seconds + CONNECT_TIMEOUT_S + 30)
-        for line in lines:
-            start, end = map(int, line.split())
-            timings.starts.append(start)
-            timings.ends.append(end)
+        for line in _expect_lines(job, out_r, "result", job.seconds + RESULTS_GRACE_S):
+            start, end, server_start, server_end = line.split()
+            timings.add(int(start), int(end), float(server_start), float(server_end))
         finished = True
     finally:
         # Closing done_w (and go_w) is what lets the children go: EOF on a read.
@@ -117,14 +137,19 @@ def _fork_child(
             os.close(fd)
         try:
             conn = connect_blocking(job.server)
+            cursor = conn.cursor()
         except Exception as exc:
-            os.write(ready_w, f"error {exc}\n".encode()[:500])
+            _report(ready_w, exc, "connect")
             return
         try:
             os.write(ready_w, b"ready\n")
             if os.read(go_r, 1):  # EOF instead of a byte: the parent gave up
-                start, end = timed_query(conn, job.sql)
-                os.write(out_w, f"{start} {end}\n".encode())
+                try:
+                    result = timed_query(cursor, job.sql)
+                except Exception as exc:
+                    _report(out_w, exc, "query")
+                    return
+                os.write(out_w, "{} {} {!r} {!r}\n".format(*result).encode())
                 os.read(done_r, 1)  # returns at EOF, when the parent has every result
                 code = EXIT_OK
         finally:
@@ -135,24 +160,39 @@ def _fork_child(
         os._exit(code)
 
 
-def _expect_lines(fd: int, count: int, what: str, timeout: float) -> list[str]:
-    """Read `count` newline-ended lines from a pipe, within `timeout`, or refuse."""
+def _report(fd: int, exc: BaseException, during: str) -> None:
+    """A child's failure, as one line the parent turns into its one line (job.from_line)."""
+    kind, text = failure(exc, during)
+    os.write(fd, f"error {kind} {text}"[: select.PIPE_BUF - 1].replace("\n", " ").encode() + b"\n")
+
+
+def _expect_lines(job: Job, fd: int, what: str, timeout: float) -> list[str]:
+    """Read one line per client from a pipe, within `timeout`; a child's error ends it at once."""
+    count = job.clients
     buffer = b""
     deadline = time.monotonic() + timeout
     while buffer.count(b"\n") < count:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            got = buffer.count(b"\n")
-            raise LabError(f"fork: only {got} of {count} children sent {what} in {timeout:g} s")
+            lines = buffer.count(b"\n")
+            got = f"only {lines} of {count} children sent {what} in {timeout:g} s"
+            raise Broke("time", got) if what == "ready" else LabError(f"fork: {got}")
         chunk = os.read(fd, 65536)
         if not chunk:
             raise LabError(f"fork: children exited before all sent {what}")
         buffer += chunk
-    lines = buffer.decode().splitlines()
-    failed = [line for line in lines if line.startswith("error ")]
-    if failed:
-        raise LabError(f"fork: a child could not connect: {failed[0][6:]}")
-    return lines
+        complete = buffer[: buffer.rfind(b"\n") + 1]
+        if b"error " in complete:
+            _raise_reported(job, complete.decode().splitlines())
+    return buffer.decode().splitlines()
+
+
+def _raise_reported(job: Job, lines: list[str]) -> None:
+    """Raise the first error line a child sent (see _report)."""
+    for line in lines:
+        if line.startswith("error "):
+            _, kind, text = (line + " ").split(" ", 2)
+            raise from_line(job, kind, text.strip())
 
 
 # -- multiprocessing --------------------------------------------------------------------
@@ -170,27 +210,42 @@ def pool(job: Job, start_method: str) -> Timings:
 
 def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
     ready, results = ctx.Queue(), ctx.Queue()
+    sent = dataclasses.replace(job, on_connected=None)  # the parent's hook stays here
     go, abandon, done = ctx.Event(), ctx.Event(), ctx.Event()
     workers = [
-        ctx.Process(target=_pool_client, args=(job, ready, go, abandon, done, results))
+        ctx.Process(target=_pool_client, args=(sent, ready, go, abandon, done, results))
         for i in range(job.clients)
     ]
     timings = Timings()
     try:
         began = time.perf_counter_ns()
-        for worker in workers:
-            worker.start()
-        for _ in workers:
-            message = ready.get(timeout=CONNECT_TIMEOUT_S + 30)  # spawn imports take a while
+        for i, worker in enumerate(workers):
+            try:
+                worker.start()
+            except OSError as exc:
+                raise _cannot_start(i, job.clients, exc) from None
+        deadline = time.monotonic() + job.time_limit  # spawn imports take a while
+        for n in range(len(workers)):
+            try:
+                message = ready.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                got = f"only {n} of {job.clients} workers connected in {job.time_limit:g} s"
+                raise Broke("time", got) from None
             if message != "ready":
-                raise LabError(f"pool: a worker could not connect: {message}")
+                raise from_line(job, *message)
         timings.connect_ns = time.perf_counter_ns() - began
+        job.connected()
         timings.go_ns = time.perf_counter_ns()
         go.set()
-        for _ in workers:
-            start, end = results.get(timeout=job.seconds + 30)
-            timings.starts.append(start)
-            timings.ends.append(end)
+        for n in range(len(workers)):
+            try:
+                result = results.get(timeout=job.seconds + RESULTS_GRACE_S)
+            except queue.Empty:
+                got = f"only {n} of {job.clients} results came back"
+                raise LabError(f"pool: {got} {job.seconds + RESULTS_GRACE_S:g} s") from None
+            if result[0] == "error":
+                raise from_line(job, *result[1:])
+            timings.add(*result)
     finally:
         done.set()
         if not go.is_set():  # an error before the release: workers close up without querying
@@ -206,9 +261,9 @@ def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
                 if worker.is_alive():
                     worker.kill()
                     worker.join()
-        for queue in (ready, results):
-            queue.close()
-            queue.join_thread()
+        for pipe in (ready, results):
+            pipe.close()
+            pipe.join_thread()
     return timings
 
 
@@ -216,14 +271,19 @@ def _pool_client(job: Job, ready, go, abandon, done, results) -> None:
     _take_orders_from_parent()
     try:
         conn = connect_blocking(job.server)
+        cursor = conn.cursor()
     except Exception as exc:
-        ready.put(f"{exc}"[:500])
+        ready.put(failure(exc, "connect"))
         return
     try:
         ready.put("ready")
-        if go.wait(timeout=CONNECT_TIMEOUT_S + 60) and not abandon.is_set():
-            results.put(timed_query(conn, job.sql))
-            done.wait(timeout=job.seconds + 60)  # hang up only when every result is in
+        if go.wait(timeout=job.time_limit + 60) and not abandon.is_set():
+            try:
+                results.put(timed_query(cursor, job.sql))
+            except Exception as exc:  # said once by the parent, not as a traceback per worker
+                results.put(("error", *failure(exc, "query")))
+                return
+            done.wait(timeout=job.seconds + RESULTS_GRACE_S)  # hang up once every result is in
     finally:
         # A worker that just returns without close() ends its connection with
         # no COM_QUIT: the server logs it and counts an aborted client.

@@ -10,7 +10,14 @@ from __future__ import annotations
 import threading
 import time
 
-from lab.experiments.sleep.job import Job, Timings, connect_blocking, timed_query
+from lab.experiments.sleep.job import (
+    Broke,
+    Job,
+    Timings,
+    connect_blocking,
+    raise_failure,
+    timed_query,
+)
 
 __all__ = ["sequential", "threads"]
 
@@ -23,14 +30,20 @@ JOIN_GRACE_S = 30
 def sequential(job: Job) -> Timings:
     timings = Timings()
     began = time.perf_counter_ns()
-    conn = connect_blocking(job.server)
     try:
+        conn = connect_blocking(job.server)
+    except Exception as exc:
+        raise raise_failure(job, exc, "connect") from None
+    try:
+        cursor = conn.cursor()
         timings.connect_ns = time.perf_counter_ns() - began
+        job.connected()
         timings.go_ns = time.perf_counter_ns()
         for _ in range(job.clients):
-            start, end = timed_query(conn, job.sql)
-            timings.starts.append(start)
-            timings.ends.append(end)
+            try:
+                timings.add(*timed_query(cursor, job.sql))
+            except Exception as exc:
+                raise raise_failure(job, exc, "query") from None
     finally:
         conn.close()  # close() sends COM_QUIT: the server counts no aborted client
     return timings
@@ -46,26 +59,29 @@ def threads(job: Job) -> Timings:
     connected, all_done = threading.Barrier(n + 1), threading.Barrier(n)
     go = threading.Event()
     abandon = threading.Event()  # set with go when the run is called off before the release
-    starts, ends = [0] * n, [0] * n
-    errors: list[BaseException] = []
+    results: list[tuple[int, int, float, float] | None] = [None] * n
+    errors: list[tuple[BaseException, str]] = []  # (what, "connect" or "query")
+    ready: list[int] = []  # list.append is atomic under the GIL: a counter without a lock
 
     def client(i: int) -> None:
         try:
             conn = connect_blocking(job.server)
+            cursor = conn.cursor()  # made now: the release sends the query and nothing else
         except BaseException as exc:  # reported by the main thread, once
-            errors.append(exc)
+            errors.append((exc, "connect"))
             connected.abort()
             return
         try:
+            ready.append(i)
             connected.wait()
             go.wait()
             if not abandon.is_set():
-                starts[i], ends[i] = timed_query(conn, job.sql)
+                results[i] = timed_query(cursor, job.sql)
                 all_done.wait()  # the last client back lets everyone hang up
         except threading.BrokenBarrierError:
             pass  # another client failed: nothing to run, or nobody left to wait for
         except BaseException as exc:
-            errors.append(exc)
+            errors.append((exc, "query"))
             all_done.abort()  # a failed query must not keep the others waiting
         finally:
             conn.close()  # close() sends COM_QUIT: the server counts no aborted client
@@ -74,14 +90,20 @@ def threads(job: Job) -> Timings:
     workers = [threading.Thread(target=client, args=(i,), name=f"sleep-{i}") for i in range(n)]
     began = time.perf_counter_ns()
     try:
-        for worker in workers:
-            worker.start()
-        connected.wait()
+        for i, worker in enumerate(workers):
+            try:
+                worker.start()
+            except RuntimeError as exc:  # "can't start new thread": RLIMIT_NPROC, memory, pids
+                raise Broke("threads", f"thread {i + 1} of {n}: {exc}") from None
+        connected.wait(timeout=job.time_limit)
         timings.connect_ns = time.perf_counter_ns() - began
+        job.connected()
         timings.go_ns = time.perf_counter_ns()
         go.set()
     except threading.BrokenBarrierError:
-        pass  # a client's connect failed; its error is raised below
+        if not errors:  # nobody failed: the barrier's timeout broke it
+            done = f"{len(ready)} of {n} clients connected in {job.time_limit:g} s"
+            raise Broke("time", done) from None
     finally:
         # Whatever happened (an error, Ctrl-C in the main thread), let every
         # client finish or give up, so each closes its own connection.
@@ -95,6 +117,8 @@ def threads(job: Job) -> Timings:
                 worker.join(max(0.0, deadline - time.monotonic()))
         all_done.abort()  # an interrupted join: nobody may wait for the others any more
     if errors:
-        raise errors[0]
-    timings.starts, timings.ends = starts, ends
+        exc, during = errors[0]
+        raise raise_failure(job, exc, during) from None
+    for result in results:
+        timings.add(*result)
     return timings
