@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from lab.errors import LabError
 from lab.experiments import sleep
 from lab.results import ResultsStore
-from tests.conftest import ROOT, assert_refused, run_cli
+from tests.conftest import ROOT, assert_refused, missing, run_cli
 
 pytestmark = pytest.mark.db
 
@@ -33,6 +34,7 @@ CONCURRENT = [
     ("pool", {"start_method": ("spawn",)}),
     ("asyncio", {"loop": ("asyncio",)}),
     ("asyncio", {"loop": ("uvloop",)}),
+    ("asyncio", {"loop": ("uvloop",), "driver": ("asyncmy",)}),
 ]
 
 
@@ -87,10 +89,47 @@ def test_the_measured_phase_excludes_connecting(mysql_server):
     assert record["wall_s"] >= 0.3
 
 
-def test_a_sweep_stops_each_strategy_at_its_ceiling(mysql_server):
+def test_a_sweep_stops_each_strategy_at_its_ceiling_and_says_so(mysql_server):
     run = sleep.run(sleep.Params(clients=(1, 17), seconds=0.1, strategy=("sequential",)))
-    assert [r["clients"] for r in run.records] == [1]
-    assert run.env["skipped"] == ["sequential@17"]
+    measured, skipped = run.records
+    assert measured["clients"] == 1 and "wall_s" in measured
+    assert skipped["clients"] == 17 and skipped["skipped"] == "ceiling"
+    assert "wall_s" not in skipped and skipped["note"] == "skipped"
+    assert "ceiling of 16" in skipped["detail"]
+    assert any("skipped sequential x17" in note for note in run.env["notes"])
+
+
+def test_a_value_over_the_ceiling_is_said_in_the_output(mysql_server):
+    result = run_cli(
+        "run", "sleep", "--clients", "2,32", "--strategy", "sequential", "--seconds", "0.1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped sequential x32: over the sweep's ceiling of 16" in result.stdout
+
+
+def test_the_table_fits_80_columns_and_no_number_is_cut(mysql_server, tmp_path):
+    """Rendered by a terminal 80 columns wide (rich measures the width it is given)."""
+    from rich.console import Console
+
+    from lab.report import records_tables
+
+    run = sleep.run(
+        sleep.Params(
+            clients=(2, 32), seconds=0.1, strategy=("sequential", "asyncio"),
+            loop=("uvloop",), driver=("asyncmy",),
+        )
+    )  # fmt: skip
+    out = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    for table in records_tables(run, sleep.COLUMNS):
+        out.print(table)
+    out.file.close()
+    lines = out.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    rows = [line for line in lines if line.strip().startswith(("sequential", "asyncio"))]
+    assert len(rows) == 4, "one line per record: nothing folded"
+    for record, row in zip(run.records, rows, strict=True):
+        if "wall_s" in record:
+            assert f"{record['wall_s']:.3f}" in row and f"{record['efficiency']:.3f}" in row
 
 
 def test_fork_strategy_refuses_where_fork_does_not_exist(mysql_server, monkeypatch):
@@ -184,7 +223,8 @@ def _tagged_queries(srv) -> int:
 
     with db.connect(srv) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(%'"
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+            " WHERE INFO LIKE 'SELECT %SLEEP(%/* daemonlab %*/'"
         )
         return cur.fetchone()[0]
 
@@ -241,7 +281,7 @@ def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.communicate()
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"interrupted by {signum.name}" in err
@@ -265,3 +305,188 @@ def _in_group(process: psutil.Process, pgid: int) -> bool:
         return os.getpgid(process.pid) == pgid
     except (ProcessLookupError, psutil.Error):
         return False
+
+
+# -- the server, the lab's own servers, and what a run leaves behind -------------------
+@pytest.fixture
+def throwaway():
+    """A MariaDB of this test's own (never the shared one on 3306): (Mysqld, Server, URL)."""
+    from lab import db, mysqld
+
+    if mysqld.find_binary() is None:
+        missing("no mariadbd or mysqld installed")
+    with mysqld.throwaway() as m:
+        srv = db.Server("127.0.0.1", m.port, "root", "", "test", source="test", pid=m.pid)
+        yield m, srv, f"mysql://root:@127.0.0.1:{m.port}/test"
+
+
+def _start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """`python -m lab ARGS` leading its own process group, so the test can find its children."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab", *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for_sleeps(srv, at_least: int = 1, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _tagged_queries(srv) < at_least:
+        assert time.monotonic() < deadline, "the run's queries never reached the server"
+        time.sleep(0.05)
+
+
+def _group_gone(pgid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(_in_group(p, pgid) for p in psutil.process_iter(["pid"])):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "fork", "pool", "asyncio"])
+def test_a_server_killed_mid_query_is_one_line_within_seconds_and_the_run_is_stored_failed(
+    throwaway, results_path, strategy
+):
+    m, srv, url = throwaway
+    proc = _start_cli(
+        "run", "sleep", "--clients", "8", "--seconds", "5", "--strategy", strategy,
+        env={"LAB_MYSQL_URL": url, "LAB_DB_PATHS": "url"},
+    )  # fmt: skip
+    try:
+        _wait_for_sleeps(srv)
+        os.kill(m.pid, signal.SIGKILL)
+        began = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, err
+    assert "the server went away mid-query" in lines[0] and "Traceback" not in err
+    assert took < 10, f"{took:.1f} s to notice"
+    assert _group_gone(proc.pid), "every child reaped"
+    (run,) = ResultsStore(results_path).runs("sleep")
+    assert run.status == "failed" and "went away mid-query" in run.error
+
+
+def test_a_server_that_cannot_be_reached_stores_no_run(results_path):
+    result = run_cli(
+        "run", "sleep", "--clients", "1",
+        env={"LAB_MYSQL_URL": "mysql://root:x@127.0.0.1:1/test", "LAB_DB_PATHS": "url"},
+    )  # fmt: skip
+    assert_refused(result, "nothing answers there")
+    assert not results_path.exists() or ResultsStore(results_path).runs("sleep") == []
+
+
+def _lab_servers() -> list[psutil.Process]:
+    from lab import mysqld
+
+    return [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] in mysqld.SERVER_NAMES
+        and any(mysqld.DIR_PREFIX in a for a in p.info["cmdline"] or ())
+    ]
+
+
+def _owned_by(pid: int) -> list:
+    """The lab's data directories whose owner file names `pid`."""
+    import tempfile
+
+    from lab import mysqld
+
+    found = []
+    for top in Path(tempfile.gettempdir()).glob(mysqld.DIR_PREFIX + "*"):
+        try:
+            if json.loads((top / mysqld.OWNER_FILE).read_text())["pid"] == pid:
+                found.append(top)
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
+def _its_server(pid: int, timeout: float = 60) -> Path:
+    deadline = time.monotonic() + timeout
+    while not _owned_by(pid):
+        assert time.monotonic() < deadline, "the run never started its server"
+        time.sleep(0.05)
+    return _owned_by(pid)[0]
+
+
+def _server_of(top: Path) -> list[psutil.Process]:
+    """The server serving `top` (not mariadb-install-db's bootstrap one: it has no port)."""
+    return [
+        p
+        for p in _lab_servers()
+        if f"--datadir={top / 'data'}" in p.info["cmdline"]
+        and any(a.startswith("--port=") for a in p.info["cmdline"])
+    ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_term_or_ctrl_c_with_a_throwaway_server_leaves_no_server_and_no_directory(
+    results_path, signum
+):
+    from lab import mysqld
+
+    if mysqld.find_binary() is None:
+        missing("no mariadbd or mysqld installed")
+    proc = _start_cli(
+        "run", "sleep", "--clients", "4", "--seconds", "3", "--strategy", "threads",
+        "--repeat", "3", env={"LAB_DB_PATHS": "throwaway"},
+    )  # fmt: skip
+    try:
+        top = _its_server(proc.pid)
+        while not _server_of(top):
+            time.sleep(0.05)
+        time.sleep(2)  # in the middle of the first measurement
+        os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signum, err
+    assert not top.exists() and not _server_of(top)
+
+
+def test_kill_9_of_a_run_stops_its_throwaway_server_and_db_down_removes_what_is_left(
+    results_path, tmp_path
+):
+    from lab import mysqld
+
+    if mysqld.find_binary() is None:
+        missing("no mariadbd or mysqld installed")
+    state = {"LAB_MYSQLD_STATE": str(tmp_path / "mysqld.json")}
+    proc = _start_cli(
+        "run", "sleep", "--clients", "4", "--seconds", "3", "--strategy", "threads",
+        env={"LAB_DB_PATHS": "throwaway", **state},
+    )  # fmt: skip
+    try:
+        top = _its_server(proc.pid)
+        deadline = time.monotonic() + 60
+        while not _server_of(top):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the run (its watcher's own session sees EOF)
+        proc.communicate()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    deadline = time.monotonic() + 30
+    while _server_of(top):  # the kernel TERMs it (PR_SET_PDEATHSIG): it shuts down
+        assert time.monotonic() < deadline, "the server outlived the run that started it"
+        time.sleep(0.1)
+    assert top.exists(), "kill -9: no finally ran, the directory is still there"
+    result = run_cli("db", "down", env=state)
+    assert result.returncode == 0, result.stderr
+    assert f"removed {top}, left by pid {proc.pid}, which is gone" in result.stdout
+    assert not top.exists()
