@@ -231,11 +231,23 @@ def repair(conn: Any) -> str | None:
     """Undo what dead runs left raised (the next run and `daemonlab doctor` call this).
 
     Returns what it did, in words, or None. An account that may not read the
-    lab's tables, or a server the lab never raised, has nothing to repair."""
-    if not [lease for lease in leases(conn) if not lease.live]:
+    lab's tables, or a server the lab never raised, has nothing to repair.
+    A raise with no live lease is repaired too: a keeper killed in the middle
+    of giving its lease back has deleted its row but not yet put the limit back."""
+    everything = leases(conn)
+    if all(lease.live for lease in everything) and (everything or not _has_raise(conn)):
         return None
     with _guard(conn):
         return _settle(conn)
+
+
+def _has_raise(conn: Any) -> bool:
+    try:
+        return _raise_row(conn) is not None
+    except Exception as exc:
+        if _code(exc) in (ER_BAD_DB, ER_NO_SUCH_TABLE, *DENIED):
+            return False
+        raise
 
 
 def _code(exc: BaseException) -> int | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lab import db, mysqld
+from lab import children, db, mysqld
 from lab.errors import LabError
 from tests.conftest import missing
 
@@ -303,9 +305,9 @@ def test_status_says_what_it_would_start_without_starting_it(require_mysqld, mon
     assert not mariadbd_children()
 
 
-def run_python(code: str) -> str:
+def run_python(code: str, env: dict | None = None) -> str:
     """Run `code` in a fresh interpreter (another process, like another notebook kernel)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
@@ -489,3 +491,222 @@ def test_docker_probe_is_false_here_and_quick():
     if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
         pytest.skip("a Docker engine may answer here")
     assert db.Probes().docker() is False
+
+
+# -- max_connections leases (lab/capacity.py), on a server of the test's own ----------
+
+
+@pytest.fixture(scope="module")
+def lease_server():
+    """A throwaway MariaDB with the stock limit (151): raised and put back by these tests,
+    killed with them if need be; the shared server on 3306 is never touched."""
+    if mysqld.find_binary() is None:
+        missing("no mariadbd or mysqld installed")
+    with mysqld.throwaway(mysqld.Settings(max_connections=151)) as m:
+        yield db.Server("127.0.0.1", m.port, "root", "", "test", source="lease test", pid=m.pid)
+
+
+def _url(srv: db.Server) -> str:
+    return f"mysql://{srv.user}:{srv.password}@{srv.host}:{srv.port}/{srv.database}"
+
+
+def _set_limit(srv: db.Server, value: int) -> None:
+    with db.connect(srv, autocommit=True) as conn:
+        conn.query(f"SET GLOBAL max_connections={value}")
+
+
+def _leases(srv: db.Server) -> list:
+    from lab import capacity
+
+    with db.connect(srv) as conn:
+        return capacity.leases(conn)
+
+
+HOLD = """
+import sys, time
+from lab import db
+srv = db.Server("127.0.0.1", int(sys.argv[1]), "root", "", "test", source="holder")
+with db.capacity(srv, int(sys.argv[2])) as raised:
+    print(raised, flush=True)
+    time.sleep(600)
+"""
+
+
+def _holder(srv: db.Server, clients: int) -> subprocess.Popen:
+    """A run holding a raise for `clients`, in a process of its own (kill -9 it)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(srv.port), str(clients)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout.readline().startswith("("), "it raised the limit"
+    return proc
+
+
+def _until(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.db
+def test_a_lease_raises_the_limit_and_the_last_run_out_puts_it_back(lease_server):
+    before = max_connections(lease_server)
+    with db.capacity(lease_server, 400) as raised:
+        assert raised == (before, before + 400 + db.HEADROOM)
+        assert max_connections(lease_server) == before + 402
+        assert [lease.live for lease in _leases(lease_server)] == [True]
+    assert max_connections(lease_server) == before
+    assert _leases(lease_server) == []
+    with pytest.raises(RuntimeError), db.capacity(lease_server, 400):
+        raise RuntimeError("the run failed")
+    assert max_connections(lease_server) == before
+
+
+@pytest.mark.db
+def test_two_overlapping_runs_never_cut_each_others_headroom(lease_server):
+    before = max_connections(lease_server)
+    with db.capacity(lease_server, 400):
+        with db.capacity(lease_server, 300):
+            assert max_connections(lease_server) == before + 402 + 302
+        # A ends first in the issue's story: here B; either way, what is left covers A.
+        assert max_connections(lease_server) == before + 402
+        b = _holder(lease_server, 300)  # another process takes a lease while A runs
+        try:
+            assert max_connections(lease_server) == before + 402 + 302
+        finally:
+            children.stop_popen(b)
+    assert max_connections(lease_server) == before
+
+
+@pytest.mark.db
+def test_kill_9_of_the_run_gives_the_lease_back_through_its_keeper(lease_server):
+    before = max_connections(lease_server)
+    holder = _holder(lease_server, 500)
+    assert max_connections(lease_server) == before + 502
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    holder.stdout.close()
+    assert _until(lambda: max_connections(lease_server) == before), "put back within seconds"
+    assert _until(lambda: _leases(lease_server) == [])
+
+
+@pytest.mark.db
+def test_a_raise_whose_run_and_keeper_both_died_is_undone_by_the_next_run_or_doctor(
+    lease_server,
+):
+    before = max_connections(lease_server)
+    for undo in ("next run", "doctor"):
+        holder = _holder(lease_server, 500)
+        keepers = psutil.Process(holder.pid).children()
+        for keeper in keepers:  # the keeper first, or it would see EOF and put it back...
+            keeper.kill()
+        psutil.wait_procs(keepers, timeout=5)
+        os.killpg(holder.pid, signal.SIGKILL)  # ...then the run: nobody is left to do it
+        holder.wait()
+        holder.stdout.close()
+        assert _until(lambda: not any(lease.live for lease in _leases(lease_server)))
+        assert max_connections(lease_server) == before + 502, "left raised: dead owner"
+        if undo == "next run":
+            with db.capacity(lease_server, 1):
+                assert max_connections(lease_server) == before
+        else:
+            env = {"LAB_MYSQL_URL": _url(lease_server), "LAB_DB_PATHS": "url"}
+            done = run_python("from lab import doctor; print(dict(doctor.facts()))", env)
+            who = f"pid {holder.pid} on {socket.gethostname()}"
+            assert f"max_connections put back to {before} (left raised by {who})" in done
+        assert max_connections(lease_server) == before
+        assert _leases(lease_server) == []
+
+
+@pytest.mark.db
+def test_a_limit_an_admin_changed_since_is_left_alone(lease_server):
+    before = max_connections(lease_server)
+    try:
+        with db.capacity(lease_server, 400):
+            _set_limit(lease_server, 2000)  # an admin, mid-run
+        assert max_connections(lease_server) == 2000, "theirs now: not put back over it"
+        assert _leases(lease_server) == []
+    finally:
+        _set_limit(lease_server, before)
+
+
+@pytest.mark.db
+def test_the_run_command_puts_the_limit_back_after_kill_9_of_the_cli(lease_server, tmp_path):
+    before = max_connections(lease_server)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAB_MYSQL_URL": _url(lease_server),
+        "LAB_DB_PATHS": "url",
+        "LAB_RESULTS": str(tmp_path / "lab.db"),
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "sleep", "--clients", "300", "--strategy",
+         "asyncio", "--seconds", "5"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _until(lambda: max_connections(lease_server) > before, 60), "the run raised it"
+        os.killpg(run.pid, signal.SIGKILL)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert _until(lambda: max_connections(lease_server) == before), "put back after kill -9"
+
+
+# -- what dead runs leave: found and removed ----------------------------------------
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _fake_datadir(owner_pid: int) -> Path:
+    top = Path(tempfile.mkdtemp(prefix=mysqld.DIR_PREFIX))
+    (top / "data").mkdir()
+    me = psutil.Process(owner_pid) if psutil.pid_exists(owner_pid) else None
+    owner = {"kind": "throwaway", "pid": owner_pid, "created": me.create_time() if me else 0}
+    (top / mysqld.OWNER_FILE).write_text(json.dumps(owner))
+    return top
+
+
+def test_sweep_removes_a_directory_whose_owner_is_dead_and_keeps_a_live_ones():
+    dead, live = _fake_datadir(_dead_pid()), _fake_datadir(os.getpid())
+    try:
+        found = {Path(left.datadir): left.removed for left in mysqld.sweep(report_in_use=True)}
+        assert found[dead] is True and not dead.exists()
+        assert found[live] is False and live.exists()
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)
+
+
+@pytest.mark.db
+def test_db_down_stops_the_server_a_dead_run_left_and_removes_its_directory(require_mysqld):
+    """A run killed before PR_SET_PDEATHSIG could act (or an older lab's): the server runs on."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        top = _fake_datadir(owner.pid)
+        shutil.rmtree(top / "data")
+        datadir = str(top / "data")
+        mysqld._initialise(require_mysqld, datadir)
+        port = mysqld._free_port()
+        server = subprocess.Popen(
+            mysqld._server_argv(require_mysqld, datadir, port), start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        mysqld._wait_until_ready(server.pid, port, datadir)
+    finally:
+        children.stop_popen(owner)  # the owner dies; its server does not
+    lines = db.down()
+    assert any(f"stopped its server (pid {server.pid}), removed {top}" in line for line in lines)
+    assert server.wait(5) is not None and not top.exists()
