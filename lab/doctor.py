@@ -3,7 +3,8 @@
 The questions a workshop attendee's first run depends on: which Python and
 whether it has a GIL, whether fork exists and which start methods there are,
 how many cores this process may use, which MySQL server the lab would use
-(and how it found it), and whether Docker could supply one.
+(and how it found it), and whether Docker could supply one. It also undoes
+what runs that died left behind (a throwaway server, a raised max_connections).
 """
 
 from __future__ import annotations
@@ -46,10 +47,26 @@ def facts() -> list[tuple[str, str]]:
             )
     except LabError as exc:
         rows.append(("mysql", f"none: {exc}"))
+    rows.append(("left by dead runs", _leftovers()))
     docker = shutil.which("docker")
     engine = "an engine answers" if db.docker_answers() else "no engine answers"
     rows.append(("docker", f"client {docker}, {engine}" if docker else f"no client, {engine}"))
     return rows
+
+
+def _leftovers() -> str:
+    """Find and undo what runs that died left: throwaway servers and their directories
+    (lab.mysqld.sweep), a max_connections raise on the server found (lab.db.repair)."""
+    from lab import db, mysqld
+
+    said = [f"removed {left.datadir}" for left in mysqld.sweep()]
+    try:
+        choice = db.resolve_server()
+        if choice.server is not None:
+            said.append(db.repair(choice.server) or "")
+    except LabError as exc:
+        said.append(f"could not look at the server: {exc}")
+    return "; ".join(filter(None, said)) or "nothing"
 
 
 def main(out) -> int:
