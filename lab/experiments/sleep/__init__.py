@@ -70,7 +70,7 @@ from typing import Any
 from lab import db, mysqld
 from lab.errors import LabError
 from lab.experiments.sleep import processes, scale, tasks, threads
-from lab.experiments.sleep.job import Job, Strategy, Timings, measured_phase
+from lab.experiments.sleep.job import Broke, Job, Strategy, Timings, measured_phase
 from lab.experiments.sleep.watcher import Lost, Watcher
 from lab.params import Params as _Params
 from lab.params import option
@@ -381,6 +381,10 @@ def _one(job: Job, strategy: str, variant: str, func: Strategy, repeat: int, wat
     watcher.begin(1 if strategy == "sequential" else job.clients)
     with measured_phase():
         timings = func(dataclasses.replace(job, on_connected=watcher.idle))
+    took = timings.connect_ns / 1e9
+    if took > job.time_limit:  # the strategies stop a hang; this, a connect phase that was slow
+        detail = f"connecting {job.clients:,} clients took {took:.3g} s, over {job.time_limit:g} s"
+        raise Broke("time", detail)
     try:
         seen = watcher.end()
     except Lost:  # every query came back, then the server went away

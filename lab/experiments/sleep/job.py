@@ -146,8 +146,9 @@ def failure(exc: BaseException, during: str) -> tuple[str, str]:
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     if during == "query" and db.went_away(exc):
         return "lost", "the server went away mid-query"
-    if isinstance(exc, OSError) and exc.errno in _ERRNO_LIMITS:
-        return _ERRNO_LIMITS[exc.errno], text
+    for cause in _causes(exc):  # a driver may wrap the socket's error in its own
+        if isinstance(cause, OSError) and cause.errno in _ERRNO_LIMITS:
+            return _ERRNO_LIMITS[cause.errno], str(cause)
     if isinstance(exc, MemoryError):
         return "memory", "MemoryError"
     if isinstance(exc, TimeoutError):
@@ -160,9 +161,19 @@ def failure(exc: BaseException, during: str) -> tuple[str, str]:
     return "other", f"{type(exc).__name__}: {text}"
 
 
-# A driver wraps the socket's error in its own, with the errno's words in its
-# text: pymysql says "Can't connect to MySQL server on ... ([Errno 24] Too many open files)".
+# A driver wraps the socket's error in its own: aiomysql raises its error "from"
+# the OSError; pymysql puts the errno's words in its text ("Can't connect to MySQL
+# server on ... ([Errno 24] Too many open files)").
 _WRAPPED = (("fds", "Too many open files"), ("memory", "Cannot allocate memory"))
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """exc, what it was raised from, and so on (a chain is short; a cycle is cut)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def from_line(job: Job, kind: str, text: str) -> LabError:
