@@ -1,25 +1,38 @@
-"""SELECT SLEEP benchmarks: each strategy at 32 clients, 0.2 s, for regression tracking.
+"""SELECT SLEEP benchmarks: each strategy at 32 clients, and the scale targets.
 
 Each round is one strategy run end to end (connect, release, query, goodbye),
-timed by pytest-benchmark; the query phase's own figures from the same round
-(wall, efficiency, release skew, connect) go into extra_info, where
-`--benchmark-json` keeps them for comparison across commits:
+timed by pytest-benchmark; the query phase's own figures from the same round,
+computed by the experiment's own record function (efficiency, the server's
+efficiency, release skew, connect, memory per client), go into extra_info,
+where `--benchmark-json` keeps them for comparison across commits:
 
     pytest benchmarks/test_sleep.py --benchmark-enable --benchmark-autosave
     pytest benchmarks/test_sleep.py --benchmark-enable --benchmark-compare \
         --benchmark-compare-fail=median:15%
+
+The scale targets (issue 17) run at full size with LAB_SLEEP_SCALE=1 (minutes,
+a throwaway server with room for 10,000 connections); the suite runs them at
+a twentieth of the size, where the same bar must hold with room to spare:
+
+    asyncio, uvloop, asyncmy   10,000 clients   efficiency >= 0.90
+    asyncio, its own loop       1,000 clients   efficiency >= 0.97
+    threads                     2,000 clients   efficiency >= 0.90
+    fork                        1,000 clients   efficiency >= 0.90
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import statistics
 
 import pytest
 
 from lab import db
+from lab.experiments import sleep
 from lab.experiments.sleep import processes, tasks, threads
 from lab.experiments.sleep.job import Job, measured_phase
+from lab.experiments.sleep.watcher import Watcher
 
 CLIENTS, SECONDS = 32, 0.2
 
@@ -57,3 +70,47 @@ def test_sleep_strategy(benchmark, mysql_server, name):
     )
     # Physics, not a speed target: the queries overlapped, and none beat its sleep.
     assert SECONDS <= min(walls) < CLIENTS * SECONDS / 4
+
+
+#: (strategy, its function, clients at full size, the efficiency it must reach)
+TARGETS = {
+    "asyncio-uvloop-asyncmy": (
+        "asyncio", "uvloop/asyncmy", functools.partial(tasks.asyncio_clients, loop="uvloop"),
+        10_000, 0.90, "asyncmy",
+    ),
+    "asyncio-stdlib": (
+        "asyncio", "asyncio/aiomysql", tasks.asyncio_clients, 1000, 0.97, "aiomysql",
+    ),
+    "threads": ("threads", "", threads.threads, 2000, 0.90, "aiomysql"),
+    "fork": ("fork", "", processes.fork, 1000, 0.90, "aiomysql"),
+}  # fmt: skip
+
+FULL_SIZE = os.environ.get("LAB_SLEEP_SCALE") == "1"
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_sleep_scale_target(benchmark, name):
+    """One SELECT SLEEP(1) round at the target's size, on a server that takes it."""
+    strategy, variant, func, full, target, driver = TARGETS[name]
+    clients = full if FULL_SIZE else full // 20
+    tasks.load(("uvloop",), (driver,))
+    seen = {}
+    need = db.Need(clients + 1)
+    with db.server(need=need) as srv, db.capacity(srv, need.clients):
+        with Watcher(srv, "benchscale", 1.0) as watcher:
+            job = Job(srv, clients, 1.0, "benchscale", driver=driver)
+
+            def one_round():
+                watcher.begin(clients)
+                with measured_phase():
+                    seen["timings"] = func(job)
+                seen["watched"] = watcher.end()
+
+            benchmark.pedantic(one_round, rounds=1, iterations=1)
+    record = sleep._record(job, strategy, variant, 0, seen["timings"], seen["watched"])
+    keys = ("efficiency", "server_efficiency", "skew_s", "connect_s", "server_peak",
+            "mib_per_client", "client_mib", "server_threads")  # fmt: skip
+    benchmark.extra_info.update(clients=clients, target=target, server=srv.source,
+                                **{k: record.get(k) for k in keys})  # fmt: skip
+    assert record["server_peak"] == clients, "the server saw every sleep at once"
+    assert record["efficiency"] >= target, record

@@ -77,6 +77,11 @@ def draw(runs: list[Run]) -> Figure:
     legend_ax.axis("off")
     handles = {h.get_label(): h for ax in (wall_ax, eff_ax, make_ax, mem_ax) for h in ax.lines}
     shown = {k: v for k, v in handles.items() if not k.startswith("_")}
+    if any(r.get("thread_handling") == POOL_HANDLING for r in far):
+        from matplotlib.lines import Line2D
+
+        for handling, ls in (("one-thread-per-connection", "-"), (POOL_HANDLING, "--")):
+            shown[f"server: {handling}"] = Line2D([], [], color="k", ls=ls)
     legend_ax.legend(shown.values(), shown.keys(), loc="upper left", frameon=False)
     version = (sweep_run or far_run or runs[0]).env.get("server_version", "?")
     drawn = used([sweep_run, far_run, cost_run, server_run])
@@ -131,6 +136,8 @@ def _wall(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
         rows = [r for r in measured if r["seconds"] == seconds]
         every = _series(ax, rows, lambda r: r["wall_s"], styles)
         span = [min(every), max(every)]
+        if span[0] == span[1]:
+            continue  # one client count: no line to draw the guides along
         ax.plot(span, [seconds] * 2, "k--", lw=1, label="_ideal")
         ax.plot(span, [n * seconds for n in span], "k:", lw=1, label="_one after another")
         ax.annotate("ideal: one sleep", (span[0], seconds), textcoords="offset points",
@@ -177,14 +184,23 @@ def _newest_server_picture(runs: Sequence[Run]) -> tuple[Run | None, list[Record
 
 
 def _server(ax: Axes, records: Sequence[Record]) -> None:
-    by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """Server threads against connections, while they sleep and while they sit idle (the
+    median of every strategy's reading at that count)."""
+    by: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        by[record.get("thread_handling") or "?"][record["clients"]].append(record["server_threads"])
-    for handling, points in sorted(by.items()):
+        handling = record.get("thread_handling") or "?"
+        for key, when in (("server_threads", "sleeping"), ("server_idle_threads", "idle")):
+            if record.get(key) is not None:
+                by[handling, when][record["clients"]].append(record[key])
+    for (handling, when), points in sorted(by.items()):
         clients = sorted(points)
-        dashed = "--" if handling == POOL_HANDLING else "-"
-        threads = [max(points[n]) for n in clients]
-        ax.plot(clients, threads, marker="o", ls=dashed, color="k", label=handling)
+        sleeping = when == "sleeping"
+        threads = [statistics.median(points[n]) for n in clients]
+        ax.plot(
+            clients, threads, marker="o" if sleeping else "s",
+            ls="--" if handling == POOL_HANDLING else "-", color="k" if sleeping else "grey",
+            label=f"{handling}, {when}",
+        )  # fmt: skip
     if by:
         span = sorted({n for points in by.values() for n in points})
         ax.plot([span[0], span[-1]], [span[0], span[-1]], color="grey", lw=0.8, ls=":",

@@ -172,9 +172,17 @@ def _clients(client_pid: int, others: set[int]) -> list[Any]:
 
 
 def _snapshot(procs: list[Any], server: Any) -> dict[str, Any]:
-    """What the processes hold now (PSS, RSS, threads, descriptors), and the server's."""
+    """What the server and the processes hold now (PSS, RSS, threads, descriptors).
+
+    The server first: it is one read, while a thousand children take a while,
+    and by then the sleeps may be over and the server's threads gone."""
     import psutil
 
+    shot: dict[str, Any] = {}
+    if server is not None:
+        with contextlib.suppress(psutil.Error), server.oneshot():
+            shot["server_mib"] = server.memory_info().rss / MIB
+            shot["server_threads"] = server.num_threads()
     rss = threads = fds = kids = 0
     root_pss, kid_pss = 0, []
     for i, proc in enumerate(procs):
@@ -191,21 +199,13 @@ def _snapshot(procs: list[Any], server: Any) -> dict[str, Any]:
         except psutil.Error:  # a child that just exited
             continue
     pss = root_pss + (sum(kid_pss) / len(kid_pss) * kids if kid_pss else 0)
-    shot = {
+    return shot | {
         "client_mib": pss / MIB,
         "client_rss_mib": rss / MIB,
         "client_threads": threads,
         "client_fds": fds,
         "client_processes": 1 + kids,
     }
-    if server is not None:
-        try:
-            with server.oneshot():
-                shot["server_mib"] = server.memory_info().rss / MIB
-                shot["server_threads"] = server.num_threads()
-        except psutil.Error:
-            pass
-    return shot
 
 
 class _Measurement:
