@@ -248,8 +248,11 @@ STOPS = {
 @pytest.mark.parametrize("stop", STOPS)
 @pytest.mark.parametrize("strategy", ["threads", "fork", "asyncio"])
 def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
-    mysql_server, results_path, strategy, stop
+    throwaway, results_path, strategy, stop
 ):
+    """On a server of the test's own: Aborted_clients counts the whole server, and on
+    the shared one other programs' aborted connections count too."""
+    _, mysql_server, url = throwaway
     signum, send = STOPS[stop]
     aborted_before = _aborted_clients(mysql_server)
     proc = subprocess.Popen(
@@ -268,7 +271,7 @@ def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
             "--repeat",
             "3",
         ],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LAB_MYSQL_URL": url, "LAB_DB_PATHS": "url"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
