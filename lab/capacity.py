@@ -175,12 +175,12 @@ def _settle(conn: Any) -> str | None:
     if now != lab_set:
         # Changed since the lab set it: a restart (SET GLOBAL does not persist) or an admin.
         if not live:
-            _one(conn, f"DELETE FROM {SCHEMA}.raises WHERE variable = 'max_connections'")
+            _forget_all(conn)
             return f"max_connections is {now}, not the {lab_set} the lab set: left as it is"
         return None
     if not live:
         _set_limit(conn, was)
-        _one(conn, f"DELETE FROM {SCHEMA}.raises WHERE variable = 'max_connections'")
+        _forget_all(conn)
         return f"max_connections put back to {was}" + (f" (left raised by {who})" if dead else "")
     target = was + sum(lease.connections for lease in live)
     if target != now:
@@ -191,11 +191,18 @@ def _settle(conn: Any) -> str | None:
     return None
 
 
+def _forget_all(conn: Any) -> None:
+    """Nothing raised, nobody holding: the lab's schema goes too, so that a shared server
+    keeps nothing of the lab's between runs. Under the guard lock, which _take also
+    takes before it creates the tables again."""
+    _one(conn, f"DROP DATABASE IF EXISTS {SCHEMA}")
+
+
 def _take(conn: Any, connections: int, lock_name: str, pid: int, host: str) -> tuple[int, int]:
     """Record a lease for `connections` and raise the limit to cover it; (was, now)."""
-    for sql in _TABLES:
-        _one(conn, sql)
-    with _guard(conn):
+    with _guard(conn):  # first: a run giving back may drop the schema (_forget_all)
+        for sql in _TABLES:
+            _one(conn, sql)
         _settle(conn)
         live = [lease for lease in leases(conn) if lease.live]
         now = _limit(conn)

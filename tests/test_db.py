@@ -59,8 +59,17 @@ def max_connections(srv: db.Server) -> int:
     return db.describe(srv)["max_connections"]
 
 
+#: Servers module fixtures keep up for several tests (lease_server): not the test's own.
+FIXTURE_SERVERS: set[int] = set()
+
+
 def mariadbd_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children() if any("--datadir=" in a for a in p.cmdline())]
+    """The servers this test started (not a module fixture's)."""
+    return [
+        p
+        for p in psutil.Process().children()
+        if p.pid not in FIXTURE_SERVERS and any("--datadir=" in a for a in p.cmdline())
+    ]
 
 
 def gone(pid: int, timeout: float = 5.0) -> bool:
@@ -222,7 +231,8 @@ def test_tls_on_reuses_one_context():
 
 
 @pytest.mark.db
-def test_capacity_raises_max_connections_and_puts_it_back(require_db):
+def test_capacity_raises_max_connections_and_puts_it_back(lease_server):
+    require_db = lease_server  # a server of the test's own: the shared one is never raised
     before = max_connections(require_db)
     try:
         with db.capacity(require_db, before + 50):
@@ -237,7 +247,8 @@ def test_capacity_raises_max_connections_and_puts_it_back(require_db):
 
 
 @pytest.mark.db
-def test_capacity_leaves_a_large_enough_limit_alone(require_db):
+def test_capacity_leaves_a_large_enough_limit_alone(lease_server):
+    require_db = lease_server
     before = max_connections(require_db)
     with db.capacity(require_db, 1):
         assert max_connections(require_db) == before
@@ -503,6 +514,7 @@ def lease_server():
     if mysqld.find_binary() is None:
         missing("no mariadbd or mysqld installed")
     with mysqld.throwaway(mysqld.Settings(max_connections=151)) as m:
+        FIXTURE_SERVERS.add(m.pid)
         yield db.Server("127.0.0.1", m.port, "root", "", "test", source="lease test", pid=m.pid)
 
 
@@ -513,6 +525,12 @@ def _url(srv: db.Server) -> str:
 def _set_limit(srv: db.Server, value: int) -> None:
     with db.connect(srv, autocommit=True) as conn:
         conn.query(f"SET GLOBAL max_connections={value}")
+
+
+def _schema(srv: db.Server) -> bool:
+    with db.connect(srv) as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'daemonlab'")
+        return cur.fetchone() is not None
 
 
 def _leases(srv: db.Server) -> list:
@@ -562,7 +580,7 @@ def test_a_lease_raises_the_limit_and_the_last_run_out_puts_it_back(lease_server
         assert max_connections(lease_server) == before + 402
         assert [lease.live for lease in _leases(lease_server)] == [True]
     assert max_connections(lease_server) == before
-    assert _leases(lease_server) == []
+    assert _leases(lease_server) == [] and not _schema(lease_server), "nothing of the lab's left"
     with pytest.raises(RuntimeError), db.capacity(lease_server, 400):
         raise RuntimeError("the run failed")
     assert max_connections(lease_server) == before
