@@ -219,6 +219,7 @@ def _finish(ax: Axes, title: str, ylabel: str, log_y: bool = False) -> None:
         return
     ax.set_xscale("log")
     plain_log_axis(ax, "x")
-    if log_y:
+    ys = [y for line in ax.lines if line.get_label() != "_ref" for y in line.get_ydata() if y > 0]
+    if log_y and ys and max(ys) / min(ys) >= 10:  # within a decade a log axis shows no tick
         ax.set_yscale("log")
         plain_log_axis(ax, "y")
