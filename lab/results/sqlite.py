@@ -133,8 +133,9 @@ class SqliteStore(ResultsStore):
 
 
 def _whose(path: Path) -> str:
-    """"new" (absent or empty), "lab" (marked) or "unmarked" (a lab store from before the
-    mark); anything else is refused here, from the header alone, before SQLite opens it."""
+    """What the file at `path` is: new (absent or empty), lab (marked) or unmarked (a lab
+    store from before the mark); anything else is refused here, from the header alone,
+    before SQLite opens it."""
 
     def refuse(why: str) -> LabError:
         return LabError(f"results store {path} cannot be used: {why} (left untouched)")
