@@ -63,7 +63,7 @@ def test_a_checkout_nobody_can_read_is_refused_at_start_naming_the_path(nobody_w
 
 def test_one_unreadable_module_is_named(nobody_world):
     world, checkout = nobody_world
-    module = checkout / "lab" / "experiments" / "fork.py"
+    module = checkout / "lab" / "experiments" / "fork" / "__init__.py"
     os.chmod(module, 0o600)
     started = world.cli(
         "daemon", "start", "--every", "1h", "--user", "nobody", *RUN, PYTHONPATH=str(checkout)
