@@ -21,7 +21,7 @@ from lab.errors import LabError
 __all__ = ["COMMAND_FAMILIES", "execute", "main"]
 
 #: Modules that add a command with actions of its own: `daemonlab daemon start`.
-COMMAND_FAMILIES = ("lab.daemon.cli", "lab.experiments.prefork.cli", "lab.compare")
+COMMAND_FAMILIES = ("lab.daemon.cli", "lab.experiments.prefork.cli", "lab.compare", "lab.tour")
 
 
 class Interrupted(LabError):
@@ -268,7 +268,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- db / doctor / tour ------------------------------------------------------------
+# -- db / doctor -------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace) -> int:
     from lab import db
 
@@ -285,12 +285,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from lab import doctor
 
     return doctor.main(_console())
-
-
-def cmd_tour(args: argparse.Namespace) -> int:
-    from lab import tour
-
-    return tour.main(_console(), only=args.only)
 
 
 def _console():
@@ -335,8 +329,6 @@ def _parser() -> argparse.ArgumentParser:
     p = command("db", cmd_db, "which MySQL server the lab uses; keep a throwaway one up")
     p.add_argument("action", choices=("status", "up", "down"), nargs="?", default="status")
     command("doctor", cmd_doctor, "what this machine offers the lab")
-    p = command("tour", cmd_tour, "the talk, experiment by experiment, explained")
-    p.add_argument("--only", action="append", default=[], metavar="NAME")
 
     # `daemonlab signals`: the platform's signals as `kill -l` numbers them (lab/signal_table.py).
     def cmd_signals(args: argparse.Namespace) -> int:
