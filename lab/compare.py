@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from lab.runs import Record, Run
 
-__all__ = ["BY", "Comparison", "add_parser", "compare", "draw"]
+__all__ = ["BY", "Comparison", "add_parser", "case_text", "compare", "draw"]
 
 BY = ("machine", "python", "label")
 
@@ -89,7 +89,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def figure_of(module: Any, records: Sequence[Record]) -> str:
     named = getattr(module, "FIGURE", None) or _FIGURES.get(module.NAME)
-    if named:
+    if named and any(isinstance(r.get(named), int | float) for r in records):
         return named
     for key in _keys(module):
         if any(isinstance(r.get(key), float) for r in records):
@@ -171,7 +171,7 @@ def compare(module: Any, runs: Sequence[Run], by: str, figure: str | None = None
     return result
 
 
-def _case_text(result: Comparison, case: tuple[Any, ...]) -> str:
+def case_text(result: Comparison, case: tuple[Any, ...]) -> str:
     from lab.report import fmt
 
     named: list[str] = []
@@ -204,7 +204,7 @@ def table(result: Comparison, module: Any):
     if len(result.groups) == 2:
         grid.add_column(f"{result.groups[1]} / {result.groups[0]}", justify="right", no_wrap=True)
     for case, by_group in result.cells.items():
-        row = [_case_text(result, case)] + [cell(by_group.get(g)) for g in result.groups]
+        row = [case_text(result, case)] + [cell(by_group.get(g)) for g in result.groups]
         if len(result.groups) == 2:
             ratio = result.ratio(case)
             row.append("-" if ratio is None else f"{ratio:.2f}x")
@@ -233,7 +233,7 @@ def draw(result: Comparison) -> Figure:
             color=PALETTE[i % len(PALETTE)],  # groups by order: two names never share one
             label=f"{group} (run {result.runs[group]})",
         )
-    ax.set_yticks(range(len(cases)), [_case_text(result, c) for c in cases])
+    ax.set_yticks(range(len(cases)), [case_text(result, c) for c in cases])
     ax.invert_yaxis()  # the first case on top, as in the table
     ax.set_xlabel(result.figure)
     ax.grid(axis="x", alpha=0.3)
