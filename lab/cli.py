@@ -21,7 +21,7 @@ from lab.errors import LabError
 __all__ = ["COMMAND_FAMILIES", "execute", "main"]
 
 #: Modules that add a command with actions of its own: `daemonlab daemon start`.
-COMMAND_FAMILIES = ("lab.daemon.cli", "lab.experiments.prefork.cli", "lab.compare", "lab.tour")
+COMMAND_FAMILIES = ("lab.daemon.cli", "lab.experiments.prefork.cli", "lab.compare", "lab.tour", "lab.htmlreport")
 
 
 class Interrupted(LabError):
