@@ -21,7 +21,14 @@ from lab.errors import LabError
 __all__ = ["COMMAND_FAMILIES", "execute", "main"]
 
 #: Modules that add a command with actions of its own: `daemonlab daemon start`.
-COMMAND_FAMILIES = ("lab.daemon.cli", "lab.experiments.prefork.cli", "lab.compare", "lab.tour", "lab.htmlreport")
+COMMAND_FAMILIES = (
+    "lab.daemon.cli",
+    "lab.experiments.prefork.cli",
+    "lab.compare",
+    "lab.tour",
+    "lab.htmlreport",
+    "lab.bench",
+)
 
 
 class Interrupted(LabError):
