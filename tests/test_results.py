@@ -60,7 +60,8 @@ def test_a_failed_run_keeps_what_it_finished(results_path):
     assert [r["i"] for r in stored.records] == [0, 1]
 
 
-def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(results_path):
+def kill_a_writer_after_three_records() -> None:
+    """A process writes three records to the LAB_RESULTS store, then gets kill -9."""
     writer = (
         "import time\n"
         "from lab.results import ResultsStore\n"
@@ -85,33 +86,42 @@ def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(res
     finally:
         proc.wait(timeout=10)
         proc.stdout.close()
-    (stored,) = ResultsStore(results_path).runs()
-    assert stored.status == "interrupted"
-    assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
-def test_two_processes_write_at_once_and_nothing_is_lost(results_path):
+def two_writers_at_once(runs: int = 10, steps: int = 20) -> None:
+    """Two processes each store `runs` runs of `steps` records at the same time."""
     writer = (
         "from lab.results import ResultsStore\n"
         "from lab.runs import collect\n"
         "from tests.test_results import Counting, counting\n"
         "with ResultsStore() as s:\n"
-        "    for _ in range(10):\n"
-        "        collect('counting', Counting(steps=20), counting, sink=s)\n"
+        f"    for _ in range({runs}):\n"
+        f"        collect('counting', Counting(steps={steps}), counting, sink=s)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", writer], env=env) for _ in range(2)]
     try:
-        codes = [proc.wait(timeout=60) for proc in procs]
+        codes = [proc.wait(timeout=120) for proc in procs]
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     assert codes == [0, 0]
+
+
+def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(results_path):
+    kill_a_writer_after_three_records()
+    (stored,) = ResultsStore(results_path).runs()
+    assert stored.status == "interrupted"
+    assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+def test_two_processes_write_at_once_and_nothing_is_lost(results_path):
+    two_writers_at_once()
     runs = ResultsStore(results_path).runs()
-    assert len(runs) == 20
-    assert all(len(r.records) == 20 and r.status == "ok" for r in runs)
+    assert len(runs) == 20 and len({r.run_id for r in runs}) == 20
+    assert all(r.records == [{"i": i, "square": i * i} for i in range(20)] for r in runs)
 
 
 def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path, monkeypatch):

@@ -25,7 +25,12 @@ from lab.results import ResultsStore
 from lab.results.mysql import MARK
 from lab.runs import collect
 from tests.conftest import ROOT, run_cli
-from tests.test_results import Counting, counting
+from tests.test_results import (
+    Counting,
+    counting,
+    kill_a_writer_after_three_records,
+    two_writers_at_once,
+)
 
 pytestmark = pytest.mark.db
 
@@ -101,50 +106,14 @@ def test_the_password_is_never_printed_or_stored(store_url):
 
 
 def test_two_processes_write_at_once_and_nothing_is_lost(store_url):
-    writer = (
-        "from lab.results import ResultsStore\n"
-        "from lab.runs import collect\n"
-        "from tests.test_results import Counting, counting\n"
-        "with ResultsStore() as s:\n"
-        "    for _ in range(10):\n"
-        "        collect('counting', Counting(steps=20), counting, sink=s)\n"
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", writer], env=_env()) for _ in range(2)]
-    try:
-        codes = [proc.wait(timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert codes == [0, 0]
+    two_writers_at_once()
     runs = ResultsStore().runs()
     assert len(runs) == 20 and len({r.run_id for r in runs}) == 20
     assert all(r.records == [{"i": i, "square": i * i} for i in range(20)] for r in runs)
 
 
 def test_a_writer_killed_mid_run_leaves_its_records_marked_interrupted(store_url):
-    writer = (
-        "import time\n"
-        "from lab.results import ResultsStore\n"
-        "from lab.runs import Run\n"
-        "s = ResultsStore()\n"
-        "r = Run('counting', {}, {}, started='now')\n"
-        "s.begin(r)\n"
-        "for i in range(3):\n"
-        "    r.records.append({'i': i}); s.add(r, {'i': i})\n"
-        "print('written', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", writer], env=_env(), stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout.readline().strip() == "written"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=10)
-        proc.stdout.close()
+    kill_a_writer_after_three_records()
     (stored,) = ResultsStore().runs()
     assert stored.status == "interrupted"
     assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]

@@ -73,9 +73,10 @@ class ResultsStore:
     when the store cannot be written). `label`: what every run begun here is
     labelled (LAB_LABEL when not given).
 
-    A backend provides `where` (safe to print), `_read(sql, args)` -> rows,
-    `_write(sql, args)` -> the new row's id (raising SinkFailed), close(), and
-    rescue_path(run). The SQL here is written once, with `?` placeholders.
+    A backend provides _open() (which sets `where`, safe to print, and
+    `readonly`), `_read(sql, args)` -> rows, `_write(sql, args)` -> the new
+    row's id (raising SinkFailed), close(), and rescue_path(run). The SQL
+    here is written once, with `?` placeholders.
     """
 
     where: str
@@ -102,8 +103,13 @@ class ResultsStore:
         label: str | None = None,
     ) -> None:
         self.label = label if label is not None else (os.environ.get("LAB_LABEL") or None)
+        self._open(str(where if where is not None else location()), readonly)
 
     # -- what a backend provides -------------------------------------------------------
+    def _open(self, where: str, readonly: bool) -> None:
+        """Connect, check the store is the lab's (or make it), set `where` and `readonly`."""
+        raise NotImplementedError
+
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 

@@ -23,13 +23,12 @@ Reading needs only SELECT: the tables are created only when absent.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
 from lab import db
 from lab.errors import LabError
-from lab.results import ResultsStore, location
+from lab.results import ResultsStore
 from lab.runs import Run, SinkFailed
 
 __all__ = ["MARK", "MysqlStore"]
@@ -71,16 +70,8 @@ _GONE = {2006: "the server went away", 2013: "the connection to the server was l
 class MysqlStore(ResultsStore):
     """The store in two tables of a MySQL database (see the module's header)."""
 
-    def __init__(
-        self,
-        where: str | os.PathLike[str] | None = None,
-        *,
-        readonly: bool = False,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(where, readonly=readonly, label=label)
-        url = str(where if where is not None else location())
-        self.server, mode = db.parse_url(url, "LAB_RESULTS")
+    def _open(self, where: str, readonly: bool) -> None:
+        self.server, mode = db.parse_url(where, "LAB_RESULTS")
         self.where = self.server.safe_url()
         if mode == "preferred":
             raise LabError("LAB_RESULTS: the results store takes ssl=required or ssl=disabled")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.results import RUN_COLUMNS, ResultsStore, location
+from lab.results import RUN_COLUMNS, ResultsStore
 from lab.runs import Run, SinkFailed
 
 __all__ = ["APPLICATION_ID", "FORMAT", "SqliteStore"]
@@ -84,15 +84,8 @@ _UNMARKED = {
 class SqliteStore(ResultsStore):
     """The store in one SQLite file (see the module's header for whose file it may be)."""
 
-    def __init__(
-        self,
-        where: str | os.PathLike[str] | None = None,
-        *,
-        readonly: bool = False,
-        label: str | None = None,
-    ) -> None:
-        super().__init__(where, readonly=readonly, label=label)
-        self.path = Path(where if where is not None else location())
+    def _open(self, where: str, readonly: bool) -> None:
+        self.path = Path(where)
         self.where = str(self.path)
         kind = _whose(self.path)  # before SQLite touches the file
         exists = kind != "new"
