@@ -165,3 +165,18 @@ def _load(ws, page: Path) -> dict:
         elif asked is not None and message.get("id") == asked:
             return {"errors": errors, "images": json.loads(message["result"]["result"]["value"])}
     raise AssertionError(f"the page did not load within 30 s (errors so far: {errors})")
+
+
+def test_a_sentence_says_what_the_figures_show_from_the_figures():
+    sleep = experiments.load("sleep")
+    slide = [
+        {"strategy": "sequential", "variant": "", "clients": 2, "seconds": 1.0, "wall_s": 2.001},
+        {"strategy": "threads", "variant": "", "clients": 2, "seconds": 1.0, "wall_s": 1.002},
+    ]
+    said = sentence(sleep, Run("sleep", {}, {}, slide))
+    assert said == "2 clients each sleeping 1 s: threads 1.00 s against 2.00 s one after another."
+    no_overlap = [dict(r, wall_s=1.98) if r["strategy"] == "threads" else r for r in slide]
+    assert "threads 1.98 s against 2.00 s" in sentence(sleep, Run("sleep", {}, {}, no_overlap))
+    # A record shape the lesson's sentence does not know: the figure's range instead.
+    odd = [{"strategy": "threads", "clients": 2, "efficiency": 0.5, "wall_s": 2.0}]
+    assert sentence(sleep, Run("sleep", {}, {}, odd)) == "efficiency 0.500 in every case."
