@@ -83,7 +83,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.print(table(result, module))
     path = plotting.save(draw(result), args.output or f"compare-{result.experiment}-{args.by}.png")
     used = ", ".join(f"{g}: run {r}" for g, r in result.runs.items())
-    out.print(f"wrote {path} ({used})")
+    out.print(f"wrote {path} ({used})", markup=False)
     return 0
 
 
@@ -185,6 +185,7 @@ def case_text(result: Comparison, case: tuple[Any, ...]) -> str:
 def table(result: Comparison, module: Any):
     """Cases down, groups across; the ratio of two groups when there are two."""
     from rich import box
+    from rich.markup import escape  # a label or a machine may hold [brackets]
     from rich.table import Table
 
     from lab.report import Column, fmt
@@ -200,11 +201,12 @@ def table(result: Comparison, module: Any):
     )
     grid.add_column("case", overflow="fold")
     for group in result.groups:
-        grid.add_column(group, justify="right", overflow="fold")
+        grid.add_column(escape(group), justify="right", overflow="fold")
     if len(result.groups) == 2:
-        grid.add_column(f"{result.groups[1]} / {result.groups[0]}", justify="right", no_wrap=True)
+        ratio = escape(f"{result.groups[1]} / {result.groups[0]}")
+        grid.add_column(ratio, justify="right", no_wrap=True)
     for case, by_group in result.cells.items():
-        row = [case_text(result, case)] + [cell(by_group.get(g)) for g in result.groups]
+        row = [escape(case_text(result, case))] + [cell(by_group.get(g)) for g in result.groups]
         if len(result.groups) == 2:
             ratio = result.ratio(case)
             row.append("-" if ratio is None else f"{ratio:.2f}x")

@@ -75,18 +75,21 @@ def main(out, only: Sequence[str] = (), quick: bool = False) -> int:
     finally:
         left = _leftovers()
         procfs.set_subreaper(was_subreaper)
+    from rich.markup import escape
+
     if left:
-        out.print(f"[red]left running after the tour, now stopped:[/red] {', '.join(left)}")
+        out.print(f"[red]left running after the tour, now stopped:[/red] {escape(', '.join(left))}")
     if missed:
         out.print(f"[yellow]{len(missed)} of {len(names)} chapters did not run:[/yellow]")
         for why in missed:
-            out.print(f"  {why}")
+            out.print(f"  {escape(why)}")
     return 1 if missed or left else 0
 
 
 def _chapter(out, name: str, quick: bool) -> str | None:
     """Print and run one chapter; what stopped it, in one line, or None when it ran."""
     from rich.markdown import Markdown
+    from rich.markup import escape
 
     from lab import children, experiments, params
     from lab.cli import Interrupted, execute
@@ -108,7 +111,7 @@ def _chapter(out, name: str, quick: bool) -> str | None:
     except Interrupted:
         raise
     except LabError as exc:  # a missing server, a store that failed: say so, go on
-        out.print(f"[yellow]{name}: did not run: {exc}[/yellow]")
+        out.print(f"[yellow]{name}: did not run: {escape(str(exc))}[/yellow]")
         return f"{name}: {exc}"
     finally:
         children.reap_all()  # what the chapter orphaned and came back to us, if it ended

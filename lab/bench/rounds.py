@@ -46,7 +46,9 @@ def ab(
     base, head = trees.sides(base_ref, cache, repo)
     if not (head.tree / suite).is_dir():
         raise LabError(f"no benchmark suite {suite!r} in {head.tree}")
-    out.print(f"base {base.ref} ({base.commit[:12]}) in {base.tree}; head: {head.ref}")
+    out.print(
+        f"base {base.ref} ({base.commit[:12]}) in {base.tree}; head: {head.ref}", markup=False
+    )
     logs = (cache / "logs").absolute()
     logs.mkdir(parents=True, exist_ok=True)
     for side in (base, head):
@@ -85,7 +87,7 @@ def ab(
     }
     path = cache / "results.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
-    out.print(f"results in {path}; judge them again: daemonlab bench compare {path}")
+    out.print(f"results in {path}; judge them again: daemonlab bench compare {path}", markup=False)
     return results
 
 

@@ -138,26 +138,27 @@ def _amount(kind: str, samples: list[float]) -> str:
 
 def table(verdicts: list[Verdict], results: dict[str, Any], rules: Rules):
     from rich import box
+    from rich.markup import escape  # a benchmark's id, [sequential], is not markup
     from rich.table import Table
 
     base = results["base"]
     grid = Table(
         title=(
-            f"head ({results['head']['ref']}) against base {base['ref']} "
+            f"head ({results['head']['ref']}) against base {escape(base['ref'])} "
             f"({base['commit'][:12]}): {results['rounds']} rounds a side; {rules.describe()}"
         ),
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for header, justify in (
-        ("benchmark", "left"), ("kind", "left"), ("base", "right"), ("head", "right"),
-        ("ratio", "right"), ("95% / range", "right"), ("p", "right"), ("verdict", "left"),
-    ):  # fmt: skip
-        grid.add_column(header, justify=justify, overflow="fold")
+    longest = max((len(v.name) for v in verdicts), default=10)
+    grid.add_column("benchmark", overflow="fold", min_width=min(longest, 48))
+    for header in ("kind", "base", "head", "ratio", "95% / range", "p"):
+        grid.add_column(header, justify="left" if header == "kind" else "right", no_wrap=True)
+    grid.add_column("verdict", overflow="fold")
     for v in verdicts:
         interval = "-" if v.low is None else f"{v.low:.3f}-{v.high:.3f}"
         grid.add_row(
-            v.name,
+            escape(v.name.split("/", 1)[-1] if "::" in v.name else v.name),  # less the folder
             v.kind,
             _amount(v.kind, v.base),
             _amount(v.kind, v.head),
@@ -168,6 +169,6 @@ def table(verdicts: list[Verdict], results: dict[str, Any], rules: Rules):
             else f"{v.ratio:.2f}x",
             interval,
             "-" if v.p is None else f"{v.p:.3g}",
-            ("[red]FAIL[/red] " if v.fails else "") + v.why,
+            ("[red]FAIL[/red] " if v.fails else "") + escape(v.why),
         )
     return grid
