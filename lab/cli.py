@@ -21,7 +21,14 @@ from lab.errors import LabError
 __all__ = ["COMMAND_FAMILIES", "execute", "main"]
 
 #: Modules that add a command with actions of its own: `daemonlab daemon start`.
-COMMAND_FAMILIES = ("lab.daemon.cli", "lab.experiments.prefork.cli")
+COMMAND_FAMILIES = (
+    "lab.daemon.cli",
+    "lab.experiments.prefork.cli",
+    "lab.compare",
+    "lab.tour",
+    "lab.htmlreport",
+    "lab.bench",
+)
 
 
 class Interrupted(LabError):
@@ -90,10 +97,10 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
-def _results():
+def _results(label: str | None = None):
     from lab.results import ResultsStore
 
-    return ResultsStore()
+    return ResultsStore(label=label)
 
 
 # -- list / run ------------------------------------------------------------------
@@ -114,6 +121,7 @@ def _run_parser(name: str, module) -> argparse.ArgumentParser:
     parser.add_argument("--full", action="store_true", help="the larger sweep (minutes)")
     parser.add_argument("--json", action="store_true", help="print the run as JSON on stdout")
     parser.add_argument("--no-store", action="store_true", help="do not keep the run")
+    parser.add_argument("--label", help="label the stored run (a name, a branch; LAB_LABEL)")
     _table_options(parser)
     return parser
 
@@ -142,13 +150,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = _run_parser(args.experiment, module).parse_args(args.options)
     base = params.from_mapping(module.Params, module.FULL) if opts.full else None
     chosen = params.from_cli(module.Params, opts, base)
-    run = execute(module, chosen, store=not opts.no_store, quiet=opts.json, table=opts)
+    run = execute(
+        module, chosen, store=not opts.no_store, quiet=opts.json, table=opts, label=opts.label
+    )
     if opts.json:
         print(json.dumps(run.to_json(), indent=2))
     return 0 if run.status == "ok" else 1
 
 
-def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=None):
+def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=None, label=None):
     """Run one experiment with a progress bar, store it, and print its table.
 
     `table` holds the table options (--wide, --columns); None: the default table.
@@ -156,12 +166,12 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
     from lab import report
 
     competing = _competing_load()
-    sink = _results() if store else None
+    sink = _results(label) if store else None
     try:
         with report.progress_bar(module.NAME) as progress:
             run = module.run(chosen, progress=progress, sink=sink)
     except KeyboardInterrupt:
-        where = f"; what it finished is stored as interrupted in {sink.path}" if sink else ""
+        where = f"; what it finished is stored as interrupted in {sink.where}" if sink else ""
         by = signal.Signals(_stopped_by).name
         raise Interrupted(f"{module.NAME} interrupted by {by}{where}") from None
     finally:
@@ -170,7 +180,9 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
     if not quiet:
         _print_tables(run, module, table or argparse.Namespace(wide=False, columns=None))
         if store:
-            _console().print(f"stored as run {run.run_id}; plot it: daemonlab plot {module.NAME}")
+            _console().print(
+                f"stored as run {run.run_id} in {sink.where}; plot it: daemonlab plot {module.NAME}"
+            )
     # On stderr, so that --json's stdout stays one document.
     for warning in [*competing, *run.env.get("warnings", [])]:
         print(f"daemonlab: warning: {warning}", file=sys.stderr)
@@ -265,7 +277,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- db / doctor / tour ------------------------------------------------------------
+# -- db / doctor -------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace) -> int:
     from lab import db
 
@@ -283,12 +295,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from lab import doctor
 
     return doctor.main(_console())
-
-
-def cmd_tour(args: argparse.Namespace) -> int:
-    from lab import tour
-
-    return tour.main(_console(), only=args.only)
 
 
 def _console():
@@ -333,8 +339,6 @@ def _parser() -> argparse.ArgumentParser:
     p = command("db", cmd_db, "which MySQL server the lab uses; keep a throwaway one up")
     p.add_argument("action", choices=("status", "up", "down"), nargs="?", default="status")
     command("doctor", cmd_doctor, "what this machine offers the lab")
-    p = command("tour", cmd_tour, "the talk, experiment by experiment, explained")
-    p.add_argument("--only", action="append", default=[], metavar="NAME")
 
     # `daemonlab signals`: the platform's signals as `kill -l` numbers them (lab/signal_table.py).
     def cmd_signals(args: argparse.Namespace) -> int:

@@ -160,13 +160,14 @@ _URL_FORM = "mysql://user:password@host:port/db"
 _SSL_MODES = ("required", "preferred", "disabled")
 
 
-def parse_url(url: str) -> tuple[Server, str]:
-    """A Server from LAB_MYSQL_URL and its ssl mode; a LabError naming what is wrong.
+def parse_url(url: str, name: str = "LAB_MYSQL_URL") -> tuple[Server, str]:
+    """A Server from a URL and its ssl mode; a LabError naming what is wrong.
 
-    Messages never repeat the URL: it holds a password."""
+    `name` is where the URL came from (LAB_RESULTS for the results store), and
+    Server.source says it too. Messages never repeat the URL: it holds a password."""
 
     def bad(what: str) -> LabError:
-        return LabError(f"LAB_MYSQL_URL is not {_URL_FORM}: {what}")
+        return LabError(f"{name} is not {_URL_FORM}: {what}")
 
     parts = urlsplit(url.strip())
     if parts.scheme not in ("mysql", "mariadb"):
@@ -197,7 +198,7 @@ def parse_url(url: str) -> tuple[Server, str]:
         user=unquote(parts.username),
         password=unquote(parts.password or ""),
         database=database,
-        source="LAB_MYSQL_URL",
+        source=name,
         tls=mode == "required",
     )
     return srv, mode

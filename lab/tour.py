@@ -1,36 +1,154 @@
-"""`daemonlab tour`: the talk, one stop per experiment, each explained then run small.
+"""`daemonlab tour`: the talk, one chapter per experiment, each explained then run small.
 
-Each experiment that belongs on the tour has a TOUR list in its module:
-(text, params) pairs, where text is the explanation printed first and params
-(a dict, possibly empty) the quick run that shows it. STOPS is the talk's order.
+Each experiment's TOUR is its chapter: (markdown text, params overrides or
+None) steps, the text printed first, then the run that shows it. Chapters
+come in the talk's order (lab.experiments.ORDER).
+
+    daemonlab tour                      every chapter, every step
+    daemonlab tour --quick              every chapter's text, and its first run only
+    daemonlab tour --chapter sleep      one chapter (repeatable)
+
+A chapter that cannot run (its server is missing: MySQL for sleep, a broker
+for the messaging lessons) says so in one line, with the way to start it,
+and the tour goes on with the next; the tour then ends with exit 1 and the
+list of what did not run.
+
+Nothing is left running, and the tour checks it rather than hopes: it makes
+itself the child subreaper of everything it starts (prctl, lab.procfs), so
+a process any chapter orphaned (a daemon's grandchild, a server started
+detached) comes back to the tour instead of to init. After the last
+chapter, any descendant still alive is named, stopped (lab.children) and
+makes the exit 1.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
+from typing import Any
 
-from lab import experiments, params
-from lab.errors import LabError
-
-__all__ = ["STOPS", "main"]
-
-STOPS = ["sleep", "cpu", "spawn", "cow", "fork", "signals", "daemonize"]
+__all__ = ["add_parser", "chapters", "main"]
 
 
-def main(out, only: Sequence[str] = ()) -> int:
-    from rich.markdown import Markdown
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "tour",
+        help="the talk, experiment by experiment, explained and run small",
+        description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="each chapter's first run only (under 2 minutes)"
+    )
+    p.add_argument(
+        "--chapter", action="append", default=[], metavar="NAME", help="only this one (repeatable)"
+    )
+    p.set_defaults(func=cmd_tour)
 
-    from lab.cli import execute
 
-    unknown = set(only) - set(STOPS)
+def cmd_tour(args: argparse.Namespace) -> int:
+    from lab.report import console
+
+    return main(console(), only=args.chapter, quick=args.quick)
+
+
+def chapters(only: Sequence[str] = ()) -> list[str]:
+    """The chapters to take, in the talk's order: every experiment, or those named."""
+    from lab import experiments
+    from lab.errors import LabError
+
+    known = experiments.names()
+    unknown = [name for name in only if name not in known]
     if unknown:
-        raise LabError(f"not on the tour: {', '.join(sorted(unknown))} (stops: {', '.join(STOPS)})")
-    stops = [name for name in STOPS if name in experiments.names() and (not only or name in only)]
-    for name in stops:
-        module = experiments.load(name)
-        out.rule(f"[bold]{name}[/bold]: {module.SUMMARY}")
+        raise LabError(f"no chapter {unknown[0]!r} (chapters: {', '.join(known)})")
+    return [name for name in known if not only or name in only]
+
+
+def main(out, only: Sequence[str] = (), quick: bool = False) -> int:
+    from lab import procfs
+
+    names = chapters(only)
+    was_subreaper = procfs.is_subreaper()
+    procfs.set_subreaper(True)
+    try:
+        missed = [why for name in names if (why := _chapter(out, name, quick))]
+    finally:
+        left = _leftovers()
+        procfs.set_subreaper(was_subreaper)
+    from rich.markup import escape
+
+    if left:
+        out.print(f"[red]left running after the tour, now stopped:[/red] {escape(', '.join(left))}")
+    if missed:
+        out.print(f"[yellow]{len(missed)} of {len(names)} chapters did not run:[/yellow]")
+        for why in missed:
+            out.print(f"  {escape(why)}")
+    return 1 if missed or left else 0
+
+
+def _chapter(out, name: str, quick: bool) -> str | None:
+    """Print and run one chapter; what stopped it, in one line, or None when it ran."""
+    from rich.markdown import Markdown
+    from rich.markup import escape
+
+    from lab import children, experiments, params
+    from lab.cli import Interrupted, execute
+    from lab.errors import LabError
+
+    module = experiments.load(name)
+    out.rule(f"[bold]{name}[/bold]: {module.SUMMARY}")
+    ran = False
+    try:
         for text, overrides in module.TOUR:
             out.print(Markdown(text))
-            if overrides is not None:
-                execute(module, params.from_mapping(module.Params, overrides))
-    return 0
+            if overrides is None:
+                continue
+            if quick and ran:
+                out.print(f"[dim](--quick: `daemonlab tour --chapter {name}` runs this)[/dim]")
+                continue
+            execute(module, params.from_mapping(module.Params, overrides))
+            ran = True
+    except Interrupted:
+        raise
+    except LabError as exc:  # a missing server, a store that failed: say so, go on
+        out.print(f"[yellow]{name}: did not run: {escape(str(exc))}[/yellow]")
+        return f"{name}: {exc}"
+    finally:
+        children.reap_all()  # what the chapter orphaned and came back to us, if it ended
+    return None
+
+
+def _leftovers() -> list[str]:
+    """Descendants still alive, described; stopped and reaped (TERM, grace, KILL)."""
+    import os
+    import signal
+
+    import psutil
+
+    from lab import children
+
+    alive = [p for p in psutil.Process().children(recursive=True) if _running(p)]
+    described = [f"{p.pid} ({_name(p)})" for p in alive]
+    children.stop_pids([p.pid for p in alive if p.ppid() == os.getpid()])
+    # Deeper ones usually end with their parents; any still there is not ours to wait for.
+    children.signal_pids([p.pid for p in alive if _running(p)], signal.SIGKILL)
+    children.reap_all(timeout=1.0)
+    return described
+
+
+def _running(p) -> bool:
+    import psutil
+
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _name(p) -> str:
+    import psutil
+
+    try:
+        return " ".join(p.cmdline()[:3]) or p.name()
+    except psutil.Error:
+        return "?"

@@ -60,7 +60,8 @@ def test_a_failed_run_keeps_what_it_finished(results_path):
     assert [r["i"] for r in stored.records] == [0, 1]
 
 
-def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(results_path):
+def kill_a_writer_after_three_records() -> None:
+    """A process writes three records to the LAB_RESULTS store, then gets kill -9."""
     writer = (
         "import time\n"
         "from lab.results import ResultsStore\n"
@@ -85,33 +86,42 @@ def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(res
     finally:
         proc.wait(timeout=10)
         proc.stdout.close()
-    (stored,) = ResultsStore(results_path).runs()
-    assert stored.status == "interrupted"
-    assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
-def test_two_processes_write_at_once_and_nothing_is_lost(results_path):
+def two_writers_at_once(runs: int = 10, steps: int = 20) -> None:
+    """Two processes each store `runs` runs of `steps` records at the same time."""
     writer = (
         "from lab.results import ResultsStore\n"
         "from lab.runs import collect\n"
         "from tests.test_results import Counting, counting\n"
         "with ResultsStore() as s:\n"
-        "    for _ in range(10):\n"
-        "        collect('counting', Counting(steps=20), counting, sink=s)\n"
+        f"    for _ in range({runs}):\n"
+        f"        collect('counting', Counting(steps={steps}), counting, sink=s)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", writer], env=env) for _ in range(2)]
     try:
-        codes = [proc.wait(timeout=60) for proc in procs]
+        codes = [proc.wait(timeout=120) for proc in procs]
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     assert codes == [0, 0]
+
+
+def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(results_path):
+    kill_a_writer_after_three_records()
+    (stored,) = ResultsStore(results_path).runs()
+    assert stored.status == "interrupted"
+    assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+def test_two_processes_write_at_once_and_nothing_is_lost(results_path):
+    two_writers_at_once()
     runs = ResultsStore(results_path).runs()
-    assert len(runs) == 20
-    assert all(len(r.records) == 20 and r.status == "ok" for r in runs)
+    assert len(runs) == 20 and len({r.run_id for r in runs}) == 20
+    assert all(r.records == [{"i": i, "square": i * i} for i in range(20)] for r in runs)
 
 
 def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path, monkeypatch):
@@ -180,3 +190,174 @@ def test_measured_runs_skip_runs_without_records_before_the_limit(results_path):
         assert [r.run_id for r in store.runs("counting", limit=1)] == [full.run_id + 1]
         (newest,) = store.runs("counting", limit=1, measured=True)
     assert newest.run_id == full.run_id and len(newest.records) == 3
+
+
+# -- a disk that fills, another application's file, a read-only store (issue 10) --------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of 2 MiB (tmpfs, mounted here as root), unmounted after."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (the store's disk tests run as root): {mounted.stderr}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(disk, leave: int) -> None:
+    """Fill `disk` to the last byte, then give back `leave` bytes (whole pages)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+
+
+def test_a_disk_that_fills_mid_run_keeps_every_record_on_stdout(small_disk):
+    store = small_disk / "lab.db"
+    ResultsStore(store).close()
+    fill(small_disk, leave=80 * 1024)
+    facts = "1,2,3,4,5,6,7,8,9,10,11,12"
+    result = run_cli("run", "fork", "--facts", facts, env={"LAB_RESULTS": str(store)})
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "database or disk is full" in line and "printed on stdout as JSON" in line, line
+    assert "Traceback" not in result.stderr
+    rescued = json.loads(result.stdout)
+    assert [r["number"] for r in rescued["records"]] == list(range(1, 13))
+    os.unlink(small_disk / "filler")  # room again: read what the store kept
+    (stored,) = ResultsStore(store).runs()
+    assert stored.status == "interrupted"  # its writer is gone and never said "finished"
+    assert 0 < len(stored.records) < 12, len(stored.records)
+    assert stored.records == rescued["records"][: len(stored.records)]
+
+
+def test_a_store_that_fails_mid_run_leaves_the_records_in_a_file_beside_it(results_path):
+    with ResultsStore(results_path) as store:
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 3}")  # SQLite's own refusal
+        with pytest.raises(LabError) as refused:
+            collect("counting", Counting(steps=40), padded_counting, sink=store)
+        (stored,) = store.runs()
+    rescue = results_path.with_name(f"lab-run-{stored.run_id}.json")
+    assert str(rescue) in str(refused.value) and "database or disk is full" in str(refused.value)
+    kept = json.loads(rescue.read_text())
+    assert [r["i"] for r in kept["records"]] == list(range(40))
+    assert kept["status"] == "ok" and 0 < len(stored.records) < 40
+
+
+def padded_counting(params, session):
+    for record in counting(params, session):
+        yield {**record, "pad": "x" * 2000}
+
+
+def _sqlite(path, *statements):
+    with sqlite3.connect(path) as db:
+        for statement in statements:
+            db.execute(statement)
+    db.close()
+
+
+FOREIGN = {
+    "notes": [
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+        "INSERT INTO notes VALUES (1, 'x')",
+    ],
+    "wal": ["PRAGMA journal_mode=WAL", "CREATE TABLE t (a)", "INSERT INTO t VALUES (1)"],
+    "own_runs": ["CREATE TABLE runs (id INTEGER PRIMARY KEY, lap_time REAL)"],
+    "other_app": ["PRAGMA application_id = 252006674", "CREATE TABLE blob (a)"],
+    "empty_but_versioned": ["PRAGMA user_version = 7"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_another_applications_database_is_refused_byte_for_byte_untouched(tmp_path, kind):
+    folder = tmp_path / "app"
+    folder.mkdir()
+    theirs = folder / "their.db"
+    _sqlite(theirs, *FOREIGN[kind])
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    env = {"LAB_RESULTS": str(theirs)}
+    for args in (("results",), ("export",), ("run", "fork", "--facts", "1")):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert "cannot be used" in line and "left untouched" in line, line
+    with pytest.raises(LabError):
+        ResultsStore(theirs)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_new_store_is_marked_as_the_labs(results_path):
+    from lab.results.sqlite import APPLICATION_ID
+
+    ResultsStore(results_path).close()
+    header = results_path.read_bytes()[:100]
+    assert int.from_bytes(header[68:72], "big") == APPLICATION_ID
+    with sqlite3.connect(results_path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    db.close()
+
+
+def test_an_empty_file_becomes_a_store(results_path):
+    results_path.touch()
+    with ResultsStore(results_path) as store:
+        collect("counting", Counting(), counting, sink=store)
+        assert len(store.runs()) == 1
+
+
+def test_a_store_made_before_the_mark_is_adopted_with_its_runs(results_path):
+    _sqlite(
+        results_path,
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL,"
+        " params TEXT NOT NULL, env TEXT NOT NULL, started TEXT NOT NULL, finished TEXT,"
+        " status TEXT NOT NULL, error TEXT, pid INTEGER NOT NULL, host TEXT NOT NULL)",
+        "CREATE TABLE records (run_id INTEGER NOT NULL REFERENCES runs(id),"
+        " seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
+        "INSERT INTO runs VALUES (1, 'counting', '{}', '{}', 'then', 'then', 'ok', NULL, 1, 'h')",
+        "INSERT INTO records VALUES (1, 0, '{\"i\": 0}')",
+    )
+    with ResultsStore(results_path, label="after") as store:
+        collect("counting", Counting(), counting, sink=store)
+        old, new = store.runs()[::-1]
+    assert old.records == [{"i": 0}] and old.label is None
+    assert new.label == "after" and len(new.records) == 3
+
+
+@pytest.fixture
+def readonly_store(small_disk):
+    """A store with one run, on a disk then remounted read-only (root cannot write it)."""
+    store = small_disk / "lab.db"
+    with ResultsStore(store) as s:
+        collect("counting", Counting(), counting, sink=s)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    return store
+
+
+def test_a_read_only_store_can_be_listed_and_exported(readonly_store):
+    env = {"LAB_RESULTS": str(readonly_store)}
+    listed = run_cli("results", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "counting" in listed.stdout
+    exported = run_cli("export", "--format", "jsonl", env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(line)["i"] for line in exported.stdout.splitlines()] == [0, 1, 2]
+    with ResultsStore(readonly_store) as store:
+        assert store.readonly and store.runs()[0].records[2] == {"i": 2, "square": 4}
+
+
+def test_a_run_into_a_read_only_store_is_refused_before_it_measures(readonly_store):
+    result = run_cli("run", "fork", "--facts", "1", env={"LAB_RESULTS": str(readonly_store)})
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "read-only" in line and "Traceback" not in result.stderr

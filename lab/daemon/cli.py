@@ -130,11 +130,13 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from lab.daemon import steps
+    from lab.daemon import access, steps
     from lab.daemon.harness import prepare_files
 
     config = _config(args)
-    prepare_files(config, steps.user_ids(config.user))
+    owner = steps.user_ids(config.user)  # an unknown user is refused here
+    access.check_readable(config.user)  # before anything is made for a user who cannot run
+    prepare_files(config, owner)
     _warm_up()
     if args.foreground:
         return _foreground(config)

@@ -34,13 +34,14 @@ import stat
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 # Imported here, not lazily: after dropping to an unprivileged user the
 # interpreter's own library may not be readable (a root-only pyenv in /root).
 import lab.env  # noqa: F401
+import lab.results.sqlite  # noqa: F401 - the store's backend, and sqlite3 with it
 import lab.runs  # noqa: F401
 from lab import children, experiments
 from lab.daemon import config as config_mod
@@ -49,6 +50,7 @@ from lab.daemon.signals import SignalWakeup
 from lab.daemon.steps import open_log
 from lab.errors import LabError
 from lab.results import ResultsStore
+from lab.runs import failed_run
 
 __all__ = ["Harness", "prepare_files"]
 
@@ -352,22 +354,49 @@ def _interrupt_run(signum: int, frame: object) -> None:
 
 
 def _run_job(job: config_mod.Job, results: Path, err_fd: int) -> int:
+    """The run's child: the run goes to the store, and so does a failure before it began."""
     try:
-        module = experiments.load(job.experiment)
         with ResultsStore(results) as store:
-            run = module.run(job.params, sink=store)
+            sink = _Watched(store)
+            try:
+                module = experiments.load(job.experiment)
+                run = module.run(job.params, sink=sink)
+            except Exception as exc:
+                if sink.begun is None:  # it failed before collect() stored a run: store one
+                    failed = failed_run(job.experiment, asdict(job.params), _reason(exc))
+                    store.begin(failed)
+                    store.finish(failed)
+                raise
         return EXIT_OK if run.status == "ok" else EXIT_FAILED
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_INTERRUPTED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except LabError as exc:
-        os.write(err_fd, str(exc).encode())
-        return EXIT_FAILED
     except Exception as exc:
-        traceback.print_exc()  # to the log: a bug in an experiment deserves its traceback
-        os.write(err_fd, f"{type(exc).__name__}: {exc}".encode())
+        if not isinstance(exc, LabError):
+            traceback.print_exc()  # to the log: a bug in an experiment deserves its traceback
+        os.write(err_fd, _reason(exc).encode())
         return EXIT_FAILED
+
+
+def _reason(exc: Exception) -> str:
+    """A refusal says itself; anything else is named by its type too."""
+    return str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Watched:
+    """The store as a run's sink, noting whether collect() began a run in it."""
+
+    store: ResultsStore
+    begun: Any = None
+
+    def begin(self, run: Any) -> None:
+        self.store.begin(run)
+        self.begun = run
+
+    def __getattr__(self, name: str) -> Any:  # add, finish, rescue_path: the store's own
+        return getattr(self.store, name)
 
 
 def _read_all(fd: int) -> str:

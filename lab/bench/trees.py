@@ -1,0 +1,96 @@
+"""The two sides of the gate: the working tree (head), and the base in a worktree of its own.
+
+The base is checked out with `git worktree add --detach` under the cache
+(.bench/trees/SHA), never over the working tree, so uncommitted head changes
+are measured as they are.
+
+One venv, the gate's own, runs both sides: the head venv's packages (`pip
+freeze`, less editable installs), installed once per package set and kept
+(.bench/venvs/HASH). Each side's code comes from its own folder (pytest and
+the counted calls run with the tree as their working directory, first on
+sys.path). Why not the developer's venv for head and a new one for base:
+what an interpreter loaded at start-up shapes its heap, and the same loop
+counted 2% more instructions in a fresh venv than in one with an editable
+install and its import hook. With one venv only the code differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import LabError
+
+__all__ = ["Side", "sides"]
+
+
+@dataclass(frozen=True)
+class Side:
+    """A tree to benchmark and the interpreter that runs it."""
+
+    name: str  # "base" or "head"
+    tree: Path
+    python: Path
+    commit: str
+    ref: str
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LabError(f"git {args[0]} failed in {repo}: {last}")
+    return done.stdout.strip()
+
+
+def sides(ref: str, cache: Path, repo: Path | None = None) -> tuple[Side, Side]:
+    """(base, head): `ref` checked out under the cache, and the working tree we are in,
+    as it is (uncommitted changes too); both run by the gate's venv."""
+    top = Path(_git(repo or Path.cwd(), "rev-parse", "--show-toplevel"))
+    found = _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    tree = (cache / "trees" / found[:12]).absolute()
+    if not (tree / ".git").exists():
+        _git(top, "worktree", "prune")  # a cache deleted by hand leaves a record behind
+        _git(top, "worktree", "add", "--detach", str(tree), found)
+    python = _venv(Path(sys.executable), cache)
+    dirty = bool(_git(top, "status", "--porcelain", "--untracked-files=no"))
+    head_ref = "working tree" + (" (uncommitted changes)" if dirty else "")
+    return (
+        Side("base", tree, python, found, ref),
+        Side("head", top, python, _git(top, "rev-parse", "HEAD"), head_ref),
+    )
+
+
+def _venv(head_python: Path, cache: Path) -> Path:
+    """A venv with the head venv's packages (less editable installs), made once per set."""
+    frozen = subprocess.run(
+        [str(head_python), "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    key = hashlib.sha256(frozen.encode()).hexdigest()[:12]
+    where = (cache / "venvs" / key).absolute()
+    python = where / "bin" / "python"
+    if (where / "ready").exists():
+        return python
+    # The head's interpreter, not a venv's copy of it: sys._base_executable.
+    interpreter = getattr(sys, "_base_executable", None) or sys.executable
+    subprocess.run([interpreter, "-m", "venv", "--clear", str(where)], check=True)
+    requirements = where / "requirements.txt"
+    requirements.write_text(frozen)
+    with open(where / "pip.log", "w") as log:
+        installed = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )
+    if installed.returncode != 0:
+        raise LabError(f"cannot make the base's venv: pip failed, see {where / 'pip.log'}")
+    (where / "ready").touch()  # last: a venv cut short is made again next time
+    return python

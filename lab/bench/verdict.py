@@ -1,0 +1,174 @@
+"""`bench compare`: each benchmark's verdict, and the table that shows all of them.
+
+Wall time (one sample per round and side): the ratio of medians, head over
+base, with a 95% bootstrap interval (scipy.stats.bootstrap, percentile, a
+fixed seed so the same results print the same interval); the one-sided
+Mann-Whitney U test (scipy.stats.mannwhitneyu: is head's distribution
+shifted above base's?). A benchmark fails only when both hold: slower by
+more than the threshold, and p below alpha. Either alone cries wolf: a big
+ratio from two wild rounds, or a tiny but consistent slowdown nobody
+would act on.
+
+Instructions (a few counts a side, equal to within ~1e-7): the ratio of
+medians, its range (the extreme counts against each other), and a failure
+when head has more than the threshold more AND every head count is above
+every base count.
+
+Present on one side only, whatever the kind: a failure, so that a
+benchmark deleted or renamed in a change cannot quietly take its
+regression with it.
+
+scipy over a hand-written U test: its exact null distribution for small
+samples and its tie handling are tested and maintained; the lab would
+otherwise carry its own copy of both. It is imported only here.
+"""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Rules", "Verdict", "judge", "table"]
+
+#: The bootstrap's resamples: its interval's ends move by well under 1% beyond this.
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Rules:
+    wall: float  # slower by more than this fraction fails (when significant)
+    counts: float  # more instructions by more than this fraction fails (when separated)
+    alpha: float
+
+    def describe(self) -> str:
+        return (
+            f"wall time fails slower than +{self.wall:.0%} with p < {self.alpha}; "
+            f"instructions fail above +{self.counts:.1%}"
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    kind: str  # "wall" or "instructions"
+    base: list[float]
+    head: list[float]
+    ratio: float | None  # median(head) / median(base)
+    low: float | None  # the ratio's interval (wall) or range (instructions)
+    high: float | None
+    p: float | None
+    fails: bool
+    why: str
+
+
+def judge(results: dict[str, Any], rules: Rules) -> list[Verdict]:
+    verdicts = []
+    for kind, samples in (("wall", results["wall"]), ("instructions", results["counts"])):
+        base, head = samples["base"], samples["head"]
+        for name in sorted(set(base) | set(head)):
+            if name not in head:
+                verdicts.append(_alone(name, kind, base[name], [], "only in base: gone or renamed"))
+            elif name not in base:
+                verdicts.append(_alone(name, kind, [], head[name], "only in head: new or renamed"))
+            elif kind == "wall":
+                verdicts.append(_wall(name, base[name], head[name], rules))
+            else:
+                verdicts.append(_counts(name, base[name], head[name], rules))
+    return verdicts
+
+
+def _alone(name: str, kind: str, base: list, head: list, why: str) -> Verdict:
+    return Verdict(name, kind, base, head, None, None, None, None, True, why)
+
+
+def _wall(name: str, base: list[float], head: list[float], rules: Rules) -> Verdict:
+    import numpy as np
+    from scipy import stats
+
+    ratio = statistics.median(head) / statistics.median(base)
+    p = float(stats.mannwhitneyu(head, base, alternative="greater").pvalue)
+    with warnings.catch_warnings():  # identical samples make a degenerate interval: fine
+        warnings.simplefilter("ignore")
+        interval = stats.bootstrap(
+            (np.asarray(head), np.asarray(base)),
+            lambda h, b: np.median(h) / np.median(b),
+            n_resamples=RESAMPLES,
+            method="percentile",
+            vectorized=False,
+            rng=np.random.default_rng(0),
+        ).confidence_interval
+    slower = ratio > 1 + rules.wall
+    significant = p < rules.alpha
+    fails = slower and significant
+    if fails:
+        why = f"{ratio:.2f}x the base's time, p = {p:.3g}"
+    elif slower:
+        why = f"{ratio:.2f}x but not significant (p = {p:.3g})"
+    elif significant and ratio > 1:
+        why = f"slower (p = {p:.3g}) by less than {rules.wall:.0%}"
+    else:
+        why = "faster" if ratio < 1 and p > 1 - rules.alpha else "same"
+    return Verdict(name, "wall", base, head, ratio, interval.low, interval.high, p, fails, why)
+
+
+def _counts(name: str, base: list[float], head: list[float], rules: Rules) -> Verdict:
+    ratio = statistics.median(head) / statistics.median(base)
+    low, high = min(head) / max(base), max(head) / min(base)
+    separated = min(head) > max(base)
+    fails = separated and ratio > 1 + rules.counts
+    if fails:
+        why = f"{ratio - 1:+.2%} instructions"
+    elif ratio > 1 + rules.counts:
+        why = "more, but the counts overlap"
+    else:
+        why = f"{ratio - 1:+.3%}"
+    return Verdict(name, "instructions", base, head, ratio, low, high, None, fails, why)
+
+
+def _amount(kind: str, samples: list[float]) -> str:
+    if not samples:
+        return "-"
+    middle = statistics.median(samples)
+    if kind == "instructions":
+        return f"{middle / 1e6:,.2f} M"
+    return f"{middle * 1e3:,.2f} ms" if middle < 10 else f"{middle:,.1f} s"
+
+
+def table(verdicts: list[Verdict], results: dict[str, Any], rules: Rules):
+    from rich import box
+    from rich.markup import escape  # a benchmark's id, [sequential], is not markup
+    from rich.table import Table
+
+    base = results["base"]
+    grid = Table(
+        title=(
+            f"head ({results['head']['ref']}) against base {escape(base['ref'])} "
+            f"({base['commit'][:12]}): {results['rounds']} rounds a side; {rules.describe()}"
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    longest = max((len(v.name) for v in verdicts), default=10)
+    grid.add_column("benchmark", overflow="fold", min_width=min(longest, 48))
+    for header in ("kind", "base", "head", "ratio", "95% / range", "p"):
+        grid.add_column(header, justify="left" if header == "kind" else "right", no_wrap=True)
+    grid.add_column("verdict", overflow="fold")
+    for v in verdicts:
+        interval = "-" if v.low is None else f"{v.low:.3f}-{v.high:.3f}"
+        grid.add_row(
+            escape(v.name.split("/", 1)[-1] if "::" in v.name else v.name),  # less the folder
+            v.kind,
+            _amount(v.kind, v.base),
+            _amount(v.kind, v.head),
+            "-"
+            if v.ratio is None
+            else f"{v.ratio:.4f}x"
+            if v.kind != "wall"
+            else f"{v.ratio:.2f}x",
+            interval,
+            "-" if v.p is None else f"{v.p:.3g}",
+            ("[red]FAIL[/red] " if v.fails else "") + escape(v.why),
+        )
+    return grid

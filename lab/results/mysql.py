@@ -1,0 +1,149 @@
+"""The MySQL store: the same tables on a MySQL or MariaDB server many machines share.
+
+LAB_RESULTS=mysql://user:password@host[:port]/database selects it. The
+guarantees are the SQLite store's, kept the way a server keeps them:
+
+- each record is committed as it is measured: autocommit, one INSERT per
+  record, InnoDB (a transaction committed is on the server's disk);
+- a writer killed with -9 leaves its run "running", which reads back as
+  "interrupted" on its own machine (the run row names pid and host);
+- a server that goes away mid-run fails the next write at once (the socket
+  is reset) or within WRITE_TIMEOUT_S (a server that hangs): SinkFailed, so
+  lab.runs.collect keeps measuring and rescues the records; what was
+  committed before stays committed;
+- a database whose `runs` or `records` is not the lab's is refused and left
+  untouched: the lab's tables carry MARK as their comment, MySQL's nearest
+  thing to SQLite's application_id;
+- the password is held by lab.db.Server, whose repr and safe_url hide it;
+  nothing here prints or stores the URL.
+
+Reading needs only SELECT: the tables are created only when absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from lab import db
+from lab.errors import LabError
+from lab.results import ResultsStore
+from lab.runs import Run, SinkFailed
+
+__all__ = ["MARK", "MysqlStore"]
+
+#: The comment on both tables: how the lab knows they are its own.
+MARK = "daemonlab results store, format 1"
+#: A reply from a server on a LAN comes in milliseconds; a server that stopped
+#: answering (SIGSTOP, a dead host) must not hang a run for ever (pymysql's default).
+WRITE_TIMEOUT_S = 30
+
+_TABLES = (
+    f"""CREATE TABLE IF NOT EXISTS runs (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    experiment VARCHAR(100) NOT NULL,
+    params LONGTEXT NOT NULL,
+    env LONGTEXT NOT NULL,
+    started VARCHAR(40) NOT NULL,
+    finished VARCHAR(40),
+    status VARCHAR(20) NOT NULL,
+    error TEXT,
+    pid INT NOT NULL,
+    host VARCHAR(255) NOT NULL,
+    label VARCHAR(255),
+    KEY by_experiment (experiment, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='{MARK}'""",
+    f"""CREATE TABLE IF NOT EXISTS records (
+    run_id BIGINT NOT NULL,
+    seq INT NOT NULL,
+    data LONGTEXT NOT NULL,
+    PRIMARY KEY (run_id, seq),
+    FOREIGN KEY (run_id) REFERENCES runs (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='{MARK}'""",
+)
+
+#: Client errors that mean the server is gone (pymysql.constants.CR).
+_GONE = {2006: "the server went away", 2013: "the connection to the server was lost"}
+
+
+class MysqlStore(ResultsStore):
+    """The store in two tables of a MySQL database (see the module's header)."""
+
+    def _open(self, where: str, readonly: bool) -> None:
+        self.server, mode = db.parse_url(where, "LAB_RESULTS")
+        self.where = self.server.safe_url()
+        if mode == "preferred":
+            raise LabError("LAB_RESULTS: the results store takes ssl=required or ssl=disabled")
+        self.readonly = readonly
+        self._conn = db.connect(
+            self.server,
+            autocommit=True,
+            read_timeout=WRITE_TIMEOUT_S,
+            write_timeout=WRITE_TIMEOUT_S,
+            charset="utf8mb4",
+        )
+        try:
+            self._set_up()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _set_up(self) -> None:
+        """Use the lab's tables, create them where there are none, refuse anyone else's."""
+        found = dict(
+            self._read(
+                "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('runs', 'records')"
+            )
+        )
+        foreign = sorted(name for name, comment in found.items() if comment != MARK)
+        if foreign:
+            raise LabError(
+                f"results store {self.where} cannot be used: its {' and '.join(foreign)} "
+                "table is not the lab's (left untouched): name another database"
+            )
+        if len(found) == 2:
+            return
+        if self.readonly:
+            raise LabError(f"no results store in {self.where} yet: run an experiment")
+        for statement in _TABLES:  # IF NOT EXISTS: two processes may create it at once
+            self._execute(statement, ())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection the server dropped is closed too
+            self._conn.close()
+
+    def rescue_path(self, run: Run) -> Path:
+        """No folder beside a server: the current directory, test-run-12.json."""
+        return Path.cwd() / f"{self.server.database}-run-{run.run_id}.json"
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> Any:
+        with self._conn.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), args)
+            return cur.lastrowid, cur.fetchall()
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import pymysql
+
+        try:
+            return list(self._execute(sql, args)[1])
+        except pymysql.err.MySQLError as exc:
+            raise LabError(f"results store {self.where}: {_reason(exc)}") from None
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int | None:
+        import pymysql
+
+        try:
+            return self._execute(sql, args)[0]
+        except pymysql.err.MySQLError as exc:
+            self.close()  # a half-written statement leaves the protocol unusable
+            raise SinkFailed(f"results store {self.where}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    detail = exc.args[-1] if exc.args else exc
+    if code in _GONE:
+        return f"{_GONE[code]} ({detail})"
+    return f"error {code}: {detail}"

@@ -1,0 +1,182 @@
+"""`daemonlab report -o DIR`: the page opened in a real browser (Debian's chromium, headless).
+
+The browser is driven over the DevTools protocol (websocket-client): the page
+must load with no console error, no failed load and no script error, and every
+image must render (a non-zero natural size). .ci/run installs chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lab import children, experiments
+from lab.env import fingerprint
+from lab.results import ResultsStore
+from lab.runs import Run
+from lab.sentences import sentence
+from tests.conftest import run_cli
+
+#: Quick real runs of three lessons: a table, a figure and a sentence each.
+RUNS = (
+    ("fork", "--facts", "1,2"),
+    ("signals", "--facts", "1,2", "--samples", "3", "--states", "sleep,select"),
+    ("spawn", "--parts", "create", "--repeat", "5"),
+)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A store with the RUNS, and one more fork run as if from a second machine."""
+    store = tmp_path_factory.mktemp("report") / "lab.db"
+    for args in RUNS:
+        done = run_cli("run", *args, env={"LAB_RESULTS": str(store)})
+        assert done.returncode == 0, done.stderr
+    with ResultsStore(store) as s:
+        fork = s.runs("fork")[0]
+        other = Run("fork", fork.params, {**fingerprint(), "hostname": "attendee-2"}, started="x")
+        s.begin(other)
+        for record in fork.records:
+            other.records.append(record)
+            s.add(other, record)
+        other.status = "ok"
+        s.finish(other)
+    return store
+
+
+@pytest.fixture(scope="module")
+def page(measured, tmp_path_factory):
+    out = tmp_path_factory.mktemp("page")
+    done = run_cli("report", "-o", str(out), env={"LAB_RESULTS": str(measured)})
+    assert done.returncode == 0, done.stderr
+    assert "4 sections from 2 machine(s)" in done.stdout
+    return out / "index.html"
+
+
+def test_the_page_has_one_section_per_run_and_machine_with_its_sentence(page, measured):
+    text = page.read_text()
+    with ResultsStore(measured, readonly=True) as store:
+        runs = store.runs()
+    assert len(runs) == 4
+    for run in runs:
+        assert f'id="{run.experiment}-{run.run_id}"' in text
+        assert sentence(experiments.load(run.experiment), run).replace("'", "&#x27;") in text
+    assert "on attendee-2 (" in text  # a second machine: each section says whose it is
+    assert "2 of 2 facts held." in text
+    for name in ("daemonize", "sleep", "cpu"):  # not run: named, with the command
+        assert f"<code>daemonlab run {name}</code>" in text
+    assert len(list(page.parent.glob("*.png"))) == 4
+
+
+def test_the_page_loads_in_chromium_with_no_error_and_every_image_renders(page, tmp_path, no_leaks):
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("no chromium: .ci/run installs Debian's chromium (apt-get install chromium)")
+    seen = open_in_chromium(browser, page, tmp_path / "profile")
+    assert seen["errors"] == []
+    images = seen["images"]
+    assert len(images) == 4
+    for src, width, height in images:
+        assert width > 0 and height > 0, src
+
+
+def open_in_chromium(browser: str, page: Path, profile: Path) -> dict:
+    """Load `page` in headless chromium; its errors and each image's natural size."""
+    import websocket
+
+    proc = subprocess.Popen(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",  # as root chromium refuses its sandbox
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",  # a free port, written to DevToolsActivePort
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its zygote and renderers go with it, as one group
+    )
+    try:
+        port = _devtools_port(profile, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
+            target = next(t for t in json.load(answer) if t["type"] == "page")
+        ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=30)
+        try:
+            return _load(ws, page)
+        finally:
+            ws.close()
+    finally:
+        children.stop_popen(proc, group=True)
+
+
+def _devtools_port(profile: Path, proc: subprocess.Popen) -> int:
+    deadline = time.monotonic() + 30
+    marker = profile / "DevToolsActivePort"
+    while time.monotonic() < deadline:
+        if marker.exists() and marker.read_text().strip():
+            return int(marker.read_text().split()[0])
+        assert proc.poll() is None, f"chromium exited with {proc.returncode}"
+        time.sleep(0.05)
+    raise AssertionError("chromium did not open its DevTools port within 30 s")
+
+
+def _load(ws, page: Path) -> dict:
+    calls = iter(range(1, 1_000_000))
+
+    def send(method: str, **params) -> int:
+        call = next(calls)
+        ws.send(json.dumps({"id": call, "method": method, "params": params}))
+        return call
+
+    for method in ("Page.enable", "Runtime.enable", "Log.enable"):
+        send(method)
+    send("Page.navigate", url=page.as_uri())
+    errors: list[str] = []
+    loaded = False
+    deadline = time.monotonic() + 30
+    asked = None
+    while time.monotonic() < deadline:
+        message = json.loads(ws.recv())
+        method, params = message.get("method"), message.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            errors.append(f"console: {params['args']}")
+        elif method == "Runtime.exceptionThrown":
+            errors.append(f"exception: {params['exceptionDetails']}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
+        elif method == "Page.loadEventFired" and not loaded:
+            loaded = True
+            asked = send(
+                "Runtime.evaluate",
+                expression="JSON.stringify(Array.from(document.images,"
+                " i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]))",
+                returnByValue=True,
+            )
+        elif asked is not None and message.get("id") == asked:
+            return {"errors": errors, "images": json.loads(message["result"]["result"]["value"])}
+    raise AssertionError(f"the page did not load within 30 s (errors so far: {errors})")
+
+
+def test_a_sentence_says_what_the_figures_show_from_the_figures():
+    sleep = experiments.load("sleep")
+    slide = [
+        {"strategy": "sequential", "variant": "", "clients": 2, "seconds": 1.0, "wall_s": 2.001},
+        {"strategy": "threads", "variant": "", "clients": 2, "seconds": 1.0, "wall_s": 1.002},
+    ]
+    said = sentence(sleep, Run("sleep", {}, {}, slide))
+    assert said == "2 clients each sleeping 1 s: threads 1.00 s against 2.00 s one after another."
+    no_overlap = [dict(r, wall_s=1.98) if r["strategy"] == "threads" else r for r in slide]
+    assert "threads 1.98 s against 2.00 s" in sentence(sleep, Run("sleep", {}, {}, no_overlap))
+    # A record shape the lesson's sentence does not know: the figure's range instead.
+    odd = [{"strategy": "threads", "clients": 2, "efficiency": 0.5, "wall_s": 2.0}]
+    assert sentence(sleep, Run("sleep", {}, {}, odd)) == "efficiency 0.500 in every case."

@@ -1,0 +1,74 @@
+"""`daemonlab tour`: the talk's order, one chapter alone, a missing server, nothing left running.
+
+The whole quick tour runs end to end in .ci/run (about 25 s here), not in this
+suite, so that CI takes it once.
+"""
+
+# ruff: noqa: F811 - the fixtures imported below are parameters of the tests
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+
+from lab import experiments, tour
+from lab.results import ResultsStore
+from tests.conftest import assert_refused, run_cli
+from tests.test_daemon_support import subreaper  # noqa: F401 - a fixture
+
+
+def test_chapters_come_in_the_talks_order():
+    found = tour.chapters()
+    assert found == [name for name in experiments.ORDER if name in found]
+    assert found == experiments.names()
+    assert tour.chapters(["signals", "fork"]) == ["fork", "signals"]  # the talk's order wins
+
+
+def test_one_chapter_runs_alone(results_path):
+    done = run_cli("tour", "--quick", "--chapter", "fork")
+    assert done.returncode == 0, done.stderr
+    assert "fork" in done.stdout and "daemonize:" not in done.stdout
+    assert "daemonlab tour --chapter fork` runs this" in done.stdout  # --quick: the rest waits
+    (run,) = ResultsStore(results_path).runs()
+    assert run.experiment == "fork" and run.status == "ok"
+
+
+def test_an_unknown_chapter_is_refused_in_one_line():
+    assert_refused(run_cli("tour", "--chapter", "nosuch"), "no chapter 'nosuch'", "chapters: ")
+
+
+def test_a_chapter_whose_server_is_missing_says_so_and_the_tour_goes_on(results_path):
+    nothing_there = {"LAB_DB_PATHS": "url", "LAB_MYSQL_URL": "mysql://root@127.0.0.1:1/test"}
+    done = run_cli(
+        "tour", "--quick", "--chapter", "sleep", "--chapter", "signals", env=nothing_there
+    )
+    assert done.returncode == 1, done.stderr
+    said = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "sleep: did not run:" in said and "nothing answers there" in said
+    assert said.index("sleep: did not run") < said.index("signals:")  # and then it went on
+    assert "1 of 2 chapters did not run" in said
+    stored = {r.experiment: r for r in ResultsStore(results_path).runs()}
+    assert stored["signals"].status == "ok" and len(stored["signals"].records) > 0
+    assert "sleep" not in stored or not stored["sleep"].records
+
+
+def test_what_a_chapter_left_running_is_named_and_stopped(subreaper):
+    # A child that leaves an orphan behind and exits: the orphan comes back to us.
+    orphan_maker = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+        "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print(p.pid, flush=True)\n"
+    )
+    made = subprocess.run([sys.executable, "-c", orphan_maker], capture_output=True, text=True)
+    orphan = int(made.stdout)
+    deadline = time.monotonic() + 10
+    while psutil.Process(orphan).ppid() != os.getpid() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    left = tour._leftovers()
+    assert left == [f"{orphan} ({sys.executable} -c import time; time.sleep(60))"]
+    assert not psutil.pid_exists(orphan)
