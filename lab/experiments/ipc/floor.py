@@ -1,0 +1,80 @@
+"""The C floor: floor.c built with the system's cc on first use, cached, and run.
+
+The binary is cached outside the repository, under ~/.cache/daemonlab (or
+$XDG_CACHE_HOME/daemonlab), named by a hash of floor.c and the compiler, so
+an edited floor.c or another compiler builds afresh and a stale binary is
+never timed. It is built into a temporary name and renamed into place: two
+runs building at once both end with a whole binary (rename is atomic).
+
+Where there is no compiler, or the build fails, `measure` says so in its
+record (`skipped`) and the Python rows simply have no floor to compare with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from lab.errors import LabError
+
+__all__ = ["FLOOR_TRANSPORTS", "binary", "measure"]
+
+#: The transports floor.c speaks (its unix is a stream socketpair: the same kernel path
+#: as a Unix socket on a path, without the file).
+FLOOR_TRANSPORTS = ("pipe", "unix", "tcp")
+SOURCE = Path(__file__).with_name("floor.c")
+#: One floor measurement is a ping-pong and a stream of `seconds` each; 60 s is far
+#: beyond any of them, and bounds a floor that hangs.
+RUN_TIMEOUT_S = 60.0
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "daemonlab"
+
+
+def binary() -> Path:
+    """The compiled floor, built now if needed; LabError saying why when it cannot be."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise LabError("no compiler: install a C compiler (`apt-get install gcc`) for the floor")
+    digest = hashlib.sha256(SOURCE.read_bytes() + cc.encode()).hexdigest()[:16]
+    target = _cache_dir() / f"floor-{digest}"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        built = subprocess.run(
+            [cc, "-O2", "-o", str(partial), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+        if built.returncode != 0:
+            last = (built.stderr.strip().splitlines() or ["no message"])[-1]
+            raise LabError(f"the floor did not compile with {cc}: {last}")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def measure(transport: str, size: int, seconds: float, max_samples: int) -> dict:
+    """The C ping-pong and stream over `transport`: rtt_median_us, rtt_p99_us, mb_per_s..."""
+    program = binary()
+    done = subprocess.run(
+        [str(program), transport, str(size), str(seconds), str(max_samples)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    lines = done.stdout.strip().splitlines()
+    figures = json.loads(lines[-1]) if lines else {"error": done.stderr.strip() or "no output"}
+    if done.returncode != 0 or "error" in figures:
+        raise LabError(f"the C floor over {transport} failed: {figures.get('error')}")
+    return figures
