@@ -63,6 +63,15 @@ class FdEndpoint(Endpoint):
         return True
 
     def poll(self, timeout: float) -> bytes | None:
+        if not self.buffer:  # the usual case in a ping-pong: one read, one whole message
+            if not self.poller.poll(timeout * 1000):
+                return None
+            chunk = os.read(self.read_fd, READ_CHUNK)
+            if not chunk:
+                raise PeerGone("the peer hung up")
+            if len(chunk) >= LENGTH.size and LENGTH.unpack_from(chunk)[0] == len(chunk) - 4:
+                return chunk[LENGTH.size :]
+            self.buffer += chunk
         while len(self.buffer) < LENGTH.size:
             if not self._fill(timeout):
                 return None
