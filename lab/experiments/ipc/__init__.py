@@ -1,7 +1,68 @@
-"""ipc: processes talking. Pipes, sockets, shared memory, ZeroMQ, AMQP, Redis, remote objects
-and XMPP, each timed against the kernel's own floor, measured in C.
+"""ipc: processes talking. Every way this machine offers, each timed against the kernel's floor.
 
-(the lesson text is written in full below the code's first version)
+The talk's slide names five: Socket, ØMQ, AMQP, DRb (remote objects) and
+Jabber (XMPP). This lesson runs a parent and a peer process that exchange the
+same messages over each of them and over what lies under them (a pipe, a
+socketpair, a Unix socket, loopback TCP, multiprocessing's Pipe and Queue,
+shared memory), and what machines use today where the talk used Jabber
+(MQTT, NATS). For each: the round trip (median and p99) at 64 B, 4 KiB,
+64 KiB and 1 MiB, the one-way stream (messages and MB a second), and the
+set-up (connect, declare, log in). The pipe, Unix socket and TCP rows have a
+floor: the same ping-pong and stream written in C (floor.c), so the table
+says how much of a round trip is the kernel and how much is Python and the
+library on top. Every message carries a checksum, checked at the peer, and
+every echo is compared byte for byte: a fast transport that damages data is
+a failed run, not a figure.
+
+What a learner would try first, and why it does not do here:
+- Time `conn.send(x); conn.recv()` once with time.time(): one sample of a few
+  microseconds is below time.time()'s resolution and is mostly the first
+  call's page faults. Here: perf_counter_ns around each of thousands of round
+  trips, after a warm-up, median and p99.
+- Stream by writing as fast as possible and dividing by the time the writes
+  took: a broker accepts messages into a queue far faster than the consumer
+  takes them (Redis would hold gigabytes). Here the stream has a window (the
+  peer acknowledges every half window) and the clock stops when the peer has
+  counted everything.
+- Read a pipe or stream socket with one recv() per message: it may return half
+  a message or two. Messages are length-prefixed (kernel.py).
+- Spin on a shared-memory flag: fastest, and a core burnt while idle, with no
+  memory barrier in Python. shm.py spins briefly, then sleeps on a semaphore.
+- fork() the peer: this process may be a Jupyter kernel with threads; the peer
+  is a fresh interpreter (subprocess, or multiprocessing's spawn).
+
+Sources: pipe(7), unix(7), tcp(7) (TCP_NODELAY), shm_overview(7),
+sem_overview(7), futex(7) (https://man7.org/linux/man-pages/); RFC 896
+(Nagle's algorithm, https://www.rfc-editor.org/rfc/rfc896); the ØMQ guide
+(https://zguide.zeromq.org/); RabbitMQ's RPC tutorial
+(https://www.rabbitmq.com/tutorials/tutorial-six-python); Redis BRPOP and
+Pub/Sub (https://redis.io/docs/latest/develop/interact/pubsub/); Pyro5
+(https://pyro5.readthedocs.io/); XMPP, RFC 6120 and 6121
+(https://www.rfc-editor.org/rfc/rfc6120); MQTT 3.1.1
+(https://docs.oasis-open.org/mqtt/mqtt/v3.1.1/mqtt-v3.1.1.html); NATS
+(https://docs.nats.io/); shared memory and the resource tracker,
+https://github.com/python/cpython/issues/82300. Published C figures from
+other machines: https://github.com/goldsborough/ipc-bench (100 B: pipes
+162,441 msg/s, Unix sockets 130,372, TCP 70,221, ØMQ over TCP 24,901) and
+https://github.com/rigtorp/ipc-bench (ping-pong latency).
+
+Reading map:
+  wire.py         what travels: the message, its checksum, the peer's answers
+  measure.py      the parent's side: round trips, the stream, their figures
+  links.py        a link (transport and pattern) and a conversation over it
+  peer.py         the peer process every link starts
+  kernel.py       pipe, socketpair, Unix stream and datagram, TCP
+  floor.c         the same in C; floor.py builds, caches and runs it
+  mpchannels.py   multiprocessing's Pipe and Queue (pickling included)
+  shm.py          shared memory: rings and semaphores
+  zeromq.py       ØMQ REQ/REP and PUSH/PULL, ipc:// and tcp://
+  rabbitmq.py     AMQP: an RPC with reply_to and correlation_id, a work queue
+  redis_queue.py  Redis: LPUSH/BRPOP, and pub/sub;  brokers.py: broker errors
+  remote_objects.py  DRb's heirs: Pyro5 and multiprocessing.managers
+  jabber.py       XMPP through prosody.py, a throwaway server;  aio.py
+  mosquitto.py    MQTT;  nats_subjects.py: NATS
+  transports.py   every --transport, in the slide's order
+  plot.py         the figures (round trip per transport with the floor; MB/s)
 """
 
 from __future__ import annotations
@@ -60,21 +121,46 @@ FULL = {"seconds": 1.0, "samples": 100_000, "size": (64, 512, 4096, 16384, 65536
 COLUMNS = [
     Column("transport", "transport"),
     Column("pattern", "pattern"),
-    Column("size", "size B", ",d"),
+    Column("size", "size B", "d"),
     Column("rtt_median_us", "rtt µs", ".1f"),
     Column("rtt_p99_us", "p99 µs", ".1f"),
-    Column("mb_per_s", "MB/s", ",.0f"),
+    Column("mb_per_s", "MB/s", ".1f"),
     Column("floor_ratio", "x C", ".1f"),
-    Column("setup_ms", "setup ms", ".2f"),
+    Column("setup_ms", "setup ms", ".2f", wide=True),
+    Column("msgs_per_s", "msg/s", ",.0f", wide=True),
     Column("floor_rtt_median_us", "C rtt µs", ".1f", wide=True),
     Column("overhead_us", "py +µs", ".1f", wide=True),
-    Column("msgs_per_s", "msg/s", ",.0f", wide=True),
     Column("samples", "samples", ",d", wide=True),
     Column("peer_start_ms", "peer start ms", ".0f", wide=True),
-    Column("skipped", "skipped", ""),
+    Column("skipped", "skipped"),
+    Column("why", "why skipped", wide=True),
 ]
 
-TOUR: list[tuple[str, dict[str, Any] | None]] = []
+TOUR = [
+    (
+        "**Processes talking: the kernel's floor.** A parent and a peer process ping-pong "
+        "messages over a pipe, a Unix socket, loopback TCP and shared memory, and stream "
+        "them one way. The `C floor` rows are the same exchange written in C (floor.c, "
+        "compiled on first use): `x C` is how many times longer Python's round trip is. "
+        "Small messages pay Python's own work per message; at 1 MiB both mostly copy bytes.",
+        {"transport": ["pipe", "unix", "tcp", "shm"], "size": [64, 1 << 20]},
+    ),
+    (
+        "**ØMQ, AMQP, Redis.** The slide's messaging layers. ØMQ is a library (sockets that "
+        "know a pattern: REQ/REP, PUSH/PULL), so it costs little over the socket under it. "
+        "RabbitMQ and Redis are servers in the middle: every message crosses two sockets and "
+        "a process that routes or stores it, which is what a queue that outlives its "
+        "consumers costs.",
+        {"transport": ["zmq", "amqp", "redis"], "size": [64, 65536]},
+    ),
+    (
+        "**DRb and Jabber, and what replaced Jabber.** A remote object turns a method call "
+        "into a round trip (Pyro5, multiprocessing.managers); XMPP carries each message as "
+        "XML through a server, base64 for bytes, with a stanza limit. Machines today talk "
+        "MQTT or NATS instead: much the same idea, binary and leaner.",
+        {"transport": ["remote-objects", "xmpp", "mqtt", "nats"], "size": [64]},
+    ),
+]
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
@@ -124,12 +210,12 @@ def _measure_link(link, params: Params, ctx, floors: dict, session: Session) -> 
             talk = stack.enter_context(conversation(link, ctx))
         except LabError as exc:
             session.env.setdefault("missing", []).append(f"{link.name}: {exc}")
-            yield {**base, "size": None, "skipped": str(exc)}
+            yield {**base, "size": None, "skipped": "unavailable", "why": str(exc)}
             return
         for size in params.size:
             reason = link.too_big(size)
             if reason:
-                yield {**base, "size": size, "skipped": reason}
+                yield {**base, "size": size, "skipped": "too big", "why": reason}
                 continue
             floor = _floor(link, size, params, floors) if params.floor else None
             if floor is not None and floor.pop("_new", False):
@@ -165,7 +251,7 @@ def _floor(link, size: int, params: Params, floors: dict) -> dict[str, Any] | No
         try:
             record.update(floor.measure(transport, size, params.seconds, params.samples))
         except LabError as exc:
-            record["skipped"] = str(exc)
+            record.update(skipped="no floor", why=str(exc))
         floors[key] = record
         return {**record, "_new": True}
     return dict(floors[key])

@@ -36,7 +36,7 @@ class XmppEndpoint(aio.LoopEndpoint):
         self.lost = False
         try:
             self.client = self.run(self._login(resource), wire.TIMEOUT_S)
-        except (asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.close()
             raise PeerGone(f"could not log in to XMPP at {server['port']}: {exc!r}") from None
 
@@ -72,7 +72,7 @@ class XmppEndpoint(aio.LoopEndpoint):
             raise PeerGone("the XMPP server went away mid-run")
         try:
             return self.run(self.inbox.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     def close(self) -> None:
@@ -80,14 +80,14 @@ class XmppEndpoint(aio.LoopEndpoint):
         if client is not None and not self.lost:
             try:
                 self.run(client.disconnect(wait=1.0), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.close_loop()
 
 
 class Xmpp(Link):
     transport, pattern = "xmpp", "chat"
-    limit, limit_why = LIMIT, "over an XMPP server's stanza limit (base64 in a <message>)"
+    limit, limit_why = LIMIT, "stanza limit"  # base64 in a <message>
     imports = ("slixmpp",)
 
     def prepare(self, ctx: Context) -> dict[str, Any]:

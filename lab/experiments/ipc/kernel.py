@@ -264,7 +264,8 @@ class UnixDatagram(Link):
     """Two bound paths (a datagram socket answers to an address): the peer's and the parent's."""
 
     transport, pattern = "unix", "dgram"
-    limit_why = "a Unix datagram must fit the socket's send buffer (SO_SNDBUF, net.core.wmem_*)"
+    # a Unix datagram must fit the socket's send buffer (SO_SNDBUF, net.core.wmem_*)
+    limit_why = "SO_SNDBUF"
 
     def max_size(self) -> int:
         # The kernel reports SO_SNDBUF doubled (socket(7)) and keeps part of it for its own

@@ -88,7 +88,7 @@ class Link:
         """Why a message of `size` bytes cannot go this way, or None."""
         limit = self.max_size()
         if limit is not None and size > limit:
-            return f"over {limit:,} B: {self.limit_why}"
+            return f"> {limit:,} B ({self.limit_why})"
         return None
 
     def max_size(self) -> int | None:

@@ -120,6 +120,6 @@ def stream_figures(sent: int, nbytes: int, elapsed_ns: int) -> dict[str, float |
     seconds = elapsed_ns / 1e9
     return {
         "msgs_per_s": round(sent / seconds, 1),
-        "mb_per_s": round(nbytes / seconds / 1e6, 1),
+        "mb_per_s": round(nbytes / seconds / 1e6, 3),
         "messages": sent,
     }

@@ -71,7 +71,11 @@ class Mqtt(Link):
 
     def prepare(self, ctx: Context) -> dict[str, Any]:
         base = f"{ctx.prefix}/mqtt"
-        return {**super().prepare(ctx), "to_peer": f"{base}/to-peer", "to_parent": f"{base}/to-parent"}
+        return {
+            **super().prepare(ctx),
+            "to_peer": f"{base}/to-peer",
+            "to_parent": f"{base}/to-parent",
+        }
 
     def open_peer_end(self, spec: dict[str, Any]) -> Endpoint:
         return MqttEndpoint(f"{spec['prefix']}-peer", spec["to_peer"], spec["to_parent"])

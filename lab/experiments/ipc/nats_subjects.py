@@ -12,7 +12,6 @@ a publish is buffered and written by the client's flusher when the loop runs.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from lab import services
@@ -32,7 +31,7 @@ class NatsEndpoint(aio.LoopEndpoint):
         self.target, self.lost = target, False
         try:
             self.client, self.subscription = self.run(self._connect(name, own), wire.TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.close_loop()
             raise PeerGone(f"NATS does not answer at {services.url('nats')}: {exc!r}") from None
 
@@ -73,19 +72,23 @@ class NatsEndpoint(aio.LoopEndpoint):
         if not self.lost:
             try:
                 self.run(self.client.close(), wire.TIMEOUT_S)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
         self.close_loop()
 
 
 class Nats(Link):
     transport, pattern, service = "nats", "pub-sub", "nats"
-    limit, limit_why = MAX_PAYLOAD, "over NATS's max_payload (the server's, 1 MiB by default)"
+    limit, limit_why = MAX_PAYLOAD, "max_payload"  # the server's, 1 MiB by default
     imports = ("nats",)
 
     def prepare(self, ctx: Context) -> dict[str, Any]:
         base = f"{ctx.prefix}.nats"
-        return {**super().prepare(ctx), "to_peer": f"{base}.to-peer", "to_parent": f"{base}.to-parent"}
+        return {
+            **super().prepare(ctx),
+            "to_peer": f"{base}.to-peer",
+            "to_parent": f"{base}.to-parent",
+        }
 
     def open_peer_end(self, spec: dict[str, Any]) -> Endpoint:
         return NatsEndpoint(f"{spec['prefix']}-peer", spec["to_peer"], spec["to_parent"])
