@@ -184,6 +184,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
 
     chosen = [link for t in params.transport for link in links(t)]
     ctx = Context(largest=max(params.size))
+    session.env["prefix"] = ctx.prefix  # every queue, key, socket and segment of this run
     floors: dict[tuple[str, int], dict[str, Any]] = {}
     total, done = len(chosen) * len(params.size), 0
     try:

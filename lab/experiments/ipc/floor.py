@@ -39,7 +39,7 @@ def _cache_dir() -> Path:
 
 def binary() -> Path:
     """The compiled floor, built now if needed; LabError saying why when it cannot be."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = shutil.which(os.environ.get("CC") or "cc")
     if cc is None:
         raise LabError("no compiler: install a C compiler (`apt-get install gcc`) for the floor")
     digest = hashlib.sha256(SOURCE.read_bytes() + cc.encode()).hexdigest()[:16]

@@ -47,28 +47,35 @@ class FdEndpoint(Endpoint):
 
     def send(self, message: bytes) -> None:
         length = LENGTH.pack(len(message))
-        written = os.writev(self.write_fd, (length, message))
-        if written < len(message) + LENGTH.size:  # a signal can cut a write short: the rest
-            rest = memoryview(length + message)[written:]
-            while rest:
-                rest = rest[os.write(self.write_fd, rest) :]
+        try:
+            written = os.writev(self.write_fd, (length, message))
+            if written < len(message) + LENGTH.size:  # a signal can cut a write short: the rest
+                rest = memoryview(length + message)[written:]
+                while rest:
+                    rest = rest[os.write(self.write_fd, rest) :]
+        except (BrokenPipeError, ConnectionResetError):
+            raise PeerGone("the peer hung up") from None
+
+    def _read(self, size: int) -> bytes:
+        try:
+            chunk = os.read(self.read_fd, size)
+        except ConnectionResetError:  # a socket whose peer died with data unread
+            chunk = b""
+        if not chunk:
+            raise PeerGone("the peer hung up")
+        return chunk
 
     def _fill(self, timeout: float) -> bool:
         if not self.poller.poll(timeout * 1000):
             return False
-        chunk = os.read(self.read_fd, READ_CHUNK)
-        if not chunk:
-            raise PeerGone("the peer hung up")
-        self.buffer += chunk
+        self.buffer += self._read(READ_CHUNK)
         return True
 
     def poll(self, timeout: float) -> bytes | None:
         if not self.buffer:  # the usual case in a ping-pong: one read, one whole message
             if not self.poller.poll(timeout * 1000):
                 return None
-            chunk = os.read(self.read_fd, READ_CHUNK)
-            if not chunk:
-                raise PeerGone("the peer hung up")
+            chunk = self._read(READ_CHUNK)
             if len(chunk) >= LENGTH.size and LENGTH.unpack_from(chunk)[0] == len(chunk) - 4:
                 return chunk[LENGTH.size :]
             self.buffer += chunk
@@ -90,7 +97,10 @@ class FdEndpoint(Endpoint):
         while have < size:
             if not self.poller.poll(timeout * 1000 + 1000):  # mid-message: it is coming
                 raise PeerGone(f"the peer stopped mid-message ({have} of {size} bytes)")
-            got = os.readv(self.read_fd, [view[have:]])
+            try:
+                got = os.readv(self.read_fd, [view[have:]])
+            except ConnectionResetError:
+                got = 0
             if not got:
                 raise PeerGone("the peer hung up mid-message")
             have += got

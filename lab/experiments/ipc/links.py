@@ -42,7 +42,7 @@ from lab.errors import LabError
 from lab.experiments.ipc import wire
 from lab.experiments.ipc.wire import Endpoint, PeerGone
 
-__all__ = ["Context", "Conversation", "Link", "Peer", "conversation", "new_prefix"]
+__all__ = ["Context", "Conversation", "Link", "NamedLink", "Peer", "conversation", "new_prefix"]
 
 #: A fresh interpreter importing a broker client starts in 0.1-0.5 s here; 30 s
 #: bounds a peer that hangs on start (a broker accepting but never answering).
@@ -124,6 +124,31 @@ class Link:
     def leftovers(self, prefix: str) -> list[str]:
         """What of run `prefix` is still there (files, segments, queues, keys): for tests."""
         return []
+
+
+class NamedLink(Link):
+    """A link through a broker by two names, one for each direction ("to-peer", "to-parent"):
+    queues, keys, topics or subjects, made from the run's prefix and `separator`."""
+
+    separator = "."
+
+    def prepare(self, ctx: Context) -> dict[str, Any]:
+        base = self.separator.join((ctx.prefix, self.transport, self.pattern))
+        return {
+            **super().prepare(ctx),
+            "to_peer": f"{base}{self.separator}to-peer",
+            "to_parent": f"{base}{self.separator}to-parent",
+        }
+
+    def open(self, name: str, own: str, target: str) -> Endpoint:
+        """An endpoint called `name` (the broker sees it) reading `own`, writing to `target`."""
+        raise NotImplementedError
+
+    def open_peer_end(self, spec: dict[str, Any]) -> Endpoint:
+        return self.open(f"{spec['prefix']}-peer", spec["to_peer"], spec["to_parent"])
+
+    def connect(self, spec: dict[str, Any], info: dict[str, Any]) -> Endpoint:
+        return self.open(f"{spec['prefix']}-parent", spec["to_parent"], spec["to_peer"])
 
 
 class Peer:

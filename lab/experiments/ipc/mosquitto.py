@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
 
 from lab import services
 from lab.experiments.ipc import wire
-from lab.experiments.ipc.links import Context, Link
+from lab.experiments.ipc.links import NamedLink
 from lab.experiments.ipc.wire import Endpoint, PeerGone
 
 __all__ = ["LINKS", "MqttEndpoint"]
@@ -63,25 +62,18 @@ class MqttEndpoint(Endpoint):
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()  # joins paho's thread: nothing left running
+        # paho keeps a socketpair to wake its loop until the client is collected, and the
+        # callbacks above make a cycle that only the garbage collector would break: close
+        # it now (paho's own __del__ does the same).
+        self.client._reset_sockets()
 
 
-class Mqtt(Link):
-    transport, pattern, service = "mqtt", "qos0", "mqtt"
+class Mqtt(NamedLink):
+    transport, pattern, service, separator = "mqtt", "qos0", "mqtt", "/"
     imports = ("paho.mqtt.client",)
 
-    def prepare(self, ctx: Context) -> dict[str, Any]:
-        base = f"{ctx.prefix}/mqtt"
-        return {
-            **super().prepare(ctx),
-            "to_peer": f"{base}/to-peer",
-            "to_parent": f"{base}/to-parent",
-        }
-
-    def open_peer_end(self, spec: dict[str, Any]) -> Endpoint:
-        return MqttEndpoint(f"{spec['prefix']}-peer", spec["to_peer"], spec["to_parent"])
-
-    def connect(self, spec: dict[str, Any], info: dict[str, Any]) -> Endpoint:
-        return MqttEndpoint(f"{spec['prefix']}-parent", spec["to_parent"], spec["to_peer"])
+    def open(self, name: str, own: str, target: str) -> Endpoint:
+        return MqttEndpoint(name, own, target)
 
 
 LINKS = (Mqtt(),)

@@ -16,7 +16,7 @@ from typing import Any
 
 from lab import services
 from lab.experiments.ipc import aio, wire
-from lab.experiments.ipc.links import Context, Link
+from lab.experiments.ipc.links import NamedLink
 from lab.experiments.ipc.wire import Endpoint, PeerGone
 
 __all__ = ["LINKS", "NatsEndpoint"]
@@ -77,24 +77,13 @@ class NatsEndpoint(aio.LoopEndpoint):
         self.close_loop()
 
 
-class Nats(Link):
+class Nats(NamedLink):
     transport, pattern, service = "nats", "pub-sub", "nats"
     limit, limit_why = MAX_PAYLOAD, "max_payload"  # the server's, 1 MiB by default
     imports = ("nats",)
 
-    def prepare(self, ctx: Context) -> dict[str, Any]:
-        base = f"{ctx.prefix}.nats"
-        return {
-            **super().prepare(ctx),
-            "to_peer": f"{base}.to-peer",
-            "to_parent": f"{base}.to-parent",
-        }
-
-    def open_peer_end(self, spec: dict[str, Any]) -> Endpoint:
-        return NatsEndpoint(f"{spec['prefix']}-peer", spec["to_peer"], spec["to_parent"])
-
-    def connect(self, spec: dict[str, Any], info: dict[str, Any]) -> Endpoint:
-        return NatsEndpoint(f"{spec['prefix']}-parent", spec["to_parent"], spec["to_peer"])
+    def open(self, name: str, own: str, target: str) -> Endpoint:
+        return NatsEndpoint(name, own, target)
 
 
 LINKS = (Nats(),)

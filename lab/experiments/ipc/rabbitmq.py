@@ -47,7 +47,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 class AmqpEndpoint(Endpoint):
-    """Publish to `target` (default exchange: the routing key is the queue's name), consume `own`."""
+    """Publish to `target` (the default exchange routes by queue name), consume `own`."""
 
     def __init__(self, connection: Any, own: str, target: str, rpc: bool) -> None:
         self.connection, self.own, self.target, self.rpc = connection, own, target, rpc

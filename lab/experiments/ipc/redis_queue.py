@@ -20,7 +20,7 @@ from typing import Any
 
 from lab import services
 from lab.experiments.ipc import brokers, wire
-from lab.experiments.ipc.links import Context, Link
+from lab.experiments.ipc.links import NamedLink
 from lab.experiments.ipc.wire import Endpoint, PeerGone
 
 __all__ = ["LINKS", "ListEndpoint", "PubSubEndpoint"]
@@ -90,28 +90,15 @@ class PubSubEndpoint(Endpoint):
         self.client.close()
 
 
-class Redis(Link):
-    transport, service = "redis", "redis"
+class Redis(NamedLink):
+    transport, service, separator = "redis", "redis", ":"
     imports = ("redis",)
 
     def __init__(self, pattern: str, endpoint: type[Endpoint]) -> None:
         self.pattern, self.endpoint = pattern, endpoint
 
-    def prepare(self, ctx: Context) -> dict[str, Any]:
-        base = f"{ctx.prefix}:{self.pattern}"
-        return {
-            **super().prepare(ctx),
-            "to_peer": f"{base}:to-peer",
-            "to_parent": f"{base}:to-parent",
-        }
-
-    def open_peer_end(self, spec: dict[str, Any]) -> Endpoint:
-        client = _client(f"{spec['prefix']}-peer")
-        return self.endpoint(client, spec["to_peer"], spec["to_parent"])
-
-    def connect(self, spec: dict[str, Any], info: dict[str, Any]) -> Endpoint:
-        client = _client(f"{spec['prefix']}-parent")
-        return self.endpoint(client, spec["to_parent"], spec["to_peer"])
+    def open(self, name: str, own: str, target: str) -> Endpoint:
+        return self.endpoint(_client(name), own, target)
 
     def cleanup(self, spec: dict[str, Any]) -> None:
         keys = self.leftovers(spec["prefix"])

@@ -34,7 +34,9 @@ class ZmqEndpoint(Endpoint):
         import zmq
 
         try:
-            self.outgoing.send(message, copy=len(message) < 65536)  # big: no copy, zmq keeps it
+            # copy=True even when large: pyzmq's zero-copy send hands the buffer to a garbage
+            # thread with a context of its own, which outlives this endpoint.
+            self.outgoing.send(message, copy=True)
         except zmq.ZMQError as exc:
             raise PeerGone(f"ØMQ refused a send: {exc}") from None
 
