@@ -8,7 +8,11 @@ datagram socket keeps message boundaries itself: one send, one message, but
 a datagram must fit the socket's send buffer, so it has a size limit.
 
 Every wait is a poll with a deadline (select.poll on the descriptor), so a
-peer that stops answering is noticed, never waited on for ever.
+peer that stops answering is noticed, never waited on for ever. Tried and
+measured here, and slower: reading first (non-blocking) and polling only when
+nothing was there. A reader that waits then pays three calls (read, poll,
+read) instead of two: 9.3 µs against 7.1 µs a 64 B pipe round trip, and
+56 µs against 11 µs over TCP.
 
 These four are also what floor.c times in C: the difference between the two
 is what Python adds per message.
