@@ -8,13 +8,14 @@ why a 1 MiB message does not go this way at all. Logging in (SASL SCRAM-SHA-1,
 binding a resource) is the set-up timed.
 
 The server is a throwaway prosody (prosody.py) unless LAB_XMPP_URL names one.
-slixmpp is asyncio: the endpoint runs its own loop for each call (aio.py).
+slixmpp is asyncio: the endpoint runs its loop in a thread of its own (aio.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from typing import Any
 
 from lab.experiments.ipc import aio, prosody, wire
@@ -65,7 +66,8 @@ class XmppEndpoint(aio.LoopEndpoint):
         if self.lost:
             raise PeerGone("the XMPP server went away mid-run")
         body = base64.b64encode(message).decode()
-        self.client.send_message(mto=self.other, mbody=body, mtype="chat")
+        send = functools.partial(self.client.send_message, mto=self.other, mbody=body, mtype="chat")
+        self.loop.call_soon_threadsafe(send)  # the client is the loop thread's alone
 
     def poll(self, timeout: float) -> bytes | None:
         if self.lost:

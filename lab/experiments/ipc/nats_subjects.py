@@ -6,7 +6,7 @@ moment, at most once, and drops messages for a consumer too slow to keep up
 A message may be at most the server's max_payload (1 MiB by default, said in
 the server's INFO at connect): a 1 MiB message with its header fits, exactly.
 
-nats-py is asyncio: the endpoint runs its own loop for each call (aio.py);
+nats-py is asyncio: the endpoint runs its loop in a thread of its own (aio.py);
 a publish is buffered and written by the client's flusher when the loop runs.
 """
 
