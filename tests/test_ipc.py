@@ -297,6 +297,24 @@ def test_a_broker_that_does_not_answer_is_skipped_in_one_line_and_the_rest_run(n
     assert any(r["transport"] == "pipe" and "rtt_median_us" in r for r in run.records)
 
 
+@pytest.mark.timeout(60)
+def test_xmpp_uses_the_server_lab_xmpp_url_names_and_starts_none(tmp_path, no_leaks) -> None:
+    _require("xmpp")
+    from lab.experiments.ipc import prosody
+
+    server = prosody.start(tmp_path / "theirs")  # stands in for docker compose's server
+    try:
+        url = f"xmpp://{server.user}:{server.password}@127.0.0.1:{server.port}/{server.domain}"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LAB_XMPP_URL", url)
+            # As if prosody were not installed: starting one would now be refused.
+            patch.setattr(prosody.shutil, "which", lambda _name: None)
+            run = ipc.run(ipc.Params(transport=("xmpp",), size=(64,), **QUICK))
+    finally:
+        prosody.stop(server)
+    assert run.status == "ok" and run.records[0]["rtt_median_us"] > 0
+
+
 @pytest.mark.timeout(120)
 def test_the_c_floor_is_timed_beside_python_and_without_a_compiler_says_so(tmp_path, no_leaks):
     run = ipc.run(ipc.Params(transport=("pipe", "tcp"), size=(64,), seconds=0.05, samples=200))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import ssl
 from typing import Any
 
 from lab.experiments.ipc import aio, prosody, wire
@@ -46,8 +47,11 @@ class XmppEndpoint(aio.LoopEndpoint):
 
         client = slixmpp.ClientXMPP(f"{self.server['jid']}/{resource}", self.server["password"])
         client.plugin["feature_mechanisms"].unencrypted_scram = True  # loopback, no TLS
-        client.enable_starttls = client.enable_direct_tls = False
+        client.enable_direct_tls = False
         client.enable_plaintext = True
+        client.enable_starttls = self.server["tls"]  # another server may insist on TLS:
+        client.ssl_context.check_hostname = False  # a lab's server has a self-signed
+        client.ssl_context.verify_mode = ssl.CERT_NONE  # certificate, on loopback
         started = asyncio.Event()
         client.add_event_handler("session_start", lambda _event: started.set())
         client.add_event_handler("message", self._arrived)
@@ -99,7 +103,7 @@ class Xmpp(Link):
             "_server": server,
             "server": {
                 "host": server.host, "port": server.port, "jid": server.jid,
-                "password": server.password,
+                "password": server.password, "tls": server.tls,
             },
         }  # fmt: skip
 

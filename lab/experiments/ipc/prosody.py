@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from lab import children
+from lab import children, services
 from lab.errors import LabError
 
 __all__ = ["STANZA_LIMIT", "Server", "start", "stop"]
@@ -67,6 +67,7 @@ class Server:
     user: str
     password: str
     domain: str
+    tls: bool = False  # STARTTLS when offered: another server may require it
     proc: subprocess.Popen | None = None  # None: not ours (LAB_XMPP_URL)
     directory: Path | None = None
 
@@ -77,13 +78,13 @@ class Server:
 
 def start(directory: Path) -> Server:
     """LAB_XMPP_URL's server, or a throwaway prosody in `directory` (LabError if neither)."""
-    given = os.environ.get("LAB_XMPP_URL")
+    given = os.environ.get(services.SERVICES["xmpp"].env)  # LAB_XMPP_URL
     if given:
         parts = urlsplit(given)
         host = parts.hostname or "127.0.0.1"
         return Server(
             host, parts.port or 5222, unquote(parts.username or "lab"),
-            unquote(parts.password or ""), parts.path.strip("/") or host,
+            unquote(parts.password or ""), parts.path.strip("/") or host, tls=True,
         )  # fmt: skip
     prosody, prosodyctl = shutil.which("prosody"), shutil.which("prosodyctl")
     if prosody is None or prosodyctl is None:
