@@ -5,9 +5,11 @@ ring, the reader copies it out. What shared memory does not give is a way to
 *wait*: a reader that loops reading a counter gets the message soonest and
 burns a whole core while nothing comes. So each ring has two POSIX semaphores
 living in the segment itself (sem_init with pshared=1, glibc through ctypes):
-`data` counts messages written, `space` is posted as the reader frees room.
+`data` counts messages written; `space` is posted by the reader when the
+writer has said it waits for room (a full ring: a stream running ahead).
 
-    writer: copy into the ring, advance head, sem_post(data)
+    writer: copy into the ring, advance head, sem_post(data) (no system call
+            unless the reader sleeps)
     reader: sem_trywait(data) a few hundred times (~0.3 µs each: the message
             usually comes within the spin when the other side is busy talking),
             then sem_clockwait(data, deadline): asleep in the kernel (a futex),
@@ -23,7 +25,9 @@ bytes); a pipe for the wake-up works, but then every message pays for a pipe.
 Segment layout, per direction: head (u64, bytes ever written, the writer's),
 tail (u64, bytes ever read, the reader's), each on its own cache line so the
 two sides do not fight over one line; the two semaphores; then the ring.
-A message in the ring is a 4-byte length and its bytes, wrapping at the end.
+A message in the ring is a 4-byte length and its bytes, 8-aligned, and never
+cut in two: where it would not fit before the ring's end, a WRAP marker sends
+the reader to the start (one slice to copy out, not two).
 
 Python 3.11's SharedMemory registers even a segment it only attaches to with
 the attaching process's resource tracker, which unlinks it when that process
@@ -49,6 +53,13 @@ __all__ = ["LINKS", "Ring", "RingEndpoint"]
 CACHE_LINE = 64
 SEM_SIZE = 32  # sizeof(sem_t) on 64-bit glibc
 HEAD, TAIL, SEM_DATA, SEM_SPACE, DATA = 0, 64, 128, 192, 256
+# head and "the writer waits for room" share the writer's cache line; tail is the reader's
+HEAD_WORD, WAITING_WORD, TAIL_WORD = HEAD // 8, HEAD // 8 + 1, TAIL // 8
+ALIGN = 8  # every message starts 8-aligned in a ring whose size is a multiple of 8,
+# so its 4-byte length never straddles the ring's end
+WRAP = 0xFFFFFFFF  # a length that means: the next message is at the ring's start
+#: A writer waiting for room sleeps at most this long between looks (see _wait_for_room).
+ROOM_WAIT_S = 0.001
 LENGTH = struct.Struct("<I")
 #: sem_trywait tries before sleeping, each followed by sched_yield: ~300 x 0.4 µs,
 #: about 0.1 ms. A reply that takes longer is not worth a core; one that comes sooner
@@ -75,6 +86,10 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
 class Ring:
     """One direction of the segment: `base` is its offset, `capacity` its ring's bytes."""
 
@@ -90,7 +105,7 @@ class Ring:
         return DATA + capacity
 
     def init(self) -> None:
-        self.words[HEAD // 8] = self.words[TAIL // 8] = 0
+        self.words[HEAD_WORD] = self.words[TAIL_WORD] = self.words[WAITING_WORD] = 0
         for sem in (self.sem_data, self.sem_space):
             if self.libc.sem_init(sem, 1, 0) != 0:
                 raise OSError(ctypes.get_errno(), "sem_init")
@@ -106,44 +121,59 @@ class Ring:
 
     # -- the writer's side
     def write(self, message: bytes, deadline: float) -> None:
-        need = LENGTH.size + len(message)
-        if need > self.capacity:
-            raise LabError(f"a {len(message)}-byte message does not fit a {self.capacity}-B ring")
-        head = self.words[HEAD // 8]
-        while self.capacity - (head - self.words[TAIL // 8]) < need:
-            if not self._wait(self.sem_space, deadline):
-                from lab.experiments.ipc.wire import PeerGone
-
-                raise PeerGone("the peer stopped reading the ring")
-        self._copy_in(head, LENGTH.pack(len(message)))
-        self._copy_in(head + LENGTH.size, message)
-        self.words[HEAD // 8] = head + need
+        words, capacity = self.words, self.capacity
+        size = len(message)
+        need = _aligned(LENGTH.size + size)
+        head = words[HEAD_WORD]
+        start = head % capacity
+        skip = capacity - start if start + need > capacity else 0  # no room before the end
+        if need + skip > capacity:
+            raise LabError(f"a {size}-byte message does not fit a {capacity}-B ring")
+        if capacity - (head - words[TAIL_WORD]) < need + skip:
+            self._wait_for_room(need + skip, deadline)
+        if skip:  # a marker says "go on at the start": a message is never cut in two
+            LENGTH.pack_into(self.ring, start, WRAP)
+            head, start = head + skip, 0
+        LENGTH.pack_into(self.ring, start, size)
+        self.ring[start + LENGTH.size : start + LENGTH.size + size] = message
+        words[HEAD_WORD] = head + need
         self.libc.sem_post(self.sem_data)
 
-    def _copy_in(self, position: int, data: bytes) -> None:
-        start = position % self.capacity
-        first = min(len(data), self.capacity - start)
-        self.ring[start : start + first] = data[:first]
-        if first < len(data):  # the rest wraps to the ring's start
-            self.ring[: len(data) - first] = data[first:]
+    def _wait_for_room(self, need: int, deadline: float) -> None:
+        """Sleep until the reader frees `need` bytes (it posts `space` when it sees us wait).
+
+        The flag and the reader's check of it race (no memory barrier in Python), so
+        each sleep is at most ROOM_WAIT_S: a missed post costs that, never a hang.
+        """
+        words = self.words
+        try:
+            while self.capacity - (words[HEAD_WORD] - words[TAIL_WORD]) < need:
+                words[WAITING_WORD] = 1
+                if time.monotonic() > deadline:
+                    from lab.experiments.ipc.wire import PeerGone
+
+                    raise PeerGone("the peer stopped reading the ring")
+                self._wait(self.sem_space, min(deadline, time.monotonic() + ROOM_WAIT_S))
+        finally:
+            words[WAITING_WORD] = 0
 
     # -- the reader's side
     def read(self, timeout: float) -> bytes | None:
         if not self._take(timeout):
             return None
-        tail = self.words[TAIL // 8]
-        (size,) = LENGTH.unpack(self._copy_out(tail, LENGTH.size))
-        message = self._copy_out(tail + LENGTH.size, size)
-        self.words[TAIL // 8] = tail + LENGTH.size + size
-        self.libc.sem_post(self.sem_space)
+        words, capacity = self.words, self.capacity
+        tail = words[TAIL_WORD]
+        start = tail % capacity
+        (size,) = LENGTH.unpack_from(self.ring, start)
+        if size == WRAP:
+            tail += capacity - start
+            start = 0
+            (size,) = LENGTH.unpack_from(self.ring, 0)
+        message = bytes(self.ring[start + LENGTH.size : start + LENGTH.size + size])
+        words[TAIL_WORD] = tail + _aligned(LENGTH.size + size)
+        if words[WAITING_WORD]:
+            self.libc.sem_post(self.sem_space)
         return message
-
-    def _copy_out(self, position: int, size: int) -> bytes:
-        start = position % self.capacity
-        if start + size <= self.capacity:
-            return bytes(self.ring[start : start + size])
-        first = self.capacity - start
-        return bytes(self.ring[start:]) + bytes(self.ring[: size - first])
 
     def _take(self, timeout: float) -> bool:
         trywait, give_way = self.libc.sem_trywait, os.sched_yield
@@ -194,7 +224,7 @@ class SharedRing(Link):
     def prepare(self, ctx: Context) -> dict[str, Any]:
         from multiprocessing import shared_memory
 
-        capacity = ctx.largest * 2 + 2 * CACHE_LINE
+        capacity = _aligned(ctx.largest * 2 + 2 * CACHE_LINE)
         name = f"{ctx.prefix}-shm"
         shm = shared_memory.SharedMemory(name, create=True, size=2 * Ring.footprint(capacity))
         rings = self._rings(shm, capacity)
