@@ -334,6 +334,36 @@ def test_the_c_floor_is_timed_beside_python_and_without_a_compiler_says_so(tmp_p
 
 
 @pytest.mark.timeout(60)
+def test_cores_apart_pins_each_side_to_its_own_cpu_and_puts_the_parent_back(no_leaks) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable CPU")
+    before = os.sched_getaffinity(0)
+    where = ipc.placement("apart")
+    ctx = links.Context(largest=4096, placement=where)
+    try:
+        with links.conversation(transports.find("pipe/pipe"), ctx) as talk:
+            assert os.sched_getaffinity(0) == {where[0]}
+            assert psutil.Process(talk.peer_pid).cpu_affinity() == [where[1]]
+    finally:
+        ctx.remove()
+    assert os.sched_getaffinity(0) == before
+
+
+def test_cores_apart_on_one_cpu_is_refused_in_one_line() -> None:
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        pytest.skip("no taskset (util-linux)")
+    done = subprocess.run(
+        [taskset, "-c", "0", sys.executable, "-m", "lab", "run", "ipc", "--cores", "apart"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert_refused(done, "--cores apart needs two usable CPUs")
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "options, says",
     [
@@ -344,6 +374,7 @@ def test_the_c_floor_is_timed_beside_python_and_without_a_compiler_says_so(tmp_p
         (["--transport", "xmpp", "--size", "1048576"], "--size 1048576 is over the limit"),
         (["--transport", "nats", "--size", "2000000"], "max_payload"),
         (["--seconds", "0"], "--seconds must be greater than 0"),
+        (["--cores", "both"], "--cores: unknown value 'both'"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(options, says) -> None:

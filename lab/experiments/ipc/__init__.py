@@ -67,6 +67,7 @@ Reading map:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ NAME = "ipc"
 SUMMARY = "processes talking: pipes to XMPP, round trip and throughput, against a C floor"
 
 SIZES = (64, 4096, 65536, 1 << 20)
+CORES = ("any", "same", "apart")
 #: The lab's ceiling on a message: far above what any lesson here needs, and it keeps
 #: a typo (--size 10000000000) from asking a broker for gigabytes.
 MAX_SIZE = 64 << 20
@@ -108,6 +110,12 @@ class Params(_Params):
     seconds: float = option(0.05, "seconds of round trips per size, and as long a stream", above=0)
     samples: int = option(2000, "most round trips timed per size (after 20 warm-up)", minimum=1)
     floor: bool = option(True, "time the C floor (floor.c) for pipe, unix and tcp too")
+    cores: str = option(
+        "any",
+        "where the two processes run: any (the scheduler's choice), same (one CPU for "
+        "both), apart (one CPU each); the C floor is placed alike",
+        choices=CORES,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -165,6 +173,7 @@ TOUR = [
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
     _refuse_sizes_nothing_carries(params)
+    placement(params.cores)  # refused now, in one line, if this machine cannot
     return collect(NAME, params, _measure, progress=progress, sink=sink)
 
 
@@ -178,12 +187,24 @@ def _refuse_sizes_nothing_carries(params: Params) -> None:
             raise LabError(f"--size {size} is over the limit of {chosen[0].name}: {reasons[0]}")
 
 
+def placement(cores: str) -> tuple[int, int] | None:
+    """(parent CPU, peer CPU) for --cores, from the CPUs this process may use."""
+    if cores == "any":
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    if cores == "same":
+        return usable[0], usable[0]
+    if len(usable) < 2:
+        raise LabError(f"--cores apart needs two usable CPUs; this process may use {usable}")
+    return usable[0], usable[1]
+
+
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     from lab.experiments.ipc.links import Context
     from lab.experiments.ipc.transports import links
 
     chosen = [link for t in params.transport for link in links(t)]
-    ctx = Context(largest=max(params.size))
+    ctx = Context(largest=max(params.size), placement=placement(params.cores))
     session.env["prefix"] = ctx.prefix  # every queue, key, socket and segment of this run
     floors: dict[tuple[str, int], dict[str, Any]] = {}
     total, done = len(chosen) * len(params.size), 0
@@ -218,7 +239,7 @@ def _measure_link(link, params: Params, ctx, floors: dict, session: Session) -> 
             if reason:
                 yield {**base, "size": size, "skipped": "too big", "why": reason}
                 continue
-            floor = _floor(link, size, params, floors) if params.floor else None
+            floor = _floor(link, size, params, floors, ctx.placement) if params.floor else None
             if floor is not None and floor.pop("_new", False):
                 yield floor
             record: dict[str, Any] = {**base, "size": size}
@@ -239,7 +260,7 @@ def _measure_link(link, params: Params, ctx, floors: dict, session: Session) -> 
             yield record
 
 
-def _floor(link, size: int, params: Params, floors: dict) -> dict[str, Any] | None:
+def _floor(link, size: int, params: Params, floors: dict, where) -> dict[str, Any] | None:
     """The C floor's record for `link` at `size`, measured once per run ("_new" the first time)."""
     from lab.experiments.ipc import floor
 
@@ -250,7 +271,7 @@ def _floor(link, size: int, params: Params, floors: dict) -> dict[str, Any] | No
     if key not in floors:
         record = {"transport": transport, "pattern": "C floor", "size": size}
         try:
-            record.update(floor.measure(transport, size, params.seconds, params.samples))
+            record.update(floor.measure(transport, size, params.seconds, params.samples, where))
         except LabError as exc:
             record.update(skipped="no floor", why=str(exc))
         floors[key] = record

@@ -5,7 +5,12 @@
  * (TCP_NODELAY). One process forks a peer that echoes; the parent times each
  * round trip with clock_gettime(CLOCK_MONOTONIC) and prints one line of JSON.
  *
- *   floor TRANSPORT SIZE SECONDS MAX_SAMPLES     TRANSPORT: pipe, unix, tcp
+ *   floor TRANSPORT SIZE SECONDS MAX_SAMPLES [CPU CPU]     TRANSPORT: pipe, unix, tcp
+ *
+ * With two CPU numbers the parent runs on the first and the peer on the second
+ * (sched_setaffinity): the same CPU twice, or two, decides the floor (a write
+ * on one core runs the reader at once; across cores the other core may first
+ * have to wake from idle).
  *
  * Built by floor.py with the system's cc on first use (cc -O2), cached by the
  * hash of this file. The stream has no acknowledgements: the kernel's buffers
@@ -13,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <sched.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -48,6 +54,14 @@ static int full(int fd, char *buf, size_t n, int writing) {
         done += (size_t)got;
     }
     return 0;
+}
+
+static void pin(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0) die("sched_setaffinity");
 }
 
 static int cmp(const void *a, const void *b) {
@@ -94,10 +108,12 @@ static void tcp_pair(int *a, int *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: floor pipe|unix|tcp SIZE SECONDS MAX_SAMPLES\n");
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: floor pipe|unix|tcp SIZE SECONDS MAX_SAMPLES [CPU CPU]\n");
         return 2;
     }
+    int parent_cpu = argc == 7 ? atoi(argv[5]) : -1, peer_cpu = argc == 7 ? atoi(argv[6]) : -1;
+    pin(parent_cpu);
     const char *transport = argv[1];
     size_t size = strtoul(argv[2], NULL, 10);
     double seconds = atof(argv[3]);
@@ -127,6 +143,7 @@ int main(int argc, char **argv) {
     if (pid < 0) die("fork");
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a parent killed mid-run takes its peer along */
+        pin(peer_cpu);
         /* the parent's ends go, or the peer would never see EOF: it would hold a writer */
         close(to_peer[1]);
         if (from_peer[0] != to_peer[1]) close(from_peer[0]);

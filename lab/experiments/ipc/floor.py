@@ -71,13 +71,23 @@ def binary() -> Path:
 RUNS = 3
 
 
-def measure(transport: str, size: int, seconds: float, max_samples: int) -> dict:
+def measure(
+    transport: str,
+    size: int,
+    seconds: float,
+    max_samples: int,
+    placement: tuple[int, int] | None = None,
+) -> dict:
     """The C ping-pong and stream over `transport`: the fastest of RUNS fresh pairs.
+
+    `placement` (parent CPU, peer CPU) pins the two, as links.Context does for Python.
 
     rtt_median_us and rtt_p99_us from the pair with the lowest median, msgs_per_s and
     mb_per_s from the pair with the highest throughput, and `runs`.
     """
-    pairs = [_measure_once(transport, size, seconds, max_samples) for _ in range(RUNS)]
+    args = [transport, str(size), str(seconds), str(max_samples)]
+    args += [str(cpu) for cpu in placement] if placement else []
+    pairs = [_measure_once(args) for _ in range(RUNS)]
     quickest = min(pairs, key=lambda p: p["rtt_median_us"])
     widest = max(pairs, key=lambda p: p["mb_per_s"])
     return {
@@ -90,10 +100,10 @@ def measure(transport: str, size: int, seconds: float, max_samples: int) -> dict
     }
 
 
-def _measure_once(transport: str, size: int, seconds: float, max_samples: int) -> dict:
+def _measure_once(args: list[str]) -> dict:
     program = binary()
     done = subprocess.run(
-        [str(program), transport, str(size), str(seconds), str(max_samples)],
+        [str(program), *args],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -101,5 +111,5 @@ def _measure_once(transport: str, size: int, seconds: float, max_samples: int) -
     lines = done.stdout.strip().splitlines()
     figures = json.loads(lines[-1]) if lines else {"error": done.stderr.strip() or "no output"}
     if done.returncode != 0 or "error" in figures:
-        raise LabError(f"the C floor over {transport} failed: {figures.get('error')}")
+        raise LabError(f"the C floor over {args[0]} failed: {figures.get('error')}")
     return figures

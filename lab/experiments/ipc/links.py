@@ -62,6 +62,7 @@ class Context:
 
     prefix: str = field(default_factory=new_prefix)
     largest: int = 1 << 20  # the largest message of the run, bytes (a ring is sized for it)
+    placement: tuple[int, int] | None = None  # (parent CPU, peer CPU), or the scheduler's choice
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lab-ipc-")))
 
     def remove(self) -> None:
@@ -227,10 +228,15 @@ def conversation(link: Link, ctx: Context) -> Iterator[Conversation]:
     for module in link.imports:
         importlib.import_module(module)
     spec = link.prepare(ctx)
+    unpinned = os.sched_getaffinity(0)
     try:
+        if ctx.placement:  # this thread only (Linux affinity is per thread), put back after
+            os.sched_setaffinity(0, {ctx.placement[0]})
         started = time.perf_counter_ns()
         peer = link.start_peer(spec)
         try:
+            if ctx.placement:
+                os.sched_setaffinity(peer.pid, {ctx.placement[1]})
             info = peer.ready()
             peer_start_ms = (time.perf_counter_ns() - started) / 1e6
             began = time.perf_counter_ns()
@@ -245,6 +251,7 @@ def conversation(link: Link, ctx: Context) -> Iterator[Conversation]:
         finally:
             peer.stop()
     finally:
+        os.sched_setaffinity(0, unpinned)
         link.cleanup(spec)
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.experiments.ipc.links import Context, Link
-from lab.experiments.ipc.wire import Endpoint
+from lab.experiments.ipc.wire import Endpoint, PeerGone
 
 __all__ = ["LINKS", "Ring", "RingEndpoint"]
 
@@ -120,7 +120,7 @@ class Ring:
         self.ring.release()
 
     # -- the writer's side
-    def write(self, message: bytes, deadline: float) -> None:
+    def write(self, message: bytes, deadline: float, alive=None) -> None:
         words, capacity = self.words, self.capacity
         size = len(message)
         need = _aligned(LENGTH.size + size)
@@ -130,7 +130,7 @@ class Ring:
         if need + skip > capacity:
             raise LabError(f"a {size}-byte message does not fit a {capacity}-B ring")
         if capacity - (head - words[TAIL_WORD]) < need + skip:
-            self._wait_for_room(need + skip, deadline)
+            self._wait_for_room(need + skip, deadline, alive)
         if skip:  # a marker says "go on at the start": a message is never cut in two
             LENGTH.pack_into(self.ring, start, WRAP)
             head, start = head + skip, 0
@@ -139,8 +139,9 @@ class Ring:
         words[HEAD_WORD] = head + need
         self.libc.sem_post(self.sem_data)
 
-    def _wait_for_room(self, need: int, deadline: float) -> None:
-        """Sleep until the reader frees `need` bytes (it posts `space` when it sees us wait).
+    def _wait_for_room(self, need: int, deadline: float, alive=None) -> None:
+        """Sleep until the reader frees `need` bytes (it posts `space` when it sees us wait);
+        PeerGone at the deadline, or as soon as `alive()` says the reader died.
 
         The flag and the reader's check of it race (no memory barrier in Python), so
         each sleep is at most ROOM_WAIT_S: a missed post costs that, never a hang.
@@ -149,9 +150,9 @@ class Ring:
         try:
             while self.capacity - (words[HEAD_WORD] - words[TAIL_WORD]) < need:
                 words[WAITING_WORD] = 1
+                if alive is not None and not alive():
+                    raise PeerGone("the peer died mid-run")
                 if time.monotonic() > deadline:
-                    from lab.experiments.ipc.wire import PeerGone
-
                     raise PeerGone("the peer stopped reading the ring")
                 self._wait(self.sem_space, min(deadline, time.monotonic() + ROOM_WAIT_S))
         finally:
@@ -205,7 +206,7 @@ class RingEndpoint(Endpoint):
     def send(self, message: bytes) -> None:
         from lab.experiments.ipc.wire import TIMEOUT_S
 
-        self.outgoing.write(message, time.monotonic() + TIMEOUT_S)
+        self.outgoing.write(message, time.monotonic() + TIMEOUT_S, self.other_alive)
 
     def poll(self, timeout: float) -> bytes | None:
         return self.incoming.read(timeout)
