@@ -14,6 +14,14 @@ library on top. Every message carries a checksum, checked at the peer, and
 every echo is compared byte for byte: a fast transport that damages data is
 a failed run, not a figure.
 
+Where the scheduler puts the two processes decides the small-message figures
+more than any library does: on one CPU a write runs the reader at once (a
+C pipe round trip in 2 µs), on two the other CPU may first wake from idle
+(40-60 µs, in C and Python alike), and shared memory wins only when each side
+has a CPU to spin on for a moment. `--cores same|apart` pins both (and the C
+floor) to one CPU or one each; the default leaves it to the scheduler, as a
+program usually does.
+
 What a learner would try first, and why it does not do here:
 - Time `conn.send(x); conn.recv()` once with time.time(): one sample of a few
   microseconds is below time.time()'s resolution and is mostly the first
