@@ -1,0 +1,115 @@
+"""The C floor: floor.c built with the system's cc on first use, cached, and run.
+
+The binary is cached outside the repository, under ~/.cache/daemonlab (or
+$XDG_CACHE_HOME/daemonlab), named by a hash of floor.c and the compiler, so
+an edited floor.c or another compiler builds afresh and a stale binary is
+never timed. It is built into a temporary name and renamed into place: two
+runs building at once both end with a whole binary (rename is atomic).
+
+Where there is no compiler, or the build fails, `measure` says so in its
+record (`skipped`) and the Python rows simply have no floor to compare with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from lab.errors import LabError
+
+__all__ = ["FLOOR_TRANSPORTS", "binary", "measure"]
+
+#: The transports floor.c speaks (its unix is a stream socketpair: the same kernel path
+#: as a Unix socket on a path, without the file).
+FLOOR_TRANSPORTS = ("pipe", "unix", "tcp")
+SOURCE = Path(__file__).with_name("floor.c")
+#: One floor measurement is a ping-pong and a stream of `seconds` each; 60 s is far
+#: beyond any of them, and bounds a floor that hangs.
+RUN_TIMEOUT_S = 60.0
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "daemonlab"
+
+
+def binary() -> Path:
+    """The compiled floor, built now if needed; LabError saying why when it cannot be."""
+    cc = shutil.which(os.environ.get("CC") or "cc")
+    if cc is None:
+        raise LabError("no compiler: install a C compiler (`apt-get install gcc`) for the floor")
+    digest = hashlib.sha256(SOURCE.read_bytes() + cc.encode()).hexdigest()[:16]
+    target = _cache_dir() / f"floor-{digest}"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        built = subprocess.run(
+            [cc, "-O2", "-o", str(partial), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+        if built.returncode != 0:
+            last = (built.stderr.strip().splitlines() or ["no message"])[-1]
+            raise LabError(f"the floor did not compile with {cc}: {last}")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+#: A floor is the least the kernel needs, and where the scheduler puts the two processes
+#: decides it: on one core a write runs the reader at once (a few µs), across cores the
+#: other core may first wake from idle (tens of µs: 2 against 51 µs seen here for TCP at
+#: 64 B in two runs a minute apart). So the floor is the fastest of a few fresh pairs.
+RUNS = 3
+
+
+def measure(
+    transport: str,
+    size: int,
+    seconds: float,
+    max_samples: int,
+    placement: tuple[int, int] | None = None,
+) -> dict:
+    """The C ping-pong and stream over `transport`: the fastest of RUNS fresh pairs.
+
+    `placement` (parent CPU, peer CPU) pins the two, as links.Context does for Python.
+
+    rtt_median_us and rtt_p99_us from the pair with the lowest median, msgs_per_s and
+    mb_per_s from the pair with the highest throughput, and `runs`.
+    """
+    args = [transport, str(size), str(seconds), str(max_samples)]
+    args += [str(cpu) for cpu in placement] if placement else []
+    pairs = [_measure_once(args) for _ in range(RUNS)]
+    quickest = min(pairs, key=lambda p: p["rtt_median_us"])
+    widest = max(pairs, key=lambda p: p["mb_per_s"])
+    return {
+        "samples": quickest["samples"],
+        "rtt_median_us": quickest["rtt_median_us"],
+        "rtt_p99_us": quickest["rtt_p99_us"],
+        "msgs_per_s": widest["msgs_per_s"],
+        "mb_per_s": widest["mb_per_s"],
+        "runs": RUNS,
+    }
+
+
+def _measure_once(args: list[str]) -> dict:
+    program = binary()
+    done = subprocess.run(
+        [str(program), *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    lines = done.stdout.strip().splitlines()
+    figures = json.loads(lines[-1]) if lines else {"error": done.stderr.strip() or "no output"}
+    if done.returncode != 0 or "error" in figures:
+        raise LabError(f"the C floor over {args[0]} failed: {figures.get('error')}")
+    return figures
