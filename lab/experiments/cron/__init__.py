@@ -150,6 +150,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     from lab import services
     from lab.errors import LabError
     from lab.experiments.cron import crossing, startup, ticks, work
+    from lab.experiments.worker.measure import gone
 
     services.require("redis")
     session.env["redis_url"] = services.url("redis")
@@ -198,8 +199,11 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
         yield from crossing.crossings(done, daemons)
         session.step(total, total, "done")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        host, port = services.address("redis")
-        raise LabError(f"Redis at {host}:{port} stopped answering mid-run: {exc}") from None
+        raise gone(exc) from None
+    except LabError:
+        if not services.reachable("redis"):  # a tick failed because Redis went: say that
+            raise gone("connection refused") from None
+        raise
     finally:
         work.forget(conn, ns)
         conn.close()

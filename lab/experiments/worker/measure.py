@@ -123,13 +123,24 @@ def measure_cell(
         record["start_s"] = round(start_s, 3)
         return record
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        host, port = services.address("redis")
-        raise LabError(f"Redis at {host}:{port} stopped answering mid-run: {exc}") from None
+        raise gone(exc) from None
+    except LabError:
+        # A worker or the producer gave up first (rq's worker exits when its Redis goes):
+        # if Redis is what went away, that is the one line to say.
+        if not services.reachable("redis"):
+            raise gone("connection refused") from None
+        raise
     finally:
         for child in started:
             child.stop()
         work.forget(conn, ns)
         conn.close()
+
+
+def gone(why: object) -> LabError:
+    """The one line for Redis gone mid-run (what finished is stored already)."""
+    host, port = services.address("redis")
+    return LabError(f"Redis at {host}:{port} stopped answering mid-run: {why}")
 
 
 def _start(args: list[str], ns: str, started: list[Child], **popen: Any) -> Child:
