@@ -89,9 +89,10 @@ def measure_cell(
     import redis
 
     ns = namespace()
-    conn = queue.connect(services.url("redis"))
+    conn = None
     started: list[Child] = []
     try:
+        conn = queue.connect(services.url("redis"))
         producer = _start(
             ["produce", cell.system, ns], ns, started, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -133,8 +134,9 @@ def measure_cell(
     finally:
         for child in started:
             child.stop()
-        work.forget(conn, ns)
-        conn.close()
+        if conn is not None:
+            work.forget(conn, ns)
+            conn.close()
 
 
 def gone(why: object) -> LabError:
