@@ -167,35 +167,11 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
         session.step(next(phases), total, "imports")
         yield from startup.imports(ns, params.job)
         for strategy in params.strategy:
-            daemon = None
-            if strategy != "cron":
-                session.step(next(phases), total, f"{strategy} idle")
-                how = strategy.removeprefix("daemon-")
-                daemon = ticks.Daemon(how, f"{ns}-{strategy}", params.job, params.wake)
-                daemon.start()
-                record = {"part": "idle", "strategy": strategy, **ticks.idle(daemon, params.idle)}
+            for record in _strategy(
+                conn, ns, strategy, params, lambda label: session.step(next(phases), total, label)
+            ):
                 done.append(record)
                 yield record
-            try:
-                for rate in params.rate:
-                    session.step(next(phases), total, f"{strategy} at {rate:g}/s")
-                    if daemon is None:
-                        where = f"{ns}-cron-{rate:g}"
-                        figures = ticks.cron_ticks(conn, where, params.job, rate, params.duration)
-                    else:
-                        figures = ticks.daemon_ticks(conn, daemon, rate, params.duration)
-                    record = {
-                        "part": "ticks",
-                        "strategy": strategy,
-                        "job": params.job,
-                        "rate": rate,
-                        **figures,
-                    }
-                    done.append(record)
-                    yield record
-            finally:
-                if daemon is not None:
-                    daemon.stop(conn)
         yield from crossing.crossings(done, daemons)
         session.step(total, total, "done")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -207,3 +183,35 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     finally:
         work.forget(conn, ns)
         conn.close()
+
+
+def _strategy(conn, ns: str, strategy: str, params: Params, step) -> Iterator[dict[str, Any]]:
+    """One strategy's records: for a daemon, its idle cost first; then each rate's ticks.
+    A daemon started here is stopped here, whatever happens (Ctrl-C included)."""
+    from lab.experiments.cron import ticks
+
+    daemon = None
+    try:
+        if strategy != "cron":
+            step(f"{strategy} idle")
+            how = strategy.removeprefix("daemon-")
+            daemon = ticks.Daemon(how, f"{ns}-{strategy}", params.job, params.wake)
+            daemon.start()
+            yield {"part": "idle", "strategy": strategy, **ticks.idle(daemon, params.idle)}
+        for rate in params.rate:
+            step(f"{strategy} at {rate:g}/s")
+            if daemon is None:
+                where = f"{ns}-cron-{rate:g}"
+                figures = ticks.cron_ticks(conn, where, params.job, rate, params.duration)
+            else:
+                figures = ticks.daemon_ticks(conn, daemon, rate, params.duration)
+            yield {
+                "part": "ticks",
+                "strategy": strategy,
+                "job": params.job,
+                "rate": rate,
+                **figures,
+            }
+    finally:
+        if daemon is not None:
+            daemon.stop(conn)

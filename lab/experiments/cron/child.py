@@ -32,6 +32,7 @@ BOOTED = time.perf_counter_ns()  # the first moment this interpreter runs our co
 import argparse  # noqa: E402 - after the stamp: the stamp is the point
 import os  # noqa: E402
 import signal  # noqa: E402
+import sys  # noqa: E402
 
 #: The ledger a crontab line writes to when it is not told otherwise (examples/crontab).
 LEDGER = "daemonlab:cron:ledger"
@@ -152,12 +153,17 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--job", default="noop", choices=("noop", "io", "cpu", "slow"))
         p.add_argument("--ledger", default=LEDGER)
     args = parser.parse_args(argv)
-    if args.how == "tick":
-        tick(args.job, args.id, args.tick, args.ledger)
-    elif args.on == "redis":
-        wait_redis(args.job, args.queue, args.ledger, args.wake)
-    else:
-        wait_signal(args.job, args.prefix, args.ledger)
+    import redis  # the job's own library: every tick pays for importing it (-X importtime)
+
+    try:
+        if args.how == "tick":
+            tick(args.job, args.id, args.tick, args.ledger)
+        elif args.on == "redis":
+            wait_redis(args.job, args.queue, args.ledger, args.wake)
+        else:
+            wait_signal(args.job, args.prefix, args.ledger)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        sys.exit(f"{args.how}: Redis does not answer: {exc}")  # one line, for cron's mail
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[3]  # the checkout: cron's command does 
 #: How long the last tick's job may take after it was sent (a cold interpreter on a loaded machine).
 TAIL_S = 30.0
 START_TIMEOUT_S = 30.0
+SETTLE_S = 0.1
 
 
 def cron_env() -> dict[str, str]:
@@ -155,6 +156,7 @@ class Daemon:
     proc: subprocess.Popen | None = None
     sent: list[int] = field(default_factory=list)
     start_s: float = 0.0
+    err: Any = None  # its stderr: a temporary file, read when it fails
 
     @property
     def ledger(self) -> str:
@@ -186,13 +188,25 @@ class Daemon:
         ]
         began = time.perf_counter()
         # cron's environment and folder for the daemon too: only how the job starts differs.
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=cron_env(), cwd=ROOT)
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=self.err, env=cron_env(), cwd=ROOT
+            )
+        except OSError:
+            self.err.close()
+            raise
         if (
             not select.select([self.proc.stdout], [], [], START_TIMEOUT_S)[0]
             or not self.proc.stdout.readline()
         ):
-            raise LabError(f"the {self.how} daemon did not start within {START_TIMEOUT_S:g}s")
+            raise LabError(f"the {self.how} daemon did not start: {self.last_words()}")
         self.start_s = time.perf_counter() - began
+
+    def last_words(self) -> str:
+        self.err.seek(0)
+        lines = self.err.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"no word within {START_TIMEOUT_S:g}s"
 
     def send(self, conn) -> None:
         ticked = work.stamp()
@@ -207,7 +221,13 @@ class Daemon:
             return
         if self.how == "redis":  # a daemon blocked in BLPOP with no timeout sees this at once
             _quietly(lambda: conn.rpush(self.queue, "stop 0"))
+            try:  # and leaves: a TERM now would land in its finalization, where
+                self.proc.wait(children.GRACE_S)  # Python has put TERM's default back
+            except subprocess.TimeoutExpired:
+                pass  # not answering: TERM, a grace, KILL
         children.stop_popen(self.proc)
+        self.err.close()
+        self.proc = None
 
     def cpu_s(self) -> float:
         return usage.on_cpu_s(self.proc.pid)
@@ -241,6 +261,7 @@ def daemon_ticks(conn, daemon: Daemon, rate: float, duration: float) -> dict[str
 
 def idle(daemon: Daemon, seconds: float) -> dict[str, Any]:
     """A daemon with nothing to do for `seconds`: its CPU per second, what it holds."""
+    time.sleep(SETTLE_S)  # its last steps after saying "ready" are start-up, not idling
     cpu0, began = daemon.cpu_s(), time.monotonic()
     time.sleep(seconds)
     cpu, window = daemon.cpu_s() - cpu0, time.monotonic() - began

@@ -9,7 +9,7 @@ the job is *started*, never the job:
     noop  returns at once: what is left is the cost of starting it
     io    waits 10 ms (time.sleep / asyncio.sleep): the GIL is free meanwhile
     cpu   a few ms of pure Python arithmetic: holds the GIL throughout
-    slow  waits 1 s: longer than a short shutdown deadline (the tests use it)
+    slow  waits 2 s: longer than a short shutdown deadline (the tests use it)
 
 Every job ends by writing one ledger line (an `Entry`) to a Redis list: the
 job's id, which attempt this is, when it was queued (or ticked), when it
@@ -44,11 +44,11 @@ KINDS = {
     "noop": "returns at once",
     "io": "waits 10 ms, the GIL released",
     "cpu": "a few ms of pure Python, holding the GIL",
-    "slow": "waits 1 s (longer than a short shutdown deadline)",
+    "slow": "waits 2 s (longer than a short shutdown deadline)",
 }
 
 IO_S = 0.010  # the 10 ms: long against a Redis round trip (~0.1 ms), short for a test
-SLOW_S = 1.0
+SLOW_S = 2.0
 #: Iterations of the cpu job's loop: ~2 ms of one core on the 2-core machines the lab
 #: targets (measured: 1.8-2.4 ms under Python 3.11). Fixed, not calibrated: every
 #: system must be given the same work, whatever the machine's speed.
