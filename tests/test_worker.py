@@ -175,6 +175,11 @@ def _held(conn, ns: str) -> int:
     return sum(conn.llen(k) for k in conn.scan_iter(match=f"{ns}:processing:*"))
 
 
+def _busy(conn, ns: str) -> int:
+    """Jobs running, as the workers' last heartbeats say (what `worker status` prints)."""
+    return sum(info["busy"] for info in queue.workers(conn, queue.Keys(ns)))
+
+
 def _settled(conn, ns: str, ids: list[str]) -> None:
     """Wait until every job ran, none waits and none is held (dead workers recovered)."""
     deadline = time.monotonic() + BOUND_S
@@ -244,11 +249,12 @@ def _only_job_records_left(conn, ns: str) -> None:
 def test_tstp_then_term_finishes_or_gives_back_within_the_deadline(
     model, deadline, finished, redis_conn, ns, daemon
 ):
-    slow = _enqueue(redis_conn, ns, "slow", 4)  # 1 s each: in flight when the signals come
+    slow = _enqueue(redis_conn, ns, "slow", 4)  # 2 s each: in flight when the signals come
     # Five slots for four jobs: one idle slot, which would take new jobs unless quiet.
     options = ("--concurrency-model", model, "--concurrency", "5", "--deadline", str(deadline))
-    pid = daemon.start(*options)
-    _wait(lambda: _held(redis_conn, ns) == 4, "4 slow jobs in flight")
+    pid = daemon.start(*options, "--heartbeat-ttl", "0.6")  # a beat every 0.2 s: status is fresh
+    # Started, not only taken: a job taken in the instant TSTP comes is given back unstarted.
+    _wait(lambda: _busy(redis_conn, ns) == 4, "4 slow jobs running")
     os.kill(pid, signal.SIGTSTP)
     _wait(lambda: "TSTP: quiet" in daemon.logged(), "the quiet line in the log")
     later = _enqueue(redis_conn, ns, "noop", 20)
@@ -368,7 +374,7 @@ def _experiment_keys(conn) -> set[bytes]:
 
 
 @pytest.mark.timeout(300)
-def test_run_measures_every_system_and_leaves_nothing(redis_conn, no_leaks):
+def test_run_measures_every_system_and_leaves_nothing(no_leaks, redis_conn):
     before = _experiment_keys(redis_conn)
     run = worker.run(worker.Params(**SMALL))
     assert run.status == "ok"
@@ -415,61 +421,77 @@ def test_every_lab_model_runs_every_job_kind(redis_conn):
             assert row["jobs_per_s"] < 200 * 1.1, row
 
 
-@pytest.mark.timeout(120)
-def test_redis_down_at_start_stores_the_run_failed(results_path):
+def refused_without_redis(experiment: str, results_path: Path) -> None:
+    """`daemonlab run EXPERIMENT` with nobody at LAB_REDIS_URL: one line, quickly, and
+    the run stored as failed, with nothing in it."""
     from lab.results import ResultsStore
 
-    url = f"redis://127.0.0.1:{_free_port()}/0"
     began = time.monotonic()
-    done = run_cli("run", "worker", env={"LAB_REDIS_URL": url})
+    done = run_cli("run", experiment, env={"LAB_REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"})
     assert_refused(done, "Redis does not answer")
     assert time.monotonic() - began < 20
     with ResultsStore(results_path) as store:
-        (stored,) = store.runs("worker")
+        (stored,) = store.runs(experiment)
     assert stored.status == "failed" and not stored.records
 
 
-@pytest.mark.timeout(300)
-def test_redis_down_mid_run_is_one_line_and_keeps_what_finished(throwaway_redis, results_path):
+def killed_redis_mid_run(experiment: str, options: list[str], throwaway, results_path: Path):
+    """`daemonlab run EXPERIMENT OPTIONS` on a throwaway Redis, killed (-9) once the run
+    has stored a record. Asserts the promise (one line naming Redis, soon after, exit 2,
+    no process left) and returns the stored run."""
     from lab.results import ResultsStore
 
-    url, server = throwaway_redis
-    args = ["run", "worker", *SMALL_CLI, "--workers", "1,2,3"]
+    url, server = throwaway
     env = {**os.environ, "LAB_REDIS_URL": url, "PYTHONPATH": str(Path(__file__).parent.parent)}
     cli = subprocess.Popen(
-        [sys.executable, "-m", "lab", *args],
+        [sys.executable, "-m", "lab", "run", experiment, *options],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        _wait(lambda: _stored_records(results_path) >= 1, "a first record", timeout=120)
+        _wait(lambda: _stored_records(results_path, experiment) >= 1, "a first record", timeout=120)
         server.kill()
         server.wait()
         killed = time.monotonic()
-        out, err = cli.communicate(timeout=BOUND_S)
+        _, err = cli.communicate(timeout=BOUND_S)
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.communicate()
-    assert time.monotonic() - killed < 30, "the run did not notice Redis was gone in time"
+    assert time.monotonic() - killed < 45, "the run did not notice Redis was gone in time"
     lines = err.strip().splitlines()
     assert cli.returncode == 2 and len(lines) == 1, err
     assert "Redis at 127.0.0.1" in lines[0] and "stopped answering mid-run" in lines[0], lines[0]
-    with ResultsStore(results_path) as store:
-        (stored,) = store.runs("worker")
-    assert stored.status == "failed" and 1 <= len(stored.records) < 6
     assert not psutil.Process().children(recursive=True)
+    with ResultsStore(results_path) as store:
+        (stored,) = store.runs(experiment)
+    assert stored.status == "failed"
+    return stored
 
 
-def _stored_records(path: Path) -> int:
+@pytest.mark.timeout(120)
+def test_redis_down_at_start_stores_the_run_failed(results_path):
+    refused_without_redis("worker", results_path)
+
+
+@pytest.mark.timeout(300)
+def test_redis_down_mid_run_is_one_line_and_keeps_what_finished(throwaway_redis, results_path):
+    stored = killed_redis_mid_run(
+        "worker", [*SMALL_CLI, "--workers", "1,2,3"], throwaway_redis, results_path
+    )
+    assert 1 <= len(stored.records) < 6  # 6 measurements asked for: not all finished
+
+
+def _stored_records(path: Path, experiment: str = "worker") -> int:
+    """How many records the newest stored run of `experiment` has so far (0 if none)."""
     from lab.results import ResultsStore
 
     if not path.exists():
         return 0
     with ResultsStore(path) as store:
-        runs = store.runs("worker")
+        runs = store.runs(experiment)
     return len(runs[0].records) if runs else 0
 
 
