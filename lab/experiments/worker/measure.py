@@ -42,8 +42,11 @@ __all__ = ["Cell", "measure_cell", "pickup", "throughput"]
 START_TIMEOUT_S = 30.0
 #: How long after the last job the workers must stay quiet to count as idle.
 IDLE_S = 0.2
-#: How long after the last paced job all of them must have run (a slow job behind a poll).
+#: How long after the last paced job all of them must have run: a slow job (2 s) behind
+#: a poll, plus a second a job for a worker that cannot keep up (arq with max_jobs=1
+#: starts one job per 0.5 s poll, whatever arrives meanwhile).
 TAIL_S = 10.0
+TAIL_PER_JOB_S = 1.0
 #: How long draining (jobs in flight when the queue was dropped) may take: one slow job.
 DRAIN_TIMEOUT_S = 10.0
 #: The longest one producer command may take: filling 10,000 arq jobs, or 50 pick-up
@@ -117,9 +120,10 @@ def measure_cell(
         _wait_idle(conn, ns, workers)
         before = conn.llen(queue.Keys(ns).ledger)
         _ask(producer, f"paced {cell.job} {samples} {gap}")
-        _wait_ledger(conn, ns, before + samples, work.stamp() + int(TAIL_S * 1e9), workers)
+        tail = TAIL_S + samples * TAIL_PER_JOB_S
+        _wait_ledger(conn, ns, before + samples, work.stamp() + int(tail * 1e9), workers)
         if conn.llen(queue.Keys(ns).ledger) < before + samples:
-            raise LabError(f"{cell.system}: pick-up jobs still not run {TAIL_S:g}s after queued")
+            raise LabError(f"{cell.system}: pick-up jobs still not run {tail:g}s after queued")
         record.update(pickup([e for e in _entries(conn, ns) if peers.phase(e.job_id) == "p"]))
         record["start_s"] = round(start_s, 3)
         return record
