@@ -135,7 +135,7 @@ TOUR = [
         "Redis or on a signal. Below: what each tick costs, where a tick's start-up goes "
         "(`-X importtime`), what a waiting daemon costs per second doing nothing, and the job "
         "rates above which the daemon costs less CPU, and less memory.",
-        {},
+        {"rate": (2.0,), "duration": 1.5, "idle": 1.0},
     ),
 ]
 

@@ -135,10 +135,10 @@ TOUR = [
         "**A job worker daemon.** Sidekiq-style: a daemon takes jobs from Redis and runs "
         "several at once. The lab's worker takes each job with BLMOVE into a processing list "
         "of its own, so a worker killed mid-job loses nothing: its heartbeat key expires and "
-        "the next worker puts its jobs back. Below, 3,000 no-op jobs through the lab's thread "
+        "the next worker puts its jobs back. Below, 1,000 no-op jobs through the lab's thread "
         "worker, rq (a fork per job, and SimpleWorker) and arq (asyncio, polling): jobs per "
         "second, how long an idle worker takes to pick a job up, and CPU per job.",
-        {},
+        {"workers": (2,), "queued": 1000, "seconds": 1.0, "samples": 10},
     ),
     (
         "**I/O-bound jobs** (a 10 ms sleep): now the number of jobs at once matters, and "
