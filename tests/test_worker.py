@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import pytest
 
 from lab.experiments import worker
 from lab.experiments.worker import queue
-from tests.conftest import assert_refused, require_service, run_cli
+from tests.conftest import assert_refused, missing, require_service, run_cli
 
 BOUND_S = 60.0  # the longest any wait here may take: a loaded 2-core machine
 
@@ -74,6 +75,10 @@ def throwaway_redis(tmp_path):
     """A redis-server of the test's own on a free port: (url, its Popen), to kill at will."""
     from lab import children
 
+    if shutil.which("redis-server") is None:
+        missing(
+            "redis-server is not installed (apt-get install redis-server)", "LAB_REQUIRE_SERVICES"
+        )
     port = _free_port()
     proc = subprocess.Popen(
         [
