@@ -28,6 +28,7 @@ COMMAND_FAMILIES = (
     "lab.tour",
     "lab.htmlreport",
     "lab.bench",
+    "lab.experiments.worker.cli",
 )
 
 

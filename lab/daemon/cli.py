@@ -171,55 +171,35 @@ def _warm_up() -> None:
     env.fingerprint()
 
 
-def _logging() -> None:
-    import logging
-
-    handler = logging.StreamHandler(sys.stderr)  # fd 2: the log once daemonized
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s daemonlab[%(process)d] %(levelname)s %(message)s")
-    )
-    root = logging.getLogger("lab.daemon")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
 def _serve_detached(config, detached) -> int:
     """The daemon's life, after steps 1-13; tells the launcher when it runs."""
-    import logging
-
     from lab.daemon.harness import Harness
-    from lab.daemon.steps import report_ready
+    from lab.daemon.service import serve_detached
 
-    _logging()
-    try:
-        return Harness(config).serve(ready=lambda: report_ready(detached.ready))
-    except LabError as exc:
-        detached.ready.failed(str(exc))  # only heard if we were not ready yet
-        logging.getLogger("lab.daemon").error("cannot run: %s", exc)
-        return NotStarted.exit_code
-    finally:
-        detached.pidfile.release()
+    return serve_detached(
+        detached,
+        lambda ready: Harness(config).serve(ready=ready),
+        logger="lab.daemon",
+        tag="daemonlab",
+        refused=NotStarted.exit_code,
+    )
 
 
 def _foreground(config) -> int:
     """New-style (`man 7 daemon`): no fork, no setsid; umask, pidfile, user, sd_notify."""
-    from lab.daemon import steps
     from lab.daemon.harness import Harness
+    from lab.daemon.service import serve_foreground
 
-    steps.set_umask(config.umask)
-    pidfile = steps.take_pidfile(str(config.pidfile))
-    try:
-        steps.drop_privileges(config.user)
-        if config.log is not None:
-            fd = steps.open_log(str(config.log))
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-        _logging()
-        return Harness(config).serve(ready=lambda: None)
-    finally:
-        pidfile.release()
+    log = str(config.log) if config.log is not None else None
+    return serve_foreground(
+        lambda ready: Harness(config).serve(ready=ready),
+        pidfile=str(config.pidfile),
+        log=log,
+        umask=config.umask,
+        user=config.user,
+        logger="lab.daemon",
+        tag="daemonlab",
+    )
 
 
 # -- stop / status / reload / logs ---------------------------------------------------------

@@ -1,0 +1,59 @@
+"""The job worker against rq on no-op jobs: the issue's target, measured with the lesson's own code.
+
+One round measures three workers one after the other on the same Redis,
+each with the same number of jobs at once: the lab's thread worker, rq's
+SimpleWorker (no fork) and rq's default Worker (a fork per job). The
+figures are the experiment's own (measure.measure_cell per system, then
+worker.ratios over those records), kept in extra_info:
+
+    pytest benchmarks/test_worker.py --benchmark-enable --benchmark-autosave
+
+The target (issue 14): the lab's thread worker at least 1.0x rq's
+SimpleWorker and far ahead of its fork per job (here: at least 10x).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.experiments import worker
+from lab.experiments.worker.measure import Cell, measure_cell
+from tests.conftest import require_service
+
+WORKERS = 2
+QUEUED, SECONDS, SAMPLES, GAP = 2000, 2.0, 10, 0.02
+SYSTEMS = (("lab", "threads"), ("rq", "simple"), ("rq", "fork-per-job"))
+
+
+def _round() -> list[dict]:
+    records = []
+    for system, model in SYSTEMS:
+        cell = Cell(system, model, WORKERS, "noop")
+        figures = measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP)
+        records.append(
+            {
+                "part": "throughput",
+                "system": system,
+                "model": model,
+                "workers": WORKERS,
+                "job": "noop",
+                **figures,
+            }
+        )
+    return records
+
+
+@pytest.mark.timeout(300)
+def test_lab_threads_against_rq_on_noop_jobs(benchmark):
+    require_service("redis")
+    records = benchmark.pedantic(_round, rounds=1, iterations=1)
+    (ratio,) = worker.ratios(records)
+    for r in records:
+        name = f"{r['system']}_{r['model']}"
+        benchmark.extra_info[f"{name}_jobs_per_s"] = r["jobs_per_s"]
+        benchmark.extra_info[f"{name}_pickup_p99_ms"] = r["pickup_p99_ms"]
+        benchmark.extra_info[f"{name}_cpu_ms_per_job"] = r["cpu_ms_per_job"]
+    benchmark.extra_info["x_rq_simple"] = ratio["vs_simple"]
+    benchmark.extra_info["x_rq_fork_per_job"] = ratio["vs_fork"]
+    assert ratio["vs_simple"] >= 1.0, ratio
+    assert ratio["vs_fork"] >= 10.0, ratio

@@ -1,0 +1,234 @@
+"""worker: a Sidekiq-style job daemon on Redis, measured against rq and arq.
+
+The talk's "daily usage" slide: Sidekiq, a daemon that takes jobs from
+Redis and runs many at once. This lesson builds one (`daemonlab worker
+start|stop|status|enqueue`, on the lab's own daemonizing steps) and runs
+the same jobs through it and through two workers people use, rq and arq,
+against the same Redis, measuring what a worker costs per job:
+
+- jobs_per_s: a queue filled beforehand, every worker process released at
+  one instant, jobs finished over the time they took;
+- pickup_p50_ms / pickup_p99_ms: jobs arriving one every `--gap` s (at
+  random moments), from the moment before each was queued to its first
+  instruction: at that light load an idle worker's reaction time;
+- cpu_ms_per_job: the worker processes' CPU (their children's too) over the
+  throughput phase, per job (Redis's own CPU is not counted: it is shared);
+
+for noop jobs (what is left is the cost of the worker itself), io jobs (a
+10 ms sleep) and cpu jobs (~2 ms of Python), against the number of jobs run
+at once (`--workers`: the lab's slots, arq's max_jobs, rq's processes).
+
+What a learner would try first, and why it fails:
+- BRPOP the job and run it: a worker killed mid-job has taken the job out
+  of Redis and it is lost (Sidekiq's basic fetch; rq keeps a "started"
+  registry and fails such jobs when it notices the worker is gone). The
+  lab's worker moves the job into a processing list of its own with BLMOVE
+  and is found dead by an expired heartbeat (queue.py): nothing is lost, a
+  job may run twice and is then reported as retried.
+- Fork per job for isolation (rq's default Worker): every job pays a fork,
+  the child's re-connection and its exit, milliseconds of CPU for a job of
+  microseconds; the fork lesson, on a library people use.
+- Do the work in the signal handler (log, clean up, exit in TERM's handler):
+  the reentrancy bugs gunicorn fixed (lab.daemon.signals). Here the handlers
+  only record and the main loop calls handle_term, handle_tstp, handle_ttin.
+- Stop a thread at the deadline: Python cannot. Its job is given back to
+  the queue and the thread dies with the process (threads.py).
+
+Sources: Sidekiq's signals and deployment pages
+(https://github.com/sidekiq/sidekiq/wiki/Signals,
+https://github.com/sidekiq/sidekiq/wiki/Deployment), its reliability page on
+super_fetch (https://github.com/sidekiq/sidekiq/wiki/Reliability), Redis's
+reliable queue pattern (https://redis.io/docs/latest/commands/lmove/), rq's
+worker (https://github.com/rq/rq/tree/aa666a8a60dbc5e8bb43f166cda869c67426a11a/rq/worker)
+and arq's (https://github.com/python-arq/arq/blob/main/arq/worker.py).
+
+Reading map: queue.py (the Redis keys, the reliable fetch, heartbeats,
+recovery: read first), slot.py (one slot's loop: fetch, run, ack),
+threads.py, processes.py and tasks.py (the three concurrency models),
+daemon.py (the main loop and its signals), cli.py (`daemonlab worker`,
+on lab/daemon/steps.py), peers.py (rq and arq behind the same interface),
+runner.py (the processes an experiment starts), measure.py (one
+measurement, step by step), plot.py (the figure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lab.params import Params as _Params
+from lab.params import option
+from lab.report import Column
+from lab.runs import Run, Session, collect
+
+__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "ratios", "run"]
+
+NAME = "worker"
+SUMMARY = "a Sidekiq-style job daemon on Redis (reliable fetch) against rq and arq: jobs/s, pick-up"
+
+SYSTEMS = ("lab", "rq", "arq")
+MODELS = ("threads", "processes", "asyncio", "fork-per-job", "simple")
+JOBS = ("noop", "io", "cpu")
+
+
+@dataclass(frozen=True)
+class Params(_Params):
+    system: tuple[str, ...] = option(SYSTEMS, "which workers: the lab's, rq, arq", choices=SYSTEMS)
+    model: tuple[str, ...] = option(
+        ("threads", "asyncio", "fork-per-job", "simple"),
+        "how jobs run at once (each system runs those it has: lab threads, processes, asyncio;"
+        " rq fork-per-job, simple; arq asyncio)",
+        choices=MODELS,
+    )
+    workers: tuple[int, ...] = option(
+        (4,), "jobs at once: lab slots, arq max_jobs, rq processes", minimum=1
+    )
+    job: tuple[str, ...] = option(
+        ("noop",), "noop; io: a 10 ms sleep; cpu: ~2 ms of Python", choices=JOBS
+    )
+    queued: int = option(3000, "jobs in the queue when the workers are released", minimum=1)
+    seconds: float = option(
+        2.0,
+        "the longest the throughput phase may take, the rest dropped (several 0.5 s arq polls)",
+        above=0,
+    )
+    samples: int = option(20, "jobs queued spread out in time, for the pick-up latency", minimum=2)
+    gap: float = option(0.05, "seconds between those jobs, on average", above=0)
+
+
+FULL = {
+    "model": MODELS,
+    "workers": (1, 2, 4, 8, 16),
+    "job": JOBS,
+    "queued": 10000,
+    "seconds": 4.0,
+    "samples": 100,
+}
+
+COLUMNS = {
+    "throughput": [
+        Column("system"),
+        Column("model"),
+        Column("workers", "workers", "d"),
+        Column("job"),
+        Column("jobs_per_s", "jobs/s", ",.0f"),
+        Column("pickup_p50_ms", "p50 ms", ".2f"),
+        Column("pickup_p99_ms", "p99 ms", ".2f"),
+        Column("cpu_ms_per_job", "cpu ms", ".3f"),
+        Column("jobs", "jobs", ",d", wide=True),
+        Column("seconds", "s", ".3f", wide=True),
+        Column("start_s", "start s", ".2f", wide=True),
+    ],
+    "ratio": [
+        Column("job"),
+        Column("workers", "workers", "d"),
+        Column("lab_threads_per_s", "lab threads/s", ",.0f"),
+        Column("vs_simple", "x rq simple", ".2f"),
+        Column("vs_fork", "x rq fork", ".1f"),
+        Column("vs_arq", "x arq", ".1f", wide=True),
+    ],
+}
+
+TOUR = [
+    (
+        "**A job worker daemon.** Sidekiq-style: a daemon takes jobs from Redis and runs "
+        "several at once. The lab's worker takes each job with BLMOVE into a processing list "
+        "of its own, so a worker killed mid-job loses nothing: its heartbeat key expires and "
+        "the next worker puts its jobs back. Below, 1,000 no-op jobs through the lab's thread "
+        "worker, rq (a fork per job, and SimpleWorker) and arq (asyncio, polling): jobs per "
+        "second, how long an idle worker takes to pick a job up, and CPU per job.",
+        {"workers": (2,), "queued": 1000, "seconds": 1.0, "samples": 10},
+    ),
+    (
+        "**I/O-bound jobs** (a 10 ms sleep): now the number of jobs at once matters, and "
+        "threads and asyncio overlap their waits; rq needs a process per job at once.",
+        {"job": ("io",), "workers": (8,), "queued": 400},
+    ),
+]
+
+
+def run(params: Params = Params(), progress=None, sink=None) -> Run:
+    return collect(NAME, params, _measure, progress=progress, sink=sink)
+
+
+def cells(params: Params) -> list[Any]:
+    """Every (system, model, workers, job) asked for, in the order measured."""
+    from lab.experiments.worker.measure import Cell
+    from lab.experiments.worker.peers import MODELS as BY_SYSTEM
+
+    chosen = [
+        (system, model)
+        for system in params.system
+        for model in BY_SYSTEM[system]
+        if model in params.model
+    ]
+    return [Cell(s, m, w, j) for j in params.job for w in params.workers for s, m in chosen]
+
+
+def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    from lab import services
+    from lab.experiments.worker.measure import measure_cell
+
+    services.require("redis")
+    session.env["redis_url"] = services.url("redis")
+    session.env.update(_versions())
+    todo = cells(params)
+    done: list[dict[str, Any]] = []
+    for i, cell in enumerate(todo):
+        session.step(i, len(todo), f"{cell.system} {cell.model} x{cell.workers} {cell.job}")
+        figures = measure_cell(cell, params.queued, params.seconds, params.samples, params.gap)
+        record = {
+            "part": "throughput",
+            "system": cell.system,
+            "model": cell.model,
+            "workers": cell.workers,
+            "job": cell.job,
+            **figures,
+        }
+        done.append(record)
+        yield record
+    yield from ratios(done)
+    session.step(len(todo), len(todo), "done")
+
+
+def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's target as records: the lab's thread worker against each peer, same job
+    and workers (x rq simple >= 1.0, x rq fork far above it)."""
+    rate = {
+        (r["system"], r["model"], r["workers"], r["job"]): r["jobs_per_s"]
+        for r in records
+        if r.get("part") == "throughput"
+    }
+    out = []
+    for (system, model, workers, job), lab in rate.items():
+        if (system, model) != ("lab", "threads"):
+            continue
+        row: dict[str, Any] = {
+            "part": "ratio",
+            "job": job,
+            "workers": workers,
+            "lab_threads_per_s": lab,
+        }
+        for key, peer in (
+            ("vs_simple", ("rq", "simple")),
+            ("vs_fork", ("rq", "fork-per-job")),
+            ("vs_arq", ("arq", "asyncio")),
+        ):
+            other = rate.get((*peer, workers, job))
+            row[key] = round(lab / other, 2) if other else None
+        if any(row[k] is not None for k in ("vs_simple", "vs_fork", "vs_arq")):
+            out.append(row)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("redis", "rq", "arq"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "missing"
+    return found

@@ -1,0 +1,296 @@
+"""One measurement: a system's workers, a queue of jobs, then jobs one by one.
+
+For one (system, model, workers, job):
+
+    1  start the producer and the worker processes (runner.py); all set up,
+       none taking jobs yet (they wait on a gate). Their start-up is start_s.
+    2  fill the queue with `queued` jobs, the system's own way (not timed).
+    3  open the gate (t0): every worker starts at once. Throughput: jobs whose
+       ledger line ends by the last one's end (or by t0 + `seconds`, if the
+       queue lasts longer) over that time. CPU: what the worker processes
+       and their children used from t0 to then (psutil: /proc, clock ticks).
+    4  drop what is left in the queue; wait until the workers are idle.
+    5  pick-up: `samples` jobs, one every `gap` s on average, each at a
+       random moment of its interval (no job in step with a poll timer):
+       each one's start minus the moment just before it was queued.
+    6  stop the processes (TERM, a grace, KILL, reaped) and delete every key
+       of the namespace, whatever happened.
+
+Every wait is bounded. Redis gone mid-measurement is a LabError in one line;
+the finished records are already stored (lab.runs.collect).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lab import children, services
+from lab.errors import LabError
+from lab.experiments.cron import usage, work
+from lab.experiments.worker import peers, queue
+
+__all__ = ["Cell", "measure_cell", "pickup", "throughput"]
+
+#: Seconds a worker process may take to start (imports, connect) on a loaded 2-core machine.
+START_TIMEOUT_S = 30.0
+#: How long after the last job the workers must stay quiet to count as idle.
+IDLE_S = 0.2
+#: How long after the last paced job all of them must have run: a slow job (2 s) behind
+#: a poll, plus a second a job for a worker that cannot keep up (arq with max_jobs=1
+#: starts one job per 0.5 s poll, whatever arrives meanwhile).
+TAIL_S = 10.0
+TAIL_PER_JOB_S = 1.0
+#: How long draining (jobs in flight when the queue was dropped) may take: one slow job.
+DRAIN_TIMEOUT_S = 10.0
+#: The longest one producer command may take: filling 10,000 arq jobs, or 50 pick-up
+#: jobs one at a time behind arq's 0.5 s poll, take seconds; a minute means it is stuck.
+ANSWER_TIMEOUT_S = 120.0
+STOP_GRACE_S = 5.0  # TERM to a worker, then this long to finish its job and leave
+POLL_S = 0.002  # ledger polling: well under a pick-up of the fastest system (~0.2 ms... 1 ms)
+
+
+@dataclass(frozen=True)
+class Cell:
+    system: str
+    model: str
+    workers: int
+    job: str
+
+
+def namespace() -> str:
+    """A fresh prefix for one measurement: every key it makes starts with it."""
+    return f"daemonlab-w-{secrets.token_hex(4)}"
+
+
+@dataclass
+class Child:
+    """A runner process, and the file its stderr goes to (its last line explains a failure)."""
+
+    proc: subprocess.Popen
+    err: Any  # a temporary file
+
+    def last_words(self) -> str:
+        self.err.seek(0)
+        lines = self.err.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit {self.proc.returncode}"
+
+    def stop(self) -> None:
+        children.stop_popen(self.proc, grace=STOP_GRACE_S)
+        self.err.close()
+
+
+def measure_cell(
+    cell: Cell, queued: int, seconds: float, samples: int, gap: float
+) -> dict[str, Any]:
+    import redis
+
+    ns = namespace()
+    conn = None
+    started: list[Child] = []
+    try:
+        conn = queue.connect(services.url("redis"))
+        producer = _start(
+            ["produce", cell.system, ns], ns, started, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        workers, ready_r, gate_w = _start_workers(cell, ns, started)
+        began = time.perf_counter()
+        try:
+            _ask(producer, f"fill {cell.job} {queued}")
+            _wait_ready(ready_r, workers)
+            start_s = time.perf_counter() - began
+            cpu0 = tree_cpu_s(workers)
+            t0 = work.stamp()
+        finally:
+            os.close(gate_w)  # the gate opens (and stays open, whatever happened)
+            os.close(ready_r)
+        cap = t0 + int(seconds * 1e9)
+        done = _wait_ledger(conn, ns, queued, cap, workers)
+        cpu1 = tree_cpu_s(workers)
+        record = throughput(_entries(conn, ns), t0, cap, queued)
+        record["cpu_ms_per_job"] = round((cpu1 - cpu0) * 1000 / max(record["jobs"], 1), 4)
+        if done < queued:
+            conn.delete(peers.QUEUE_KEY[cell.system](ns))
+        _wait_idle(conn, ns, workers)
+        before = conn.llen(queue.Keys(ns).ledger)
+        _ask(producer, f"paced {cell.job} {samples} {gap}")
+        tail = TAIL_S + samples * TAIL_PER_JOB_S
+        _wait_ledger(conn, ns, before + samples, work.stamp() + int(tail * 1e9), workers)
+        if conn.llen(queue.Keys(ns).ledger) < before + samples:
+            raise LabError(f"{cell.system}: pick-up jobs still not run {tail:g}s after queued")
+        record.update(pickup([e for e in _entries(conn, ns) if peers.phase(e.job_id) == "p"]))
+        record["start_s"] = round(start_s, 3)
+        return record
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise gone(exc) from None
+    except LabError:
+        # A worker or the producer gave up first (rq's worker exits when its Redis goes):
+        # if Redis is what went away, that is the one line to say.
+        if not services.reachable("redis"):
+            raise gone("connection refused") from None
+        raise
+    finally:
+        for child in started:
+            child.stop()
+        if conn is not None:
+            work.forget(conn, ns)
+            conn.close()
+
+
+def gone(why: object) -> LabError:
+    """The one line for Redis gone mid-run (what finished is stored already)."""
+    host, port = services.address("redis")
+    return LabError(f"Redis at {host}:{port} stopped answering mid-run: {why}")
+
+
+def _start(args: list[str], ns: str, started: list[Child], **popen: Any) -> Child:
+    env = {**os.environ, "LAB_REDIS_URL": services.url("redis"), "RQ_KEY_PREFIX": f"{ns}:rq"}
+    err = tempfile.TemporaryFile()
+    command = [sys.executable, "-m", "lab.experiments.worker.runner", *args]
+    try:
+        child = Child(subprocess.Popen(command, env=env, stderr=err, text=True, **popen), err)
+    except BaseException:
+        err.close()
+        raise
+    started.append(child)
+    return child
+
+
+def _start_workers(cell: Cell, ns: str, started: list[Child]) -> tuple[list[Child], int, int]:
+    """The worker processes, each holding the write end of `ready` and the read end of `gate`."""
+    gate_r, gate_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    workers = []
+    try:
+        for index in range(peers.processes(cell.system, cell.workers)):
+            args = ["work", cell.system, cell.model, str(cell.workers), ns, str(index)]
+            ends = (ready_w, gate_r)
+            workers.append(_start([*args, *map(str, ends)], ns, started, pass_fds=ends))
+    except BaseException:
+        os.close(ready_r)
+        os.close(gate_w)
+        raise
+    finally:
+        os.close(ready_w)  # only the children hold these now: their exit means EOF
+        os.close(gate_r)
+    return workers, ready_r, gate_w
+
+
+def _ask(producer: Child, command: str) -> None:
+    """Send the producer one command and wait for its answer, for ANSWER_TIMEOUT_S at most."""
+    import select
+
+    producer.proc.stdin.write(command + "\n")
+    producer.proc.stdin.flush()
+    if not select.select([producer.proc.stdout], [], [], ANSWER_TIMEOUT_S)[0]:
+        raise LabError(f"the producer did not finish {command!r} within {ANSWER_TIMEOUT_S:g}s")
+    if not producer.proc.stdout.readline():
+        producer.proc.wait(STOP_GRACE_S)
+        raise LabError(f"the producer failed on {command!r}: {producer.last_words()}")
+
+
+def _wait_ready(fd: int, workers: list[Child]) -> None:
+    import select
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    count, got = len(workers), 0
+    while got < count:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise LabError(
+                f"{count - got} of {count} workers not ready within {START_TIMEOUT_S:g}s"
+            )
+        chunk = os.read(fd, count - got)
+        if not chunk:
+            _check_alive(workers)
+            raise LabError("the workers closed their readiness pipe before they were ready")
+        got += len(chunk)
+
+
+def _wait_ledger(conn, ns: str, count: int, until_ns: int, workers: list[Child]) -> int:
+    """Poll the ledger's length until `count` or the clock passes `until_ns`; the length."""
+    key = queue.Keys(ns).ledger
+    while True:
+        length = conn.llen(key)
+        if length >= count or work.stamp() >= until_ns:
+            return length
+        _check_alive(workers)
+        time.sleep(POLL_S)
+
+
+def _wait_idle(conn, ns: str, workers: list[Child]) -> None:
+    key = queue.Keys(ns).ledger
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        length = conn.llen(key)
+        if length != last:
+            last, since = length, time.monotonic()
+        elif time.monotonic() - since >= IDLE_S:
+            return
+        _check_alive(workers)
+        time.sleep(0.01)
+    raise LabError(f"workers still busy {DRAIN_TIMEOUT_S:g}s after their queue was dropped")
+
+
+def _check_alive(workers: list[Child]) -> None:
+    for child in workers:
+        if child.proc.poll() is not None:
+            raise LabError(f"a worker process exited mid-run: {child.last_words()}")
+
+
+def _entries(conn, ns: str) -> list[work.Entry]:
+    return [work.Entry.parse(line) for line in conn.lrange(queue.Keys(ns).ledger, 0, -1)]
+
+
+def tree_cpu_s(workers: list[Child]) -> float:
+    """CPU seconds of these processes and their descendants, live or already reaped.
+
+    A live process: its threads' time on a CPU to the nanosecond
+    (lab.experiments.cron.usage). A descendant already reaped by its parent
+    (rq's work horses): its parent's children times from /proc/PID/stat, in
+    clock ticks of 10 ms: the only record left of it.
+    """
+    import psutil
+
+    total = 0.0
+    for child in workers:
+        try:
+            top = psutil.Process(child.proc.pid)
+            family = [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for member in family:
+            try:
+                reaped = member.cpu_times()
+                total += reaped.children_user + reaped.children_system + usage.on_cpu_s(member.pid)
+            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+                continue
+    return total
+
+
+# -- figures from the ledger (the benchmark calls these too) -------------------------------
+def throughput(entries: list[work.Entry], t0: int, cap: int, queued: int) -> dict[str, Any]:
+    """jobs/s of the filled queue: jobs ended by the last end (or the cap), over that time."""
+    ends = sorted(e.end for e in entries if peers.phase(e.job_id) == "t")
+    if len(ends) >= queued:
+        stop, done = ends[queued - 1], queued
+    else:
+        stop, done = cap, sum(1 for end in ends if end <= cap)
+    elapsed = (stop - t0) / 1e9
+    return {
+        "jobs": done,
+        "seconds": round(elapsed, 4),
+        "jobs_per_s": round(done / elapsed, 1) if elapsed > 0 else 0.0,
+    }
+
+
+def pickup(entries: list[work.Entry]) -> dict[str, Any]:
+    """Median and p99 of queued -> started, in ms, over the jobs queued spread out in time."""
+    return {"samples": len(entries), **work.pickup([e.pickup_ns for e in entries])}
