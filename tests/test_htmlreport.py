@@ -25,9 +25,9 @@ from tests.conftest import run_cli
 
 #: Quick real runs of three lessons: a table, a figure and a sentence each.
 RUNS = (
-    ("fork", "--facts", "1,2"),
-    ("signals", "--facts", "1,2", "--samples", "3", "--states", "sleep,select"),
-    ("spawn", "--parts", "create", "--repeat", "5"),
+    ("fork", "--fact", "1,2"),
+    ("signals", "--fact", "1,2", "--samples", "3", "--state", "sleep,select"),
+    ("spawn", "--part", "create", "--repeat", "5"),
 )
 
 

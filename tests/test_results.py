@@ -228,7 +228,7 @@ def test_a_disk_that_fills_mid_run_keeps_every_record_on_stdout(small_disk):
     ResultsStore(store).close()
     fill(small_disk, leave=80 * 1024)
     facts = "1,2,3,4,5,6,7,8,9,10,11,12"
-    result = run_cli("run", "fork", "--facts", facts, env={"LAB_RESULTS": str(store)})
+    result = run_cli("run", "fork", "--fact", facts, env={"LAB_RESULTS": str(store)})
     assert result.returncode == 1, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "database or disk is full" in line and "printed on stdout as JSON" in line, line
@@ -288,7 +288,7 @@ def test_another_applications_database_is_refused_byte_for_byte_untouched(tmp_pa
     _sqlite(theirs, *FOREIGN[kind])
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     env = {"LAB_RESULTS": str(theirs)}
-    for args in (("results",), ("export",), ("run", "fork", "--facts", "1")):
+    for args in (("results",), ("export",), ("run", "fork", "--fact", "1")):
         result = run_cli(*args, env=env)
         assert result.returncode == 2, (args, result.stderr)
         (line,) = result.stderr.strip().splitlines()
@@ -357,7 +357,7 @@ def test_a_read_only_store_can_be_listed_and_exported(readonly_store):
 
 
 def test_a_run_into_a_read_only_store_is_refused_before_it_measures(readonly_store):
-    result = run_cli("run", "fork", "--facts", "1", env={"LAB_RESULTS": str(readonly_store)})
+    result = run_cli("run", "fork", "--fact", "1", env={"LAB_RESULTS": str(readonly_store)})
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()
     assert "read-only" in line and "Traceback" not in result.stderr

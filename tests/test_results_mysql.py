@@ -85,7 +85,7 @@ def test_runs_and_records_round_trip_with_their_label(store_url):
 
 def test_the_password_is_never_printed_or_stored(store_url):
     url, password, admin, name = store_url
-    ran = run_cli("run", "fork", "--facts", "1", "--label", "bob")
+    ran = run_cli("run", "fork", "--fact", "1", "--label", "bob")
     listed = run_cli("results")
     exported = run_cli("export", "--format", "jsonl")
     for result in (ran, listed, exported):
@@ -124,7 +124,7 @@ def test_another_applications_tables_are_refused_and_left_untouched(store_url):
     with admin.cursor() as cur:
         cur.execute(f"CREATE TABLE `{name}`.runs (id INT PRIMARY KEY, lap_time DOUBLE)")
         cur.execute(f"INSERT INTO `{name}`.runs VALUES (1, 61.5)")
-    for args in (("results",), ("run", "fork", "--facts", "1")):
+    for args in (("results",), ("run", "fork", "--fact", "1")):
         result = run_cli(*args)
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
@@ -177,7 +177,7 @@ def test_a_server_restarted_mid_run_loses_nothing_committed_and_says_so(tmp_path
         srv = db.Server("127.0.0.1", m.port, "root", "", "test", source="throwaway")
         url = f"mysql://root@127.0.0.1:{m.port}/test"
         writer = subprocess.Popen(
-            [sys.executable, "-m", "lab", "run", "fork", "--facts", "1,2,3,4,5,6", "--repeat", "6"],
+            [sys.executable, "-m", "lab", "run", "fork", "--fact", "1,2,3,4,5,6", "--repeat", "6"],
             env={**_env(), "LAB_RESULTS": url},
             cwd=tmp_path,
             stdout=subprocess.PIPE,

@@ -59,7 +59,7 @@ _TABLES = (
     seq INT NOT NULL,
     data LONGTEXT NOT NULL,
     PRIMARY KEY (run_id, seq),
-    FOREIGN KEY (run_id) REFERENCES runs (id)
+    FOREIGN KEY (run_id) REFERENCES runs(id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='{MARK}'""",
 )
 
