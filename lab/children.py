@@ -18,6 +18,7 @@ Standard library only: the measured parts that run under other interpreters
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -41,6 +42,10 @@ __all__ = [
     "wait_pid",
     "wait_status",
 ]
+
+#: Escalating to KILL is said here (visibly, as trio does): a child that ignores TERM
+#: is worth knowing about. The lab's loggers go where the front door sends them.
+log = logging.getLogger(__name__)
 
 #: The default time between TERM and KILL: a Python child's finally blocks,
 #: a MySQL client's COM_QUIT, a flush of a log, all fit in well under this.
@@ -120,6 +125,7 @@ def stop_pid(pid: int, grace: float = GRACE_S, *, group: bool = False) -> int | 
         send(pid, signal.SIGTERM)
         code = wait_pid(pid, grace)
         if code is None:
+            log.warning("pid %d still up %g s after TERM: sending KILL", pid, grace)
             send(pid, signal.SIGKILL)
             code = wait_pid(pid, 60.0)  # KILL cannot be caught: this ends at once
         if group:
@@ -143,6 +149,7 @@ def stop_process(pid: int, grace: float = GRACE_S, *, patience: float = 0.0) -> 
     if not _ended_within(pid, patience):
         _signal_one(pid, signal.SIGTERM)
         if not _ended_within(pid, grace):
+            log.warning("pid %d still up %g s after TERM: sending KILL", pid, grace)
             _signal_one(pid, signal.SIGKILL)
             _ended_within(pid, 60.0)  # KILL cannot be caught: this ends at once
     return True

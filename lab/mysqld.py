@@ -50,6 +50,7 @@ from pathlib import Path
 
 import psutil
 
+from lab import children
 from lab.errors import LabError
 
 __all__ = [
@@ -84,8 +85,6 @@ DEFAULT_BACK_LOG = 80
 START_TIMEOUT_S = 60.0
 # TERM makes mariadbd flush and exit (~0.5 s for a fresh datadir).
 STOP_GRACE_S = 10.0
-# After KILL the kernel frees the process at once; waiting longer means it is stuck in D state.
-KILL_WAIT_S = 5.0
 # Poll interval while waiting for the server's first answer: start-up takes seconds.
 POLL_S = 0.1
 # A directory without an owner file is being set up right now (the file is the
@@ -446,34 +445,9 @@ def _last_error(datadir: str) -> str:
 
 
 def _stop(pid: int) -> None:
-    """TERM, a grace period, KILL, wait: escalate visibly, never hang."""
-    try:
-        proc = psutil.Process(pid)
-        proc.terminate()
-        if _exited(proc, STOP_GRACE_S):
-            return
-        log.warning("server %d still up %g s after TERM: sending KILL", pid, STOP_GRACE_S)
-        proc.kill()
-        _exited(proc, KILL_WAIT_S)
-    except psutil.NoSuchProcess:
-        pass  # already gone: that is what we wanted
-
-
-def _exited(proc: psutil.Process, timeout: float) -> bool:
-    """Wait up to `timeout` for the process to exit; True if it did.
-
-    Our own child is reaped here. A `db up` server is init's child, and this
-    machine's init reaps late (1.2-1.6 s, measured): its zombie has
-    already exited and freed its port and files, so it counts as gone."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            proc.wait(POLL_S)
-            return True
-        except psutil.TimeoutExpired:
-            if not _alive(proc.pid):
-                return True
-    return False
+    """TERM, a grace period, KILL, wait (lab.children): a `db up` server is init's
+    child, and its zombie, already gone from its port and files, counts as stopped."""
+    children.stop_process(pid, STOP_GRACE_S)
 
 
 # -- who owns a data directory ------------------------------------------------
