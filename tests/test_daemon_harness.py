@@ -57,10 +57,14 @@ def runs(world: World, status: str | None = None) -> list:
 
 
 def test_started_daemon_seen_from_outside_is_a_proper_daemon(world: World) -> None:
-    pid = start(world, "--umask", "027")
-    seen = observe(pid, {str(world.log): "log", str(world.pidfile): "pidfile"})
+    """Started from a session whose terminal is a pty, and looked at while it still has it."""
+    args = ("daemon", "start", "--every", "1h", *QUICK, "--umask", "027")
+    with world.in_terminal(*args) as done:
+        assert done.returncode == 0, done.stderr
+        pid = world.daemon_pid()
+        seen = observe(pid, {str(world.log): "log", str(world.pidfile): "pidfile"})
     assert seen["sid"] != pid, "a session leader could acquire a controlling terminal"
-    assert seen["tty"] == "none"
+    assert seen["tty"] == "none", "the daemon kept its launcher's terminal"
     assert seen["ppid"] in (1, os.getpid())  # init, or this test (the subreaper)
     assert seen["cwd"] == "/"
     assert seen["umask"] == "0027"
