@@ -117,7 +117,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     import signal
 
     from lab.experiments.signals.facts import CHILD_CODE
-    from lab.experiments.signals.latency import measure_state, summary
+    from lab.experiments.signals.latency import measure_state, record
 
     _check_clock(session.env)
     session.env["sigrtmin"], session.env["sigrtmax"] = signal.SIGRTMIN, signal.SIGRTMAX
@@ -126,12 +126,11 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     total, done = len(facts) + len(states), 0
     for number in facts:
         session.step(done, total, f"fact {number}")
-        yield _check_in_child(CHILD_CODE, number, params.call_size)
+        yield {"part": "facts", **_check_in_child(CHILD_CODE, number, params.call_size)}
         done += 1
     for state in states:
         session.step(done, total, f"latency: {state}")
-        latencies = measure_state(state, params.samples, params.call_size)
-        yield {"state": state, "samples": len(latencies), **summary(latencies)}
+        yield record(state, measure_state(state, params.samples, params.call_size))
         done += 1
     session.step(done, total, "done")
 
