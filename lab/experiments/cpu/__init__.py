@@ -32,6 +32,7 @@ from lab.experiments.cpu import child
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -76,23 +77,39 @@ FULL: dict[str, Any] = {
     "pings": 1000,
 }
 
-COLUMNS = [
-    "python",
-    "part",
-    "strategy",
-    "start_method",
-    "workers",
-    "start_s",
-    "wall_s",
-    "cpu_s",
-    "speedup",
-    "case",
-    "switch_interval_ms",
-    "median_ms",
-    "p99_ms",
-    "usable_cores",
-    "gil_enabled",
-]
+#: Which interpreter made the record (`--python` runs several side by side).
+_PYTHON = Column("python", "python")
+#: One table per part. Scaling: the speedup first, then the work phase's median
+#: wall time and its spread over the repeats (max - min, in % of the median), then
+#: what starting the workers cost; convoy: the echo round trip per case. A table
+#: fits 80 columns when its cells' widths add up to 79 less 3 a column (rich's
+#: padding and separator): what is left goes behind --wide.
+COLUMNS = {
+    "scaling": [
+        _PYTHON,
+        Column("strategy", "strategy"),
+        Column("start_method", "start"),
+        Column("workers", "W", "d"),
+        Column("speedup", "speedup", ".2f"),
+        Column("wall_s", "wall s", ".3f"),
+        Column("spread_pct", "±%", ".0f"),
+        Column("start_s", "start s", ".3f"),
+        Column("cpu_s", "cpu s", ".3f", wide=True),
+        *(Column(f"wall_s_{m}", f"{m} s", ".3f", wide=True) for m in ("min", "max")),
+        Column("usable_cores", "cores", "d", wide=True),
+        Column("gil_enabled", "GIL", wide=True),
+        Column("note", "note", wide=True),
+    ],
+    "convoy": [
+        _PYTHON,
+        Column("case", "echo"),
+        Column("switch_interval_ms", "switch ms", ".2f"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p99", "max")),
+        Column("spinner_mloops_s", "spinner Mloop/s", ".2f"),
+        Column("pings", "pings", "d", wide=True),
+        Column("gil_enabled", "GIL", wide=True),
+    ],
+}
 
 TOUR = [
     (

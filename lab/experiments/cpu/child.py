@@ -102,13 +102,16 @@ def _median(samples: list, key: str):
 def summarise(samples: list, baseline: float) -> dict:
     """One record's figures from `repeat` rounds of measure_strategy, against `baseline` s."""
     wall_s = _median(samples, "wall_s")
+    walls = [s["wall_s"] for s in samples]
     summary = {
         "start_s": _median(samples, "start_s"),
         "wall_s": wall_s,
-        "wall_s_min": min(s["wall_s"] for s in samples),
-        "wall_s_max": max(s["wall_s"] for s in samples),
+        "wall_s_min": min(walls),
+        "wall_s_max": max(walls),
         "cpu_s": _median(samples, "cpu_s"),
         "speedup": round(baseline / wall_s, 3),
+        # max - min over the repeats, in % of the median: what noise does to this figure
+        "spread_pct": round(100 * (max(walls) - min(walls)) / wall_s, 1) if wall_s else None,
     }
     notes = {s["note"] for s in samples if "note" in s}
     if notes:

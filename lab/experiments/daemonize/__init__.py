@@ -42,6 +42,7 @@ from lab.experiments.daemonize.observe import observe
 from lab.params import Params as _Params
 from lab.params import option
 from lab.procfs import subreaper
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -78,22 +79,25 @@ class Params(_Params):
 
 FULL: dict[str, Any] = {"dwell": 0.5}
 
-COLUMNS = [
-    "impl",
-    "step",
-    "process",
-    "pid",
-    "ppid",
-    "pgid",
-    "sid",
-    "tty",
-    "cwd",
-    "umask",
-    "uid",
-    "gid",
-    "fds",
-    "launcher",
+#: One table per implementation (a record's `part` is its impl): what changes at each
+#: step first (pid at each fork, sid at setsid, tty, cwd, umask, the launcher's fate).
+_STEP_COLUMNS = [
+    Column("step", "step"),
+    Column("pid", "pid", "d"),
+    Column("sid", "sid", "d"),
+    Column("tty", "tty"),
+    Column("cwd", "cwd"),
+    Column("umask", "umask"),
+    Column("launcher", "launcher"),
+    Column("process", "process", wide=True),
+    Column("ppid", "ppid", "d", wide=True),
+    Column("pgid", "pgid", "d", wide=True),
+    Column("uid", "uid", "d", wide=True),
+    Column("gid", "gid", "d", wide=True),
+    Column("fds", "fds", wide=True),
+    Column("at_ms", "at ms", ".1f", wide=True),
 ]
+COLUMNS = {impl: _STEP_COLUMNS for impl in IMPLS}
 
 TOUR = [
     (
@@ -154,7 +158,7 @@ class _Probe:
 
 
 def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
-    run_dir = Path(tempfile.mkdtemp(prefix="daemonize-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="dz"))  # short: the table's cwd column shows it
     probe: _Probe | None = None
     try:
         os.chmod(run_dir, 0o755)
@@ -178,6 +182,7 @@ def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
                     pass
             code = probe.launcher.poll()
             yield {
+                "part": impl,  # one table per implementation
                 "impl": impl,
                 "step_no": number,
                 "step": step,

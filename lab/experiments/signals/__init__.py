@@ -38,6 +38,7 @@ from lab.errors import LabError
 from lab.experiments.signals.latency import STATES as _STATE_MEANINGS
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -74,18 +75,23 @@ class Params(_Params):
 
 FULL = {"samples": 100, "call_size": 10**8}
 
-COLUMNS = [
-    "number",
-    "fact",
-    "expected",
-    "observed",
-    "holds",
-    "state",
-    "samples",
-    "median_ms",
-    "p99_ms",
-    "max_ms",
-]
+#: One table per part: the facts (verdict first; the evidence with --wide), and the
+#: latency per state (the median first; quartiles and the fastest with --wide).
+COLUMNS = {
+    "facts": [
+        Column("number", "#", "d"),
+        Column("holds", "holds"),
+        Column("fact", "fact"),
+        Column("expected", "expected", wide=True),
+        Column("observed", "observed", wide=True),
+    ],
+    "latency": [
+        Column("state", "receiver state"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p99", "max")),
+        Column("samples", "samples", "d"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f", wide=True) for q in ("min", "p25", "p75")),
+    ],
+}
 
 TOUR = [
     (
