@@ -333,7 +333,7 @@ def test_plot_draws_the_checklist_and_diagrams_from_observed_pids(checklist) -> 
     figure = fork_plot.draw([run])
     assert len(figure.axes) == 7  # the checklist and six process diagrams
     texts = " ".join(t.get_text() for ax in figure.axes for t in ax.texts)
-    seen = fork_plot.pictures(run)
+    seen = fork_plot.pictures(run.records)
     assert f"pid {seen[1]['child']}" in texts  # the pid fork really returned
     assert f"offset 0 → {seen[3]['after']}" in texts
     assert "state Z" in texts

@@ -155,11 +155,14 @@ def test_bad_input_is_refused_in_one_line(options: list[str], says: str) -> None
     assert_refused(run_cli("run", "signals", *options, "--no-store"), says)
 
 
-def test_plot_refuses_a_run_without_latency() -> None:
+def test_plot_says_which_part_is_missing_and_refuses_a_run_with_neither() -> None:
     from lab.errors import LabError
     from lab.experiments.signals import plot
     from lab.runs import Run
 
-    facts_only = Run("signals", {}, {}, [{"number": 1, "holds": True}], run_id=1)
-    with pytest.raises(LabError, match="timed no latency"):
-        plot.draw([facts_only])
+    fact = {"part": "facts", "number": 1, "fact": "a handler...", "holds": True}
+    figure = plot.draw([Run("signals", {}, {}, [fact], run_id=1)])
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert any("no latency in these runs" in t for t in texts), texts
+    with pytest.raises(LabError, match="no facts and no latency"):
+        plot.draw([Run("signals", {}, {}, [], run_id=2)])
