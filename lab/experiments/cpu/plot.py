@@ -103,8 +103,9 @@ def _speedup(ax: Axes, label: str, records: list[Record]) -> None:
             xs,
             ys,
             yerr=[
-                [y - lo for y, lo in zip(ys, low, strict=True)],
-                [hi - y for y, hi in zip(ys, high, strict=True)],
+                # max(0, ...): the stored speedup is rounded, its spread is not
+                [max(0.0, y - lo) for y, lo in zip(ys, low, strict=True)],
+                [max(0.0, hi - y) for y, hi in zip(ys, high, strict=True)],
             ],
             marker=MARKERS.get(points[0].get("start_method"), "o"),
             color=colour(points[0]["strategy"]),
