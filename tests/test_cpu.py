@@ -78,6 +78,39 @@ def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
         )
 
 
+def _overlapping(records: list[dict]) -> list[int]:
+    """Worker counts at which threads' and processes' spread exceeds their difference."""
+    by = {(r["strategy"], r["workers"]): r for r in records if r["part"] == "scaling"}
+    found = []
+    for (strategy, workers), threads in by.items():
+        processes = by.get(("processes", workers))
+        if strategy == "threads" and processes and workers >= 2:
+            spread = max(r["wall_s_max"] - r["wall_s_min"] for r in (threads, processes))
+            if spread > abs(threads["wall_s"] - processes["wall_s"]):
+                found.append(workers)
+    return sorted(found)
+
+
+@pytest.mark.skipif(not GIL, reason="a free-threaded interpreter: no difference to tell")
+def test_the_cli_warns_when_the_spread_hides_the_difference(no_leaks) -> None:
+    """Tiny work repeated: whether threads and processes overlap is read from the records,
+    and the warning on stderr must say exactly that, with the load average kept in env."""
+    result = run_cli(
+        "run", "cpu", "--part", "scaling", "--workers", "2,4", "--work", "20000",
+        "--strategy", "threads,processes", "--repeat", "4", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    said = [line for line in result.stderr.splitlines() if line.startswith("daemonlab: warning:")]
+    assert said == [f"daemonlab: warning: {w}" for w in run["env"].get("warnings", [])]
+    about_workers = [w for w in run["env"].get("warnings", []) if "workers:" in w]
+    if run["records"][0]["usable_cores"] >= 2:
+        assert [int(w.split(" workers")[0].rsplit(", ", 1)[1]) for w in about_workers] == (
+            _overlapping(run["records"])
+        )
+    assert "load_average" in run["env"]
+
+
 def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
     params = cpu.Params(
         part=("scaling",), workers=(2,), strategy=("sequential", "pool"), work=100_000, repeat=1

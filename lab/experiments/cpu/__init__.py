@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab import interpreters
+from lab import interpreters, noise
+from lab.env import usable_cores
 from lab.experiments.cpu import child
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
@@ -158,16 +159,41 @@ def payload(params: Params) -> dict[str, Any]:
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     chosen = interpreters.chosen(params.python)
     session.env["interpreters"] = [asdict(i) for i in chosen]
+    noise.competing_load(session.env, usable_cores())  # before we load the machine ourselves
     sent = payload(params)
     per_interpreter = (len(child.scaling_plan(sent)) if "scaling" in params.part else 0) + (
         3 if "convoy" in params.part else 0
     )
     total, done = per_interpreter * len(chosen), 0
     for interpreter in chosen:
+        scaling = []
         for record in interpreters.stream_measured(interpreter, WORK_MODULE, sent, params.timeout):
             done += 1
             session.step(done, total, f"{interpreter.label}: {_describe(record)}")
+            if record["part"] == "scaling" and not record.get("skipped"):
+                scaling.append(record)
             yield record
+        _threads_against_processes(session.env, interpreter.label, scaling)
+
+
+def _threads_against_processes(env: dict[str, Any], label: str, records: list[dict]) -> None:
+    """The lesson's comparison, threads against forked processes at each W >= 2: is the
+    difference between them larger than what the repeats scatter? (lab.noise)"""
+    by = {(r["strategy"], r["workers"]): r for r in records}
+    for (strategy, workers), threads in sorted(by.items()):
+        processes = by.get(("processes", workers))
+        if strategy != "threads" or processes is None or workers < 2:
+            continue
+        if threads["usable_cores"] < 2 or not threads["gil_enabled"]:
+            continue  # no difference is expected: nothing to tell apart
+        noise.compare(
+            env,
+            f"{label}, {workers} workers",
+            *(
+                noise.Figure(r["strategy"], r["wall_s"], r["wall_s_min"], r["wall_s_max"])
+                for r in (threads, processes)
+            ),
+        )
 
 
 def _describe(record: dict[str, Any]) -> str:
