@@ -122,6 +122,49 @@ def test_plot_draws_the_timeline_of_both(tmp_path) -> None:
     assert done.returncode == 0 and (tmp_path / "d.png").stat().st_size > 10_000, done.stderr
 
 
+def test_progress_names_each_step_and_the_pid_to_watch(no_leaks) -> None:
+    seen: list[tuple[int, int, str]] = []
+    run = daemonize.run(daemonize.Params(impl=("lab",)), progress=lambda *a: seen.append(a))
+    assert seen[0] == (0, len(STEPS), "starting")  # the total is known from the first frame
+    for (done, total, label), record in zip(seen[1:], run.records, strict=False):
+        assert (done, total) == (record["step_no"], len(STEPS))
+        pid = record["pid"]
+        assert label == f"lab: {record['step']}, pid {pid} (ps -jf -p {pid})"
+    assert seen[-1][:2] == (len(STEPS), len(STEPS))
+
+
+def test_the_progress_bar_in_a_terminal_shows_the_step_never_none(no_leaks) -> None:
+    """`run daemonize --dwell` as a learner sees it: a terminal, the bar redrawn as it goes."""
+    import select
+    import subprocess
+
+    master, terminal = os.openpty()
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "daemonize", "--impl", "lab", "--dwell", "0.2",
+         "--no-store"],
+        stdin=terminal, stdout=terminal, stderr=terminal,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"},
+    )  # fmt: skip
+    os.close(terminal)
+    screen = b""
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer of the terminal is gone
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(master)
+        cli.wait(30)
+    text = screen.decode(errors="replace")
+    assert cli.returncode == 0, text[-2000:]
+    assert "None" not in text
+    assert "lab: setsid, pid " in text and "(ps -jf -p " in text
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import children
+from lab.daemon.steps import STEPS
 from lab.errors import LabError
 from lab.experiments.daemonize.observe import observe
 from lab.params import Params as _Params
@@ -135,15 +136,26 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
     return collect(NAME, params, _measure, progress=progress, sink=sink)
 
 
+#: How many steps each implementation reports (the progress bar's total): the lab's
+#: are lab.daemon.steps.STEPS; python-daemon's, as probe.py wraps DaemonContext.
+STEP_COUNTS = {"lab": len(STEPS), "python-daemon": 11}
+
+
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     session.env["observer_pid"] = os.getpid()
     session.env["python_daemon"] = PYTHON_DAEMON
+    total, done = sum(STEP_COUNTS[impl] for impl in params.impl), 0
+    session.step(done, total, "starting")
     with subreaper() as adopted:
         session.env["subreaper"] = adopted
-        for done, impl in enumerate(params.impl):
-            session.step(done, len(params.impl), impl)
-            yield from _watch(impl, params)
-    session.step(len(params.impl), len(params.impl), "done")
+        for impl in params.impl:
+            for record in _watch(impl, params):
+                done += 1
+                # The pid to watch while the step is held (--dwell): `ps -jf -p PID`.
+                pid = record["pid"]
+                session.step(done, total, f"{impl}: {record['step']}, pid {pid} (ps -jf -p {pid})")
+                yield record
+    session.step(done, total, "done")
 
 
 @dataclass
