@@ -1,26 +1,19 @@
 """Noise, said out loud: when a figure could be noise, the run says so instead of hiding it.
 
-An experiment calls these from its measure(session); each adds one line to
+An experiment calls `compare` from its measure(session) for the figures its
+lesson compares; a spread larger than their difference adds one line to
 `session.env["warnings"]`, stored with the run, which the CLI prints after
-the table (on stderr, so --json stays clean). Nothing is dropped or
+the table (on stderr, so --json stays clean; the CLI adds its own warning
+when the load average says other processes compete). Nothing is dropped or
 corrected: the figures stay what was measured, and the warning says why they
-may not carry the lesson this time.
-
-    competing_load(env, cores)    the load average (and the run queue now) says other
-                                  processes compete
-    compare(env, what, a, b)      two figures whose spread is larger than the
-                                  difference between them
-
-Standard library only, cheap, and never an error: a warning is advice.
+may not carry the lesson this time. Standard library only, never an error.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any, NamedTuple
 
-__all__ = ["WARNINGS", "Figure", "compare", "competing_load", "warn"]
+__all__ = ["WARNINGS", "Figure", "compare", "warn"]
 
 #: The env key the CLI reads.
 WARNINGS = "warnings"
@@ -40,54 +33,6 @@ def warn(env: dict[str, Any], text: str) -> None:
     found = env.setdefault(WARNINGS, [])
     if text not in found:
         found.append(text)
-
-
-def competing_load(
-    env: dict[str, Any],
-    cores: int,
-    load: float | None = None,
-    others: float | None = None,
-) -> str | None:
-    """Warn when, before the run, other processes take more than half the cores.
-
-    Two readings of /proc/loadavg (proc(5)) must agree. The 1-minute load
-    average counts runnable and uninterruptible tasks, damped over a minute:
-    above half the cores, a CPU-bound worker shares a core for part of its
-    run, and its times grow and scatter. But it lags: right after the lab's
-    own previous run it is still high with nothing left running. So the
-    number of tasks runnable right now (its fourth field, less the one
-    reading it) is sampled too, and must show someone else at work. `load`,
-    `others`: readings taken already (by default both are read here).
-    Returns the warning.
-    """
-    one_minute = os.getloadavg()[0] if load is None else load
-    now = _others_runnable() if others is None else others
-    env["load_average"] = round(one_minute, 2)
-    env["runnable_elsewhere"] = round(now, 2)
-    if one_minute <= cores / 2 or now < 0.5:
-        return None
-    text = (
-        f"load average {one_minute:.2f} on {cores} cores before the run, {now:.1f} other "
-        "tasks runnable: other processes compete for the CPU, so times are longer and "
-        "noisier than the lesson's"
-    )
-    warn(env, text)
-    return text
-
-
-#: How the run queue is sampled: SAMPLES looks, SAMPLE_GAP_S apart (a tenth of a second).
-SAMPLES, SAMPLE_GAP_S = 10, 0.01
-
-
-def _others_runnable() -> float:
-    """The mean number of runnable tasks besides this one, over a tenth of a second."""
-    seen = []
-    for _ in range(SAMPLES):
-        with open("/proc/loadavg") as f:
-            running = int(f.read().split()[3].split("/")[0])
-        seen.append(max(0, running - 1))  # the one reading it is running
-        time.sleep(SAMPLE_GAP_S)
-    return sum(seen) / len(seen)
 
 
 def compare(env: dict[str, Any], what: str, a: Figure, b: Figure, unit: str = "s") -> str | None:

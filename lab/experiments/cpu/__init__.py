@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lab import interpreters, noise
-from lab.env import usable_cores
 from lab.experiments.cpu import child
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
@@ -159,7 +158,6 @@ def payload(params: Params) -> dict[str, Any]:
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     chosen = interpreters.chosen(params.python)
     session.env["interpreters"] = [asdict(i) for i in chosen]
-    noise.competing_load(session.env, usable_cores())  # before we load the machine ourselves
     sent = payload(params)
     per_interpreter = (len(child.scaling_plan(sent)) if "scaling" in params.part else 0) + (
         3 if "convoy" in params.part else 0
