@@ -89,4 +89,4 @@ def test_a_run_that_fails_before_it_measures_is_stored_as_failed_with_its_reason
     os.chmod(checkout / "lab" / "experiments", 0o700)
     (run, *_) = wait_until(lambda: stored("unknown experiment"), 30, "a failed run stored")
     assert run.status == "failed" and "unknown experiment 'fork'" in run.error, run.error
-    assert run.records == [] and run.params["facts"] == [1]
+    assert run.records == [] and run.params["fact"] == [1]  # fork: --fact (was --facts)
