@@ -86,7 +86,7 @@ TOUR = [
     (
         "**Reading is writing.** The parent builds a million small lists and forks "
         "three children: a control that does nothing, a reader that iterates every "
-        "object, a collector that runs `gc.collect()`. `unshared_mb` is what each "
+        "object, a collector that runs `gc.collect()`. `copied MB` is what each "
         "child has copied since fork. The reader copies nearly every page: each "
         "object's reference count lives in its header. Without `gc.freeze()` the "
         "collector copies the pages of every list it examines; with it, almost nothing.",

@@ -117,8 +117,9 @@ TOUR = [
         "(Beazley's GIL talk) split across 1, 2 and 4 workers. Threads share one GIL: "
         "their speedup stays near 1 whatever the cores. Processes (raw `os.fork`, or a "
         "`multiprocessing` pool) each have their own interpreter and scale up to "
-        "`usable_cores`. `start_s` is what creating the workers cost, kept out of `wall_s`: "
-        "see how much dearer `spawn` is than `fork`.",
+        "the cores this process may use (`--wide`: cores). `start s` is what creating the "
+        "workers cost, kept out of `wall s`: see how much dearer `spawn` is than `fork`; "
+        "`±%` is how far the repeats scattered.",
         {"part": ["scaling"], "workers": [1, 2, 4]},
     ),
     (

@@ -12,7 +12,7 @@ pidfile exists.
 
 This process is a child subreaper (prctl 36) while it watches, so that the
 orphaned daemon is re-parented here and reaped at once; the table shows it
-(ppid). Without one the ppid would read 1, and PID 1 would reap it.
+(ppid, with --wide). Without one the ppid would read 1, and PID 1 would reap it.
 
 Reading map, in order:
     lab/daemon/steps.py  the steps themselves, one function each (the lab's daemon)
@@ -107,7 +107,8 @@ TOUR = [
         "`man 7 daemon`'s steps one by one and stops after each, while the lab reads "
         "it from **/proc**. Watch `pid` change at each fork, `sid` become the pid at "
         "setsid, and the daemon end up *not* a session leader, with no tty, in /, "
-        "umask 0022, descriptors 0-2 on /dev/null and the log, and the pidfile open.",
+        "umask 0022; `--wide` adds its descriptors: 0-2 on /dev/null and the log, and "
+        "the pidfile open.",
         {"impl": ["lab"]},
     ),
     (

@@ -131,7 +131,7 @@ TOUR = [
     (
         "**Fork grows with the parent.** The parent grows to 30 MB, then 500 MB, "
         "resident, and forks again: fork copies one page-table entry per resident page "
-        "(`page_tables_kb`), so its latency grows with the parent. `posix_spawn` and a "
+        "(`VmPTE kB`), so its latency grows with the parent. `posix_spawn` and a "
         "thread do not copy them, and stay flat.",
         {"part": ("rss",), "rss": (30, 500)},
     ),
