@@ -19,6 +19,7 @@ import pytest
 from lab.env import gil_enabled, usable_cores
 from lab.experiments import cpu
 from lab.experiments.cpu import child, convoy, scaling
+from lab.start_methods import stop_multiprocessing_servers
 
 WORKERS = 2
 WORK = cpu.Params().work
@@ -33,37 +34,49 @@ THREADS_AT_MOST = 1.3
 PROCESSES_AT_LEAST = 1.3
 
 
-def _rounds(strategy: str, start_method: str | None, benchmark, count: int = ROUNDS) -> list[dict]:
-    """`count` calls of measure_strategy, timed by the benchmark when it is enabled.
+@pytest.fixture(autouse=True, scope="module")
+def _no_multiprocessing_server_left():
+    """A spawn pool starts a resource tracker in this process: stopped, not left to pytest."""
+    yield
+    stop_multiprocessing_servers()
 
-    Disabled (a plain test run), pedantic makes one call: the other rounds are
-    made here, so that the lesson is always judged on `count` of them.
+
+def _measure(strategy: str, start_method: str | None) -> dict:
+    return scaling.measure_strategy(strategy, scaling.split(WORK, WORKERS), start_method)
+
+
+def _rounds(strategy: str, start_method: str | None, benchmark, count: int = ROUNDS):
+    """`count` rounds of the strategy, each right after a sequential round of the same work.
+
+    Interleaved as the experiment interleaves them (child.py), so that load
+    from elsewhere hits the baseline and the strategy alike; the sequential
+    round is pedantic's `setup`, untimed. Disabled (a plain test run),
+    pedantic makes one round: the others are made here, so that the lesson
+    is always judged on `count` of them. Returns (strategy's, sequential's).
     """
-    chunks = scaling.split(WORK, WORKERS)
     samples: list[dict] = []
+    baseline: list[dict] = []
+
+    def sequential() -> None:
+        baseline.append(_measure("sequential", None))
 
     def once() -> None:
-        samples.append(scaling.measure_strategy(strategy, chunks, start_method))
+        samples.append(_measure(strategy, start_method))
 
     if benchmark is not None and not benchmark.disabled:
-        benchmark.pedantic(once, rounds=count)
-        return samples
+        benchmark.pedantic(once, setup=sequential, rounds=count)
+        return samples, baseline
     for _ in range(count - (benchmark is not None)):
+        sequential()
         once()
     if benchmark is not None:
-        benchmark.pedantic(once, rounds=1)
-    return samples
-
-
-@pytest.fixture(scope="module")
-def sequential() -> list[dict]:
-    """The baseline every speedup divides: the same work in one thread, ROUNDS + 2 times."""
-    return _rounds("sequential", None, None, ROUNDS + 2)
+        benchmark.pedantic(once, setup=sequential, rounds=1)
+    return samples, baseline
 
 
 def _summary(samples: list[dict], sequential: list[dict]) -> dict:
-    baseline = child.summarise(sequential, 1.0)["wall_s"]
-    figures = child.summarise(samples, baseline)
+    """The experiment's own record of the rounds, and the speedup of the fastest rounds."""
+    figures = child.summarise(samples, child.summarise(sequential, 1.0)["wall_s"])
     best = min(s["wall_s"] for s in sequential) / figures["wall_s_min"]
     return {**figures, "speedup_best": round(best, 3)}
 
@@ -78,9 +91,8 @@ def _summary(samples: list[dict], sequential: list[dict]) -> dict:
     ],
     ids=["threads", "processes", "pool-fork", "pool-spawn"],
 )
-def test_cpu_strategy(benchmark, sequential, strategy: str, start_method: str | None) -> None:
-    samples = _rounds(strategy, start_method, benchmark)
-    figures = _summary(samples, sequential)
+def test_cpu_strategy(benchmark, strategy: str, start_method: str | None) -> None:
+    samples, sequential = _rounds(strategy, start_method, benchmark)
     if strategy == "threads":
         if not gil_enabled():
             pytest.skip("a free-threaded interpreter: threads may scale here")
@@ -89,8 +101,10 @@ def test_cpu_strategy(benchmark, sequential, strategy: str, start_method: str | 
         holds = lambda f: f["speedup_best"] > PROCESSES_AT_LEAST  # noqa: E731
     else:
         holds = lambda f: True  # noqa: E731 - one core: nothing to run in parallel on
+    figures = _summary(samples, sequential)
     while not holds(figures) and len(samples) < MORE_ROUNDS:
-        samples += _rounds(strategy, start_method, None, 1)
+        more, baseline = _rounds(strategy, start_method, None, 1)
+        samples, sequential = samples + more, sequential + baseline
         figures = _summary(samples, sequential)
     benchmark.extra_info.update(figures, workers=WORKERS, work=WORK, rounds=len(samples))
     assert holds(figures), (figures, [s["wall_s"] for s in sequential])
@@ -98,8 +112,9 @@ def test_cpu_strategy(benchmark, sequential, strategy: str, start_method: str | 
         assert figures["start_s"] > figures["wall_s"] / 10, figures
 
 
-def test_cpu_sequential_starts_nothing(benchmark, sequential) -> None:
-    figures = _summary(_rounds("sequential", None, benchmark), sequential)
+def test_cpu_sequential_starts_nothing(benchmark) -> None:
+    samples, _ = _rounds("sequential", None, benchmark)
+    figures = _summary(samples, samples)
     benchmark.extra_info.update(figures, workers=WORKERS, work=WORK)
     assert figures["start_s"] == 0 and figures["wall_s_min"] > 0
 
