@@ -369,3 +369,74 @@ def test_started_as_root_with_user_nobody_runs_as_nobody_and_its_files_work(
     finally:
         world.clean_up()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- any value for any key: a config, or one line ------------------------------------------
+
+
+def _toml(value) -> str:
+    """A Python value as a TOML literal (json's string escapes are TOML's too)."""
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def test_any_value_for_any_config_key_is_a_config_or_one_line(tmp_path) -> None:
+    """Hypothesis throws values at every key of [daemon] and [[run]] (issue 10)."""
+    import math
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lab.daemon import config as config_mod
+    from lab.errors import LabError
+
+    atoms = st.one_of(
+        st.integers(min_value=-(10**6), max_value=10**6),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["", " ", "nan", "inf", "0", "-1s", "10m", "022", "000", "nobody", "∞"]),
+        st.text(max_size=8),
+        st.booleans(),
+    )
+    values = st.one_of(
+        atoms, st.lists(atoms, max_size=3), st.dictionaries(st.text(max_size=4), atoms, max_size=2)
+    )
+    keys = st.sampled_from(
+        [("daemon", k) for k in ("pidfile", "log", "results", "umask", "user")]
+        + [("run", k) for k in ("experiment", "every", "params")]
+        + [("params", k) for k in ("impl", "dwell", "mask", "run_as")]
+    )
+
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(key=keys, value=values)
+    def check(key, value) -> None:
+        table, name = key
+        daemon = f"[daemon]\n{name} = {_toml(value)}\n" if table == "daemon" else ""
+        run = dict(experiment='"daemonize"')
+        if table == "run":
+            run[name] = _toml(value)
+        body = "".join(f"{k} = {v}\n" for k, v in run.items())
+        params = f"[run.params]\n{name} = {_toml(value)}\n" if table == "params" else ""
+        path = tmp_path / "any.toml"
+        path.write_text(daemon + "[[run]]\n" + body + params)
+        try:
+            config = config_mod.load(path)
+        except LabError as exc:
+            assert "\n" not in str(exc) and str(exc), repr(exc)
+            return
+        assert all(math.isfinite(job.every) and job.every > 0 for job in config.jobs)
+        assert config.user is None or (isinstance(config.user, str) and config.user.strip())
+
+    check()
