@@ -122,6 +122,32 @@ def test_plot_draws_the_timeline_of_both(tmp_path) -> None:
     assert done.returncode == 0 and (tmp_path / "d.png").stat().st_size > 10_000, done.stderr
 
 
+def test_a_folder_left_by_a_killed_observer_is_removed_by_the_next_run(no_leaks) -> None:
+    """kill -9 skips every finally: the next run finds the folder's owner gone and removes it."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    left = Path(tempfile.mkdtemp(prefix=daemonize.RUN_DIR_PREFIX))
+    (left / daemonize.OWNER).write_text(gone.stdout)
+    alive = Path(tempfile.mkdtemp(prefix=daemonize.RUN_DIR_PREFIX))
+    (alive / daemonize.OWNER).write_text(f"{os.getpid()}\n")
+    folders = lambda: set(Path(tempfile.gettempdir()).glob(f"{daemonize.RUN_DIR_PREFIX}*"))  # noqa: E731
+    before = folders()
+    try:
+        daemonize.run(daemonize.Params(impl=("lab",)))
+        assert not left.exists(), "the dead observer's folder is still there"
+        assert alive.exists(), "a living observer's folder was taken away"
+        assert folders() - before == set(), "the run left its own folder"
+    finally:
+        import shutil
+
+        shutil.rmtree(left, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
+
+
 def test_progress_names_each_step_and_the_pid_to_watch(no_leaks) -> None:
     seen: list[tuple[int, int, str]] = []
     run = daemonize.run(daemonize.Params(impl=("lab",)), progress=lambda *a: seen.append(a))

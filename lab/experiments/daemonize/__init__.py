@@ -145,6 +145,7 @@ STEP_COUNTS = {"lab": len(STEPS), "python-daemon": 11}
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     session.env["observer_pid"] = os.getpid()
     session.env["python_daemon"] = PYTHON_DAEMON
+    _remove_stale_run_dirs()
     total, done = sum(STEP_COUNTS[impl] for impl in params.impl), 0
     session.step(done, total, "starting")
     with subreaper() as adopted:
@@ -170,10 +171,33 @@ class _Probe:
     names: dict[str, str]
 
 
+#: A watched daemon's folder: /tmp/dzXXXXXXXX, short because the table's cwd column
+#: shows it; OWNER inside names the observer that made it (and removes it when done).
+RUN_DIR_PREFIX, OWNER = "dz", "observer.pid"
+
+
+def _remove_stale_run_dirs() -> None:
+    """Remove the folders of observers that died without their finally (kill -9).
+
+    A run's own folder goes in _watch's finally; only a KILL, which no finally
+    survives, leaves one behind. Its owner's pid says it: gone, the folder is
+    nobody's, and the next run takes it away.
+    """
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER).read_text())
+            os.kill(owner, 0)  # signal 0: only "is it there?"
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours (no owner file), or its owner lives (or is not ours to ask)
+
+
 def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
-    run_dir = Path(tempfile.mkdtemp(prefix="dz"))  # short: the table's cwd column shows it
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
     probe: _Probe | None = None
     try:
+        (run_dir / OWNER).write_text(f"{os.getpid()}\n")
         os.chmod(run_dir, 0o755)
         if params.run_as and os.geteuid() == 0:
             # Like systemd's RuntimeDirectory=: the daemon's own folder is the
