@@ -196,12 +196,12 @@ def _params_line(params: dict[str, Any]) -> str:
 @contextmanager
 def progress_bar(label: str) -> Iterator[Progress]:
     """A Progress callback drawing a rich bar on stderr (stdout stays clean for --json)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        MofNCompleteColumn(),  # "0/?" until the experiment says how many: never "0/None"
         TimeElapsedColumn(),
         console=console(stderr=True),
         transient=True,

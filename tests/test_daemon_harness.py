@@ -34,6 +34,7 @@ from tests.test_daemon_support import (  # noqa: F401 - subreaper and world are 
 pytestmark = pytest.mark.timeout(180)
 
 QUICK = ("--experiment", "daemonize", "--impl", "lab")
+RUN = '[[run]]\nexperiment = "daemonize"\n'
 STEPS_PER_RUN = 12  # lab.daemon.steps.STEPS: one record each
 
 
@@ -57,10 +58,14 @@ def runs(world: World, status: str | None = None) -> list:
 
 
 def test_started_daemon_seen_from_outside_is_a_proper_daemon(world: World) -> None:
-    pid = start(world, "--umask", "027")
-    seen = observe(pid, {str(world.log): "log", str(world.pidfile): "pidfile"})
+    """Started from a session whose terminal is a pty, and looked at while it still has it."""
+    args = ("daemon", "start", "--every", "1h", *QUICK, "--umask", "027")
+    with world.in_terminal(*args) as done:
+        assert done.returncode == 0, done.stderr
+        pid = world.daemon_pid()
+        seen = observe(pid, {str(world.log): "log", str(world.pidfile): "pidfile"})
     assert seen["sid"] != pid, "a session leader could acquire a controlling terminal"
-    assert seen["tty"] == "none"
+    assert seen["tty"] == "none", "the daemon kept its launcher's terminal"
     assert seen["ppid"] in (1, os.getpid())  # init, or this test (the subreaper)
     assert seen["cwd"] == "/"
     assert seen["umask"] == "0027"
@@ -81,7 +86,7 @@ def test_status_comes_from_the_daemon_and_stop_says_it_took_term(world: World) -
     world.wait_gone(pid)
     done = world.cli("daemon", "status")
     assert done.returncode == 3 and "not running" in done.stderr
-    assert "stopped: 1 runs done" in world.cli("daemon", "logs").stdout
+    assert "stopped: 1 run done, 0 failed" in world.cli("daemon", "logs").stdout
 
 
 def test_stop_interrupts_the_running_experiment_and_keeps_what_it_finished(world: World) -> None:
@@ -207,7 +212,48 @@ def test_reload_with_a_bad_config_keeps_the_old_one(world: World) -> None:
     config.write_text(good.replace('"1h"', '"2h"'))
     done = world.cli("daemon", "reload", "--config", str(config))
     assert done.returncode == 0 and "reload ok" in done.stdout
-    assert status(world)["jobs"][0]["every_s"] == 7200
+    answer = status(world)
+    assert answer["jobs"][0]["every_s"] == 7200
+    assert answer["last_error"] is None, "the refused config is no longer the one in force"
+    assert "last error -" in world.cli("daemon", "status").stdout
+
+
+def test_reload_of_a_config_without_paths_changes_nothing_it_did_not_say(world: World) -> None:
+    """The default results path is relative (./results/lab.db, or a relative LAB_RESULTS):
+    taken from where the launcher ran, at start and at every reload alike, never from /,
+    the daemon's own working directory."""
+    config = world.dir / "harness.toml"
+    config.write_text(RUN + 'every = "1h"\n[run.params]\nimpl = ["lab"]\n')
+    relative = {"LAB_RESULTS": "results/lab.db"}  # world.dir is every command's cwd
+    done = world.cli("daemon", "start", "--config", str(config), **relative)
+    assert done.returncode == 0, done.stderr
+    pid = world.daemon_pid()
+    done = world.cli("daemon", "reload", "--config", str(config), **relative)
+    assert done.stdout == f"pid {pid}: reload ok\n", done.stdout + done.stderr
+    assert status(world)["results"] == str(world.results)
+
+
+def test_check_says_what_start_would_run_without_starting_it(world: World) -> None:
+    config = world.dir / "harness.toml"
+    config.write_text(
+        '[daemon]\numask = "027"\n' + RUN + 'every = "2h"\n[run.params]\nimpl = ["lab"]\n'
+    )
+    done = world.cli("daemon", "check", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"ok: {config}",
+        "run        daemonize every 7200s (impl=lab)",
+        f"pidfile    {world.pidfile} (free)",
+        f"log        {world.log}",
+        f"results    {world.results}",
+        "umask      027",
+        "user       (the one who starts it)",
+    ]
+    assert world.daemon_pid() is None and not world.pidfile.exists() and not tagged(world.tag)
+    assert world.cli("daemon", "start", "--config", str(config)).returncode == 0
+    pid = world.daemon_pid()
+    done = world.cli("daemon", "check", "--config", str(config))
+    assert f"pidfile    {world.pidfile} (locked by pid {pid})" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -226,15 +272,29 @@ def test_reload_with_a_bad_config_keeps_the_old_one(world: World) -> None:
             "line 2: [daemon] key 'umask'",
         ),
         ("[[run]\n", "Expected"),
+        # issue 10: each was accepted (and ran back to back) or ended in a traceback
+        (RUN + "every = nan\n", "line 3: [[run]] #1 key 'every': interval nan must be a finite"),
+        (RUN + "every = inf\n", "line 3: [[run]] #1 key 'every': interval inf must be a finite"),
+        (RUN + "params = 3\n", "line 3: [[run]] #1 key 'params': must be a table"),
+        ("[daemon]\nuser = 65534\n" + RUN, "line 2: [daemon] key 'user': must be a user name"),
+        ('[daemon]\nuser = ""\n' + RUN, "line 2: [daemon] key 'user': --user needs a user name"),
+        ("[daemon]\npidfile = 3\n" + RUN, "line 2: [daemon] key 'pidfile': must be a path"),
+        ("daemon = 3\n" + RUN, "line 1: top level key 'daemon': must be a table"),
+        (RUN.encode() + b"# caf\xe9\n", "not UTF-8 text (TOML files must be) at byte 38"),
     ],
 )
 def test_bad_config_refuses_to_start_naming_line_and_key(world: World, text, expected) -> None:
+    """`start` and `check` refuse it alike: one line naming the line and key, no daemon."""
     config = world.dir / "bad.toml"
-    config.write_text(text)
-    done = world.cli("daemon", "start", "--config", str(config))
-    assert done.returncode != 0
-    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
-    assert expected in done.stderr
+    if isinstance(text, bytes):
+        config.write_bytes(text)
+    else:
+        config.write_text(text)
+    for action in ("start", "check"):
+        done = world.cli("daemon", action, "--config", str(config))
+        assert done.returncode == 2, (action, done.stdout, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert expected in done.stderr, (action, done.stderr)
     assert world.daemon_pid() is None
 
 
@@ -245,11 +305,33 @@ def test_bad_start_options_are_refused_in_one_line(world: World) -> None:
         (("daemon", "start", "--umask", "0", *QUICK), "lets every user write"),
         (("daemon", "start", "--every", "soon", *QUICK), "bad interval 'soon'"),
         (("daemon", "start", "--user", "no-such-user", *QUICK), "no such user 'no-such-user'"),
+        # issue 10: "" ran as root without a word; -1 said "not started" about a daemon
+        # that ran; nan was a traceback (and the daemon ran anyway)
+        (("daemon", "start", "--user", "", *QUICK), "--user needs a user name"),
+        (("daemon", "start", "--ready-timeout", "-1", *QUICK), "must be above 0 seconds"),
+        (("daemon", "start", "--ready-timeout", "nan", *QUICK), "must be a finite number"),
+        (("daemon", "start", *QUICK, "--ready-timeout", "inf"), "must be a finite number"),
+        (("daemon", "start", "--every", "nan", *QUICK), "bad interval 'nan'"),
+        (("daemon", "status", "--timeout", "nan"), "must be a finite number"),
+        (("daemon", "reload", "--timeout", "0"), "must be above 0 seconds"),
     ]:
         done = world.cli(*args)
-        assert done.returncode != 0 and expected in done.stderr, (args, done.stderr)
+        assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert "Traceback" not in done.stderr
     assert world.daemon_pid() is None
+    assert not tagged(world.tag), "a refused start left a daemon running"
+
+
+def test_stop_with_a_timeout_of_nan_is_refused_and_kills_nothing(world: World) -> None:
+    """Before issue 10 `stop --timeout nan` waited no time at all and sent KILL at once."""
+    pid = start(world)
+    done = world.cli("daemon", "stop", "--timeout", "nan")
+    assert done.returncode == 2 and "--timeout: 'nan': a timeout must be a finite" in done.stderr
+    assert world.daemon_pid() == pid  # still running, still holding its pidfile
+    done = world.cli("daemon", "stop", "--timeout", "0")  # 0: KILL right after TERM, if need be
+    assert done.returncode == 0 and f"pid {pid}" in done.stdout
+    world.wait_gone(pid)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
@@ -287,3 +369,74 @@ def test_started_as_root_with_user_nobody_runs_as_nobody_and_its_files_work(
     finally:
         world.clean_up()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- any value for any key: a config, or one line ------------------------------------------
+
+
+def _toml(value) -> str:
+    """A Python value as a TOML literal (json's string escapes are TOML's too)."""
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def test_any_value_for_any_config_key_is_a_config_or_one_line(tmp_path) -> None:
+    """Hypothesis throws values at every key of [daemon] and [[run]] (issue 10)."""
+    import math
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lab.daemon import config as config_mod
+    from lab.errors import LabError
+
+    atoms = st.one_of(
+        st.integers(min_value=-(10**6), max_value=10**6),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["", " ", "nan", "inf", "0", "-1s", "10m", "022", "000", "nobody", "∞"]),
+        st.text(max_size=8),
+        st.booleans(),
+    )
+    values = st.one_of(
+        atoms, st.lists(atoms, max_size=3), st.dictionaries(st.text(max_size=4), atoms, max_size=2)
+    )
+    keys = st.sampled_from(
+        [("daemon", k) for k in ("pidfile", "log", "results", "umask", "user")]
+        + [("run", k) for k in ("experiment", "every", "params")]
+        + [("params", k) for k in ("impl", "dwell", "mask", "run_as")]
+    )
+
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(key=keys, value=values)
+    def check(key, value) -> None:
+        table, name = key
+        daemon = f"[daemon]\n{name} = {_toml(value)}\n" if table == "daemon" else ""
+        run = dict(experiment='"daemonize"')
+        if table == "run":
+            run[name] = _toml(value)
+        body = "".join(f"{k} = {v}\n" for k, v in run.items())
+        params = f"[run.params]\n{name} = {_toml(value)}\n" if table == "params" else ""
+        path = tmp_path / "any.toml"
+        path.write_text(daemon + "[[run]]\n" + body + params)
+        try:
+            config = config_mod.load(path)
+        except LabError as exc:
+            assert "\n" not in str(exc) and str(exc), repr(exc)
+            return
+        assert all(math.isfinite(job.every) and job.every > 0 for job in config.jobs)
+        assert config.user is None or (isinstance(config.user, str) and config.user.strip())
+
+    check()

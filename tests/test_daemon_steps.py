@@ -9,6 +9,7 @@ are read from outside.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ def script(world: World, body: str) -> subprocess.CompletedProcess:
     path.write_text(textwrap.dedent(body))
     return subprocess.run(
         [sys.executable, str(path)],
+        input="",  # stdin a pipe, not this process's (maybe already /dev/null)
         capture_output=True,
         text=True,
         timeout=60,
@@ -210,7 +212,71 @@ def test_intervals_and_umasks_are_checked() -> None:
         check_umask(0)
 
 
-def test_the_steps_are_in_the_man_page_order() -> None:
-    order = [STEPS.index(s) for s in ("fork", "setsid", "fork again", "pidfile", "ready")]
-    assert order == sorted(order)
-    assert STEPS.index("pidfile") < STEPS.index("drop privileges")
+#: man 7 daemon, "SysV Daemons", the steps a daemon takes, by their number there
+#: (4, sanitising the environment, is skipped on purpose: see lab/daemon/steps.py;
+#: 8 and 15 are exits, seen as the next step's new pid).
+MAN_7_DAEMON = [
+    (1, "close fds"),
+    (2, "reset signals"),
+    (3, "reset mask"),
+    (5, "fork"),
+    (6, "setsid"),
+    (7, "fork again"),
+    (9, "streams"),
+    (10, "umask"),
+    (11, "chdir /"),
+    (12, "pidfile"),
+    (13, "drop privileges"),
+    (14, "ready"),
+]
+
+RECORD_STEPS = """
+    import json, os
+    from lab.daemon.steps import Options, launch, report_ready
+
+    def seen(step):  # opened anew each time: step 1 closes what was open before
+        mask = os.umask(0)
+        os.umask(mask)
+        with open({journal!r}, "a") as out:
+            out.write(json.dumps({{
+                "step": step, "pid": os.getpid(), "ppid": os.getppid(),
+                "pgid": os.getpgid(0), "sid": os.getsid(0), "cwd": os.getcwd(),
+                "umask": mask, "stdin": os.readlink("/proc/self/fd/0"),
+                "pidfile": open({pidfile!r}).read() if os.path.exists({pidfile!r}) else None,
+            }}) + "\\n")
+
+    def serve(detached):
+        report_ready(detached.ready)
+        seen("ready")
+        return 0
+
+    os.umask(0o077)
+    result = launch(Options({pidfile!r}), serve, after_step=seen)
+    print(result.ok, result.pid)
+"""
+
+
+def test_launch_takes_the_steps_in_the_man_page_order_in_the_right_process(world) -> None:
+    """What each step did, recorded from inside as it happened, against man 7 daemon."""
+    journal, pidfile = world.dir / "steps.jsonl", world.dir / "d.pid"
+    done = script(world, RECORD_STEPS.format(journal=str(journal), pidfile=str(pidfile)))
+    ok, daemon = done.stdout.split()
+    assert ok == "True", done.stdout + done.stderr
+    world.wait_gone(int(daemon))
+    seen = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [s["step"] for s in seen] == [name for _, name in MAN_7_DAEMON]
+    assert tuple(s["step"] for s in seen) == STEPS  # and the lab's own list says the same
+    at = {s["step"]: s for s in seen}
+    launcher, child = at["close fds"]["pid"], at["fork"]["pid"]
+    assert at["reset mask"]["pid"] == launcher and at["fork"]["ppid"] == launcher
+    assert child != launcher and at["setsid"]["pid"] == child
+    assert at["setsid"]["sid"] == at["setsid"]["pgid"] == child  # 6: leader of its own session
+    assert at["fork"]["sid"] != child  # before setsid it was still in the launcher's
+    final = at["fork again"]
+    assert final["pid"] == int(daemon) and final["sid"] == child
+    assert final["ppid"] in (child, os.getpid())  # or, once 8 happened, us: the subreaper
+    assert all(at[s]["pid"] == final["pid"] for s in STEPS[STEPS.index("fork again") :])
+    assert at["fork again"]["stdin"].startswith("pipe:") and at["streams"]["stdin"] == os.devnull
+    assert at["streams"]["umask"] == 0o077 and at["umask"]["umask"] == 0o022
+    assert at["umask"]["cwd"] == str(world.dir) and at["chdir /"]["cwd"] == "/"
+    assert at["chdir /"]["pidfile"] is None and at["pidfile"]["pidfile"] == f"{daemon}\n"

@@ -1,4 +1,4 @@
-"""Helpers for the daemon tests: a subreaper, a tagged daemon world, clean-up that always runs.
+"""Helpers for the daemon tests: a subreaper, a tagged daemon world, a terminal, clean-up.
 
 Every process a daemon test starts carries DAEMONLAB_TEST_TAG=<uuid> in its
 environment, so clean-up finds it from outside (/proc/PID/environ) even when
@@ -7,22 +7,34 @@ runs, this process is a child subreaper (prctl 36), so the test's daemons are
 re-parented here, not to PID 1 (which reaps adopted orphans late on this
 machine), and the subreaper flag is put back afterwards so other tests'
 orphans never land on us.
+
+"No controlling terminal" holds trivially for a daemon whose launcher never
+had one (pytest under CI has none), so the tests that check it run the
+launcher in a session whose controlling terminal is a pseudo-terminal
+(`terminal_session`), as fork fact 15 does: a daemon must be seen to lose a
+terminal, not to lack one.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 
+from lab import children
 from lab.daemon.pidfile import holder
 from lab.procfs import set_subreaper
 from tests.conftest import ROOT
@@ -54,6 +66,75 @@ def proc_state(pid: int) -> tuple[str, int] | None:
         return None
     fields = text[text.rindex(")") + 2 :].split()
     return fields[0], int(fields[1])
+
+
+#: The exit code of a session holder whose pty did not become its terminal.
+NO_TERMINAL = 97
+#: A session leader that takes fd 0 (a pty) as its controlling terminal
+#: (TIOCSCTTY, tty_ioctl(4)), runs argv[3:] as its child, writes the child's exit
+#: code on fd argv[1], then holds the session until fd argv[2] reaches EOF. It must
+#: outlive the command: when a session leader exits, the kernel takes the terminal
+#: away from its whole session, and "the daemon has no terminal" would hold again.
+_HOLD_SESSION = f"""
+import fcntl, os, subprocess, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+stat = open("/proc/self/stat").read()
+if int(stat[stat.rindex(")") + 2 :].split()[4]) == 0:  # tty_nr: still no terminal
+    sys.exit({NO_TERMINAL})
+code = subprocess.run(sys.argv[3:]).returncode
+os.write(int(sys.argv[1]), str(code).encode())
+os.close(int(sys.argv[1]))
+os.read(int(sys.argv[2]), 1)
+"""
+
+
+@contextmanager
+def terminal_session(
+    argv: Sequence[str], timeout: float = 60, **popen
+) -> Iterator[subprocess.CompletedProcess]:
+    """Run `argv` in a new session whose controlling terminal is a fresh pty.
+
+    Yields once `argv` has exited (its code, stdout and stderr); the session
+    and its terminal live on until the block ends, so what `argv` left behind
+    (a daemon) can be looked at while the terminal still exists.
+    """
+    master, slave = os.openpty()
+    status_r, status_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    with ExitStack() as stack:
+        out, err = (stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(2))
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_SESSION, str(status_w), str(hold_r), *argv],
+            stdin=slave,
+            stdout=out,
+            stderr=err,
+            pass_fds=(status_w, hold_r),
+            start_new_session=True,  # a session leader without a terminal may take one
+            **popen,
+        )
+        for fd in (slave, status_w, hold_r):
+            os.close(fd)
+        try:
+            ready, _, _ = select.select([status_r], [], [], timeout)
+            said = os.read(status_r, 16) if ready else b""
+            if said:
+                code = int(said)
+            elif ready:  # EOF without a code: the holder itself ended (no terminal)
+                code = holder.wait(10)
+            else:
+                raise AssertionError(f"{list(argv)} did not finish within {timeout:g}s")
+            out.seek(0)
+            err.seek(0)
+            yield subprocess.CompletedProcess(list(argv), code, out.read(), err.read())
+        finally:
+            os.close(hold_w)  # EOF: the holder leaves, and the session's terminal with it
+            os.close(status_r)
+            try:
+                holder.wait(10)
+            except subprocess.TimeoutExpired:  # the command hangs: its group goes with it
+                children.signal_group(holder.pid, signal.SIGKILL)
+                holder.wait()
+            os.close(master)
 
 
 def reap_our_zombies() -> None:
@@ -116,6 +197,10 @@ class World:
             env=self.env(**more),
             cwd=self.dir,
         )
+
+    def in_terminal(self, *args: str, timeout: float = 60) -> ContextManager:
+        """The CLI run from a session with a pty as its terminal (see terminal_session)."""
+        return terminal_session(self.argv(*args), timeout, env=self.env(), cwd=self.dir)
 
     def popen(self, *args: str, **more: str) -> subprocess.Popen:
         return subprocess.Popen(

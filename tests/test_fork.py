@@ -4,7 +4,10 @@ The checklist runs for real (in a child, through lab.interpreters) and each
 fact must hold. Then each fact runs in this process with a fork that does not
 fork (a /bin/true started in its place: the parent branch runs, no copy of
 this process does) and must stop holding: a fact that held without forking
-would be a printed assertion, not a demonstration.
+would be a printed assertion, not a demonstration. A fork that does not fork
+mostly trips a fact's "no child reported" guard, so the facts whose property
+is easy to break are also run with a real fork and the property broken: the
+memory shared, the file reopened by path, no setsid, no subreaper.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pytest
 from lab import interpreters, start_methods
 from lab.errors import LabError
 from lab.experiments import fork
-from lab.experiments.fork import lifecycle, platforms, probes
+from lab.experiments.fork import basics, lifecycle, platforms, probes
 from lab.experiments.fork.child import FACTS, check
 from tests.conftest import assert_refused, children, open_fds, run_cli
 
@@ -86,7 +89,7 @@ def test_whole_checklist_leaves_no_child_zombie_or_descriptor(checklist) -> None
 
 def test_checklist_records_are_the_documented_columns(checklist) -> None:
     record = checklist[0].records[0]
-    assert set(fork.COLUMNS) <= set(record)
+    assert {c.key for c in fork.COLUMNS} - {"round"} <= set(record)
     assert isinstance(record["seconds"], float) and record["seconds"] > 0
     json.dumps(checklist[0].records)  # storable as they are
 
@@ -121,6 +124,41 @@ def test_fact_fails_when_fork_does_not_fork(no_fork, no_leaks, number: int) -> N
     assert record["holds"] is False, record
     assert zombies_of(os.getpid()) == []
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # fact 11 put them back
+
+
+# -- a real fork, with the property itself broken -------------------------------------
+
+
+def test_memory_fact_fails_when_the_page_is_shared(monkeypatch, no_leaks) -> None:
+    """MAP_SHARED: the same page in both processes, as multiprocessing's shared memory is."""
+    import mmap
+
+    monkeypatch.setattr(basics, "MAPPING", mmap.MAP_SHARED)
+    record = check(2, {})
+    assert record["holds"] is False, record
+    assert "page byte 'C'" in record["observed"]  # the parent saw the child's write
+
+
+def test_offset_fact_fails_when_the_child_reopens_the_file_by_path(monkeypatch, no_leaks) -> None:
+    """A second open(2) is a new open file description, with an offset of its own."""
+    monkeypatch.setattr(basics, "child_descriptor", lambda fd, path: os.open(path, os.O_WRONLY))
+    record = check(3, {})
+    assert record["holds"] is False, record
+    assert "offset 0 -> 0" in record["observed"]
+
+
+def test_session_fact_fails_when_the_child_does_not_call_setsid(monkeypatch, no_leaks) -> None:
+    monkeypatch.setattr(basics, "leave_session", lambda: os.getsid(0))
+    record = check(15, {})
+    assert record["holds"] is False, record
+    assert "tty pts/" in record["observed"].split("after:")[1]  # it kept the terminal
+
+
+def test_orphan_fact_fails_without_the_subreaper(monkeypatch, no_leaks) -> None:
+    """The orphan then goes to PID 1 (or a subreaper further up), not to us."""
+    monkeypatch.setattr(lifecycle.procfs, "set_subreaper", lambda on: True)
+    record = check(9, {})
+    assert record["holds"] is False, record
 
 
 def _aborted_clients(srv) -> int:
@@ -295,7 +333,7 @@ def test_plot_draws_the_checklist_and_diagrams_from_observed_pids(checklist) -> 
     figure = fork_plot.draw([run])
     assert len(figure.axes) == 7  # the checklist and six process diagrams
     texts = " ".join(t.get_text() for ax in figure.axes for t in ax.texts)
-    seen = fork_plot.pictures(run)
+    seen = fork_plot.pictures(run.records)
     assert f"pid {seen[1]['child']}" in texts  # the pid fork really returned
     assert f"offset 0 → {seen[3]['after']}" in texts
     assert "state Z" in texts

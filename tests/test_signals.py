@@ -30,6 +30,30 @@ SILENCED = (
 )
 
 
+# Fact 8 with the tempting handler's worker never inside write(2) when TERM comes: it
+# logs nothing, so its pipe never fills and its handler re-enters no write. Its unit
+# is still left half done, which is why "unit not finished" alone proves nothing.
+NEVER_MID_WRITE = (
+    "import lab.experiments.signals.processes as p\n"
+    "real = p._stop_worker\n"
+    "def stop(mode):\n"
+    "    if mode == 'handler':\n"
+    "        p._LINES_PER_UNIT, p._START = 0, 3.0  # 3 s: the wait for a full pipe\n"
+    "    return real(mode)\n"
+    "p._stop_worker = stop\n" + CHILD_CODE
+)
+
+
+def _in_fresh_interpreter(code: str, number: int) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(number), str(CALL_SIZE)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _fact(number: int) -> dict:
     run = signals.run(signals.Params(part=("facts",), fact=(number,), call_size=CALL_SIZE))
     assert run.status == "ok"
@@ -48,14 +72,19 @@ def test_fact_holds_on_linux(number: int, no_leaks) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("number", signals.FACT_NUMBERS)
 def test_fact_does_not_hold_when_no_signal_is_sent(number: int, no_leaks) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SILENCED, str(number), str(CALL_SIZE)],
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    record = json.loads(done.stdout.strip().splitlines()[-1])
+    record = _in_fresh_interpreter(SILENCED, number)
     assert record["holds"] is False, record["observed"]
+
+
+@pytest.mark.timeout(120)
+def test_graceful_stop_fact_needs_the_reentrant_write_itself(no_leaks) -> None:
+    record = _fact(8)
+    assert "pipe full when TERM came: True and True" in record["observed"]
+    assert "RuntimeError: reentrant call inside <_io.BufferedWriter" in record["observed"]
+    broken = _in_fresh_interpreter(NEVER_MID_WRITE, 8)
+    assert "pipe full when TERM came: True and False" in broken["observed"], broken
+    assert "in the handler: no error" in broken["observed"], broken
+    assert broken["holds"] is False, broken["observed"]
 
 
 @pytest.mark.timeout(120)
@@ -126,11 +155,14 @@ def test_bad_input_is_refused_in_one_line(options: list[str], says: str) -> None
     assert_refused(run_cli("run", "signals", *options, "--no-store"), says)
 
 
-def test_plot_refuses_a_run_without_latency() -> None:
+def test_plot_says_which_part_is_missing_and_refuses_a_run_with_neither() -> None:
     from lab.errors import LabError
     from lab.experiments.signals import plot
     from lab.runs import Run
 
-    facts_only = Run("signals", {}, {}, [{"number": 1, "holds": True}], run_id=1)
-    with pytest.raises(LabError, match="timed no latency"):
-        plot.draw([facts_only])
+    fact = {"part": "facts", "number": 1, "fact": "a handler...", "holds": True}
+    figure = plot.draw([Run("signals", {}, {}, [fact], run_id=1)])
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert any("no latency in these runs" in t for t in texts), texts
+    with pytest.raises(LabError, match="no facts and no latency"):
+        plot.draw([Run("signals", {}, {}, [], run_id=2)])

@@ -4,16 +4,19 @@ Compared name for name with two independent listings: bash's builtin
 `kill -l` (real-time signals included, as SIGRTMIN+k / SIGRTMAX-k) and
 util-linux's `/bin/kill -L` (standard signals, without the SIG prefix).
 Real-time names are normalised to numbers, so RTMAX-14 and RTMIN+16 are the
-same signal whichever way a tool names it.
+same signal whichever way a tool names it. The default actions, measured
+live by the table, are compared with the ones signal(7) documents.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -31,13 +34,20 @@ def _canonical(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def listed() -> dict[int, set[str]]:
-    """number -> every name `daemonlab signals` gives it (its name and its aliases)."""
-    done = run_cli("signals", "--json", timeout=60)
+def table_rows() -> list[dict]:
+    """`daemonlab signals --json`, run as a daemon would run it: leading a session of its
+    own, so its process group is orphaned (the kernel discards TSTP, TTIN and TTOU sent
+    to an orphaned group: the table's probes must not be in it)."""
+    done = run_cli("signals", "--json", timeout=60, start_new_session=True)
     assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def listed(table_rows) -> dict[int, set[str]]:
+    """number -> every name `daemonlab signals` gives it (its name and its aliases)."""
     return {
-        row["number"]: {_canonical(n) for n in [row["name"], *row["aliases"]]}
-        for row in json.loads(done.stdout)
+        row["number"]: {_canonical(n) for n in [row["name"], *row["aliases"]]} for row in table_rows
     }
 
 
@@ -65,6 +75,47 @@ def test_agrees_with_util_linux_kill_name_for_name(listed) -> None:
 def test_real_time_signals_are_all_listed(listed) -> None:
     for number in range(signal.SIGRTMIN, signal.SIGRTMAX + 1):
         assert f"RT{number}" in listed[number]
+
+
+#: signal(7), "Standard signals" (https://man7.org/linux/man-pages/man7/signal.7.html):
+#: Term, Core, Ign, Stop, Cont. Real-time signals: "The default action for an
+#: unhandled real-time signal is to terminate the receiving process."
+SIGNAL_7 = {
+    "SIGABRT": "core", "SIGALRM": "terminate", "SIGBUS": "core", "SIGCHLD": "ignore",
+    "SIGCONT": "continue", "SIGFPE": "core", "SIGHUP": "terminate", "SIGILL": "core",
+    "SIGINT": "terminate", "SIGIO": "terminate", "SIGKILL": "terminate",
+    "SIGPIPE": "terminate", "SIGPROF": "terminate", "SIGPWR": "terminate",
+    "SIGQUIT": "core", "SIGSEGV": "core", "SIGSTKFLT": "terminate", "SIGSTOP": "stop",
+    "SIGTSTP": "stop", "SIGSYS": "core", "SIGTERM": "terminate", "SIGTRAP": "core",
+    "SIGTTIN": "stop", "SIGTTOU": "stop", "SIGURG": "ignore", "SIGUSR1": "terminate",
+    "SIGUSR2": "terminate", "SIGVTALRM": "terminate", "SIGXCPU": "core", "SIGXFSZ": "core",
+    "SIGWINCH": "ignore",
+}  # fmt: skip
+
+
+def test_default_actions_measured_live_are_the_ones_signal_7_documents(table_rows) -> None:
+    from lab.experiments.signals.table import core_dumps
+
+    if core_dumps() is not None:  # no core can be made here: "core" is seen as terminate
+        pytest.skip(f"core dumps cannot be measured here: {core_dumps()}")
+    measured = {row["name"]: row["default_action"] for row in table_rows}
+    standard = {name: action for name, action in measured.items() if name in SIGNAL_7}
+    assert standard == {name: SIGNAL_7[name] for name in standard}
+    assert set(SIGNAL_7) - set(standard) <= {"SIGEMT"}  # not on Linux x86
+    realtime = {a for name, a in measured.items() if name.startswith(("SIGRTMIN", "SIGRTMAX"))}
+    assert realtime == {"terminate"}
+
+
+def test_measuring_the_actions_leaves_no_child_and_no_core_behind(no_leaks, tmp_path) -> None:
+    import tempfile
+
+    from lab.experiments.signals.table import default_actions
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    default_actions()
+    left = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [name for name in left if name.startswith("daemonlab-signals-")]
+    assert not list(Path.cwd().glob("core*"))
 
 
 def test_python_dispositions_are_read_from_a_fresh_interpreter() -> None:

@@ -1,4 +1,4 @@
-"""`daemonlab daemon start|stop|status|reload|logs`: the harness's command line.
+"""`daemonlab daemon start|check|stop|status|reload|logs`: the harness's command line.
 
 Thin, like lab/cli.py: it parses, calls lab.daemon, prints. Everything it
 says about a running daemon comes from that daemon (its pidfile lock and the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -56,15 +57,20 @@ def add_parser(subparsers: Any) -> None:
         metavar="NAME [OPTIONS]",
         help="run NAME with these options of its own (put it last); instead of --config",
     )
+    p = action("check", cmd_check, "check a config as start would, without starting anything")
+    p.add_argument("--config", required=True, help="the TOML file to check")
+    p.add_argument("--foreground", action="store_true", help="check it as --foreground runs it")
     p = action("stop", cmd_stop, "TERM the harness, wait --timeout, then KILL")
     _where_options(p)
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait after TERM")
+    p.add_argument(
+        "--timeout", type=_seconds(0), default=30.0, help="seconds to wait after TERM (0: none)"
+    )
     p = action("status", cmd_status, "ask the running harness how it is")
     _where_options(p)
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    p.add_argument("--timeout", type=_seconds(), default=5.0, help="seconds to wait for the answer")
     p = action("reload", cmd_reload, "HUP: re-read the config file (a bad one is refused)")
     _where_options(p)
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    p.add_argument("--timeout", type=_seconds(), default=5.0, help="seconds to wait for the answer")
     p = action("logs", cmd_logs, "print the end of the harness's log")
     _where_options(p)
     p.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
@@ -83,7 +89,33 @@ def _start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="the results store (default: LAB_RESULTS or results/lab.db)")
     p.add_argument("--umask", help="octal, default 022; one that lets others write is refused")
     p.add_argument("--user", help="when started as root, run as this user")
-    p.add_argument("--ready-timeout", type=float, help="seconds the launcher waits (default 30)")
+    p.add_argument(
+        "--ready-timeout", type=_seconds(), help="seconds the launcher waits (default 30)"
+    )
+
+
+def _seconds(at_least: float | None = None):
+    """argparse type: a finite number of seconds, above 0 (or at least `at_least`).
+
+    NaN compares false with everything, so without this a `--timeout nan`
+    would end every wait at once, and `--ready-timeout -1` would report "not
+    started" about a daemon that runs.
+    """
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be a finite number")
+        if at_least is None and value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be above 0 seconds")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be {at_least:g} s or more")
+        return value
+
+    return seconds
 
 
 def _where_options(p: argparse.ArgumentParser) -> None:
@@ -104,7 +136,9 @@ def _config(args: argparse.Namespace):
             raise LabError("--experiment needs a NAME")
         name, rest = args.experiment[0], args.experiment[1:]
         module = experiments.load(name)
-        inner = argparse.ArgumentParser(
+        from lab.cli import Parser  # a mistake in these options is one line too
+
+        inner = Parser(
             prog=f"daemonlab daemon start --experiment {name}",
             argument_default=argparse.SUPPRESS,
             allow_abbrev=False,
@@ -202,6 +236,45 @@ def _foreground(config) -> int:
     )
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """What `start --config FILE` would run, or the one line saying what is wrong with it."""
+    from lab.daemon import config as config_mod
+    from lab.daemon import steps
+    from lab.daemon.pidfile import holder
+
+    config = config_mod.load(args.config, foreground=args.foreground)
+    steps.user_ids(config.user)  # an unknown user, or one only root may become, is refused
+    print(f"ok: {config.source}")
+    for job in config.jobs:
+        changed = _changed_params(job.params).items()
+        given = " ".join(f"{k}={_shown(v)}" for k, v in changed)
+        print(f"run        {job.experiment} every {job.every:g}s" + (f" ({given})" * bool(given)))
+    pid = holder(config.pidfile)
+    print(f"pidfile    {config.pidfile} ({'free' if pid is None else f'locked by pid {pid}'})")
+    print(f"log        {config.log or '(stderr)'}")
+    print(f"results    {config.results}")
+    print(f"umask      {config.umask:03o}")
+    print(f"user       {config.user or '(the one who starts it)'}")
+    return 0
+
+
+def _shown(value: Any) -> str:
+    """A param as it would be typed: impl=lab,python-daemon."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _changed_params(chosen: Any) -> dict[str, Any]:
+    """The params that differ from the experiment's defaults."""
+    import dataclasses
+
+    defaults = type(chosen)()
+    return {
+        f.name: getattr(chosen, f.name)
+        for f in dataclasses.fields(chosen)
+        if getattr(chosen, f.name) != getattr(defaults, f.name)
+    }
+
+
 # -- stop / status / reload / logs ---------------------------------------------------------
 def _pidfile(args: argparse.Namespace) -> Path:
     import tomllib
@@ -212,14 +285,18 @@ def _pidfile(args: argparse.Namespace) -> Path:
     if args.pidfile:
         return Path(args.pidfile).absolute()
     if args.config:
+        from lab.daemon.config import read_toml_text
+
         path = Path(args.config).absolute()
         try:
-            daemon = tomllib.loads(path.read_text()).get("daemon", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            daemon = tomllib.loads(read_toml_text(path)).get("daemon", {})
+        except tomllib.TOMLDecodeError as exc:
             raise LabError(f"cannot read config {path}: {exc}") from None
-        if "pidfile" in daemon:
+        if not isinstance(daemon, dict):
+            daemon = {}  # `daemon check` says what is wrong with it; here only paths matter
+        if isinstance(daemon.get("pidfile"), str):
             return (path.parent / daemon["pidfile"]).absolute()
-        if "results" in daemon:
+        if isinstance(daemon.get("results"), str):
             return default_pidfile((path.parent / daemon["results"]).absolute())
     return default_pidfile(default_path().absolute())
 

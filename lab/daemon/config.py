@@ -23,6 +23,7 @@ working directory for options): the daemon itself works in /.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -61,6 +62,10 @@ class Config:
     umask: int = 0o022
     user: str | None = None
     source: Path | None = None  # the TOML file, re-read on HUP
+    #: Where the launcher ran: what the default results path (LAB_RESULTS or
+    #: ./results/lab.db, maybe relative) is taken from, at start and at every
+    #: reload alike. The daemon itself works in /, where "./results" means /results.
+    launch_dir: Path = Path("/")
 
     @property
     def status(self) -> Path:
@@ -77,6 +82,8 @@ def parse_every(text: Any) -> float:
         if not match:
             raise LabError(f"bad interval {text!r} (use 30s, 10m, 2h or 1d)")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if not math.isfinite(seconds):  # nan would run back to back, inf never
+        raise LabError(f"interval {text!r} must be a finite number of seconds")
     if seconds <= 0:
         raise LabError(f"interval {text!r} must be above 0")
     return seconds
@@ -113,7 +120,7 @@ def from_options(
     """The configuration `start --experiment NAME --every 10m [params]` describes."""
     experiments.load(experiment)
     job = Job(experiment, parse_every(every), chosen)
-    base = Config((job,), Path(), None, Path())
+    base = Config((job,), Path(), None, Path(), launch_dir=Path.cwd())
     return _paths(base, pidfile, log, results, Path.cwd(), foreground, umask, user)
 
 
@@ -127,7 +134,7 @@ def _paths(
     umask: Any,
     user: str | None,
 ) -> Config:
-    results_path = (where / results) if results else default_path().absolute()
+    results_path = (where / results) if results else config.launch_dir / default_path()
     pid_path = (where / pidfile) if pidfile else default_pidfile(results_path)
     if log:
         log_path: Path | None = where / log
@@ -139,22 +146,36 @@ def _paths(
         log=log_path.absolute() if log_path else None,
         results=results_path.absolute(),
         umask=parse_umask(umask) if umask is not None else 0o022,
-        user=user or None,
+        user=_user(user),
     )
 
 
+def _user(user: str | None) -> str | None:
+    """The user to become, or None (stay who starts it); an empty name is refused.
+
+    "" would otherwise read as "no user": a daemon started as root would stay
+    root without a word, the opposite of what was asked.
+    """
+    if user is not None and not user.strip():
+        raise LabError("--user needs a user name: an empty one would leave the daemon root")
+    return user
+
+
 def load(
-    path: str | Path, *, foreground: bool = False, overrides: Mapping[str, Any] | None = None
+    path: str | Path,
+    *,
+    foreground: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    launch_dir: Path | None = None,
 ) -> Config:
     """Read and check a TOML file; LabError names the file, line and key at fault.
 
     `overrides` (from command-line options such as --pidfile) win over the file.
+    `launch_dir`: where the default results path is taken from (see Config):
+    the current directory at start; a reload passes the one the daemon started with.
     """
     path = Path(path).absolute()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise LabError(f"cannot read config {path}: {exc.strerror}") from None
+    text = read_toml_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -165,12 +186,17 @@ def load(
         if key not in ("daemon", "run"):
             raise where.error(None, 0, key, "unknown table (expected [daemon] and [[run]])")
     daemon = data.get("daemon", {})
-    for key in daemon:
+    if not isinstance(daemon, dict):
+        raise where.error(None, 0, "daemon", "must be a table: [daemon]")
+    for key, value in daemon.items():
         if key not in _DAEMON_KEYS:
             known = ", ".join(sorted(_DAEMON_KEYS))
             raise where.error("daemon", 0, key, f"unknown key (known: {known})")
+        if key != "umask" and not isinstance(value, str):
+            what = "a user name" if key == "user" else "a path"
+            raise where.error("daemon", 0, key, f"must be {what} in quotes, got {value!r}")
     runs = data.get("run", [])
-    if not isinstance(runs, list) or not runs:
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
         raise LabError(f"{path}: no [[run]] table: nothing to run")
 
     jobs = []
@@ -190,6 +216,8 @@ def load(
         except LabError as exc:
             raise where.error("run", i, "every", str(exc)) from None
         values = run.get("params", {})
+        if not isinstance(values, dict):
+            raise where.error("run", i, "params", "must be a table: [run.params] under its [[run]]")
         for key, value in values.items():  # one at a time, to name the key at fault
             try:
                 params_mod.from_mapping(module.Params, {key: value})
@@ -204,7 +232,14 @@ def load(
     settings = {**daemon, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     try:
         config = _paths(
-            Config(tuple(jobs), Path(), None, Path(), source=path),
+            Config(
+                tuple(jobs),
+                Path(),
+                None,
+                Path(),
+                source=path,
+                launch_dir=launch_dir or Path.cwd(),
+            ),
             settings.get("pidfile"),
             settings.get("log"),
             settings.get("results"),
@@ -214,9 +249,19 @@ def load(
             settings.get("user"),
         )
     except LabError as exc:
-        bad = "umask" if "umask" in str(exc) else None
+        bad = next((k for k in ("umask", "user") if k in str(exc)), None)
         raise where.error("daemon", 0, bad, str(exc)) from None
     return config
+
+
+def read_toml_text(path: Path) -> str:
+    """A config file's text, or one line: unreadable, or not UTF-8 (TOML is UTF-8 only)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise LabError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LabError(f"{path}: not UTF-8 text (TOML files must be) at byte {exc.start}") from None
 
 
 class _Locator:

@@ -112,7 +112,7 @@ class Harness:
                     getattr(self, "handle_" + sig.name[3:].lower())()
                 self.reap_children()  # also when a SIGCHLD byte was lost to a full pipe
                 self._escalate_stop()
-            log.info("stopped: %d runs done, %d failed", self.runs_done, self.runs_failed)
+            log.info("stopped: %s", self._tally())
             return 0
         finally:
             self.wakeup.close()
@@ -246,7 +246,11 @@ class Harness:
             log.info("reload: %s", self.last_reload)
         else:
             try:
-                new = config_mod.load(source, foreground=self.config.log is None)
+                new = config_mod.load(
+                    source,
+                    foreground=self.config.log is None,
+                    launch_dir=self.config.launch_dir,
+                )
             except Exception as exc:  # LabError, or an experiment module that no longer imports
                 self.last_reload = f"refused, old config kept: {exc}"
                 self.last_error = f"reload: {exc}"
@@ -261,10 +265,12 @@ class Harness:
         old_due = {job: self.due.get(i) for i, job in enumerate(self.config.jobs)}
         now = time.monotonic()
         self.due = {i: old_due.get(job) or now for i, job in enumerate(new.jobs)}
-        kept = {k: getattr(self.config, k) for k in fixed}
+        kept = {k: getattr(self.config, k) for k in (*fixed, "launch_dir")}
         self.config = config_mod.Config(new.jobs, source=new.source, **kept)
         note = f" ({', '.join(ignored)} changed: needs a restart)" if ignored else ""
         self.last_reload = "ok" + note
+        if self.last_error and self.last_error.startswith("reload: "):
+            self.last_error = None  # the config that was refused is no longer the one in force
         log.info("reloaded %s: %s%s", new.source, self._describe_jobs(), note)
 
     def handle_usr1(self) -> None:
@@ -282,13 +288,7 @@ class Harness:
         self.answers += 1
         status = self.write_status()
         running = status["running"]["experiment"] if status["running"] else "nothing"
-        log.info(
-            "status: up %.0fs, %d runs done, %d failed, running %s",
-            status["uptime_s"],
-            self.runs_done,
-            self.runs_failed,
-            running,
-        )
+        log.info("status: up %.0fs, %s, running %s", status["uptime_s"], self._tally(), running)
 
     def handle_chld(self) -> None:
         """SIGCHLD: a run's child ended; reap it (and anything else that ended)."""
@@ -338,6 +338,10 @@ class Harness:
         except OSError as exc:  # a full disk must not kill the harness; `status` will time out
             log.error("cannot write status %s: %s", path, exc)
         return status
+
+    def _tally(self) -> str:
+        """ "1 run done, 0 failed" / "3 runs done, 1 failed" """
+        return f"{_count(self.runs_done, 'run')} done, {self.runs_failed} failed"
 
     def _describe_jobs(self) -> str:
         return ", ".join(f"{j.experiment} every {j.every:g}s" for j in self.config.jobs)
@@ -397,6 +401,10 @@ class _Watched:
 
     def __getattr__(self, name: str) -> Any:  # add, finish, rescue_path: the store's own
         return getattr(self.store, name)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _read_all(fd: int) -> str:

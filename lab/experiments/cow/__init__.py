@@ -32,6 +32,7 @@ from typing import Any
 from lab import interpreters
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -46,17 +47,19 @@ ROLES = ("control", "reader", "collector")
 #: Seconds one structure's batches may take under one interpreter.
 PART_TIMEOUT_S = 600.0
 
+#: What each child copied since fork first; the kernel's other figures with --wide.
 COLUMNS = [
-    "python",
-    "structure",
-    "immortal",
-    "frozen",
-    "role",
-    "child",
-    "step",
-    "private_dirty_mb",
-    "unshared_mb",
-    "pss_mb",
+    Column("python", "python"),
+    Column("structure", "structure"),
+    Column("immortal", "immortal"),
+    Column("frozen", "gc.freeze"),
+    Column("role", "child"),
+    Column("step", "step"),
+    Column("unshared_mb", "copied MB", ".1f"),
+    Column("private_dirty_mb", "private MB", ".1f", wide=True),
+    Column("pss_mb", "PSS MB", ".1f", wide=True),
+    Column("uss_mb", "USS MB", ".1f", wide=True),
+    Column("child", "#", "d", wide=True),
 ]
 
 
@@ -83,7 +86,7 @@ TOUR = [
     (
         "**Reading is writing.** The parent builds a million small lists and forks "
         "three children: a control that does nothing, a reader that iterates every "
-        "object, a collector that runs `gc.collect()`. `unshared_mb` is what each "
+        "object, a collector that runs `gc.collect()`. `copied MB` is what each "
         "child has copied since fork. The reader copies nearly every page: each "
         "object's reference count lives in its header. Without `gc.freeze()` the "
         "collector copies the pages of every list it examines; with it, almost nothing.",

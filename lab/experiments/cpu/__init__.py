@@ -27,11 +27,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab import interpreters
+from lab import interpreters, noise
 from lab.experiments.cpu import child
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -76,23 +77,39 @@ FULL: dict[str, Any] = {
     "pings": 1000,
 }
 
-COLUMNS = [
-    "python",
-    "part",
-    "strategy",
-    "start_method",
-    "workers",
-    "start_s",
-    "wall_s",
-    "cpu_s",
-    "speedup",
-    "case",
-    "switch_interval_ms",
-    "median_ms",
-    "p99_ms",
-    "usable_cores",
-    "gil_enabled",
-]
+#: Which interpreter made the record (`--python` runs several side by side).
+_PYTHON = Column("python", "python")
+#: One table per part. Scaling: the speedup first, then the work phase's median
+#: wall time and its spread over the repeats (max - min, in % of the median), then
+#: what starting the workers cost; convoy: the echo round trip per case. A table
+#: fits 80 columns when its cells' widths add up to 79 less 3 a column (rich's
+#: padding and separator): what is left goes behind --wide.
+COLUMNS = {
+    "scaling": [
+        _PYTHON,
+        Column("strategy", "strategy"),
+        Column("start_method", "start"),
+        Column("workers", "W", "d"),
+        Column("speedup", "speedup", ".2f"),
+        Column("wall_s", "wall s", ".3f"),
+        Column("spread_pct", "±%", ".0f"),
+        Column("start_s", "start s", ".3f"),
+        Column("cpu_s", "cpu s", ".3f", wide=True),
+        *(Column(f"wall_s_{m}", f"{m} s", ".3f", wide=True) for m in ("min", "max")),
+        Column("usable_cores", "cores", "d", wide=True),
+        Column("gil_enabled", "GIL", wide=True),
+        Column("note", "note", wide=True),
+    ],
+    "convoy": [
+        _PYTHON,
+        Column("case", "echo"),
+        Column("switch_interval_ms", "switch ms", ".2f"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p99", "max")),
+        Column("spinner_mloops_s", "spinner Mloop/s", ".2f"),
+        Column("pings", "pings", "d", wide=True),
+        Column("gil_enabled", "GIL", wide=True),
+    ],
+}
 
 TOUR = [
     (
@@ -100,8 +117,9 @@ TOUR = [
         "(Beazley's GIL talk) split across 1, 2 and 4 workers. Threads share one GIL: "
         "their speedup stays near 1 whatever the cores. Processes (raw `os.fork`, or a "
         "`multiprocessing` pool) each have their own interpreter and scale up to "
-        "`usable_cores`. `start_s` is what creating the workers cost, kept out of `wall_s`: "
-        "see how much dearer `spawn` is than `fork`.",
+        "the cores this process may use (`--wide`: cores). `start s` is what creating the "
+        "workers cost, kept out of `wall s`: see how much dearer `spawn` is than `fork`; "
+        "`±%` is how far the repeats scattered.",
         {"part": ["scaling"], "workers": [1, 2, 4]},
     ),
     (
@@ -147,10 +165,34 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     )
     total, done = per_interpreter * len(chosen), 0
     for interpreter in chosen:
+        scaling = []
         for record in interpreters.stream_measured(interpreter, WORK_MODULE, sent, params.timeout):
             done += 1
             session.step(done, total, f"{interpreter.label}: {_describe(record)}")
+            if record["part"] == "scaling" and not record.get("skipped"):
+                scaling.append(record)
             yield record
+        _threads_against_processes(session.env, interpreter.label, scaling)
+
+
+def _threads_against_processes(env: dict[str, Any], label: str, records: list[dict]) -> None:
+    """The lesson's comparison, threads against forked processes at each W >= 2: is the
+    difference between them larger than what the repeats scatter? (lab.noise)"""
+    by = {(r["strategy"], r["workers"]): r for r in records}
+    for (strategy, workers), threads in sorted(by.items()):
+        processes = by.get(("processes", workers))
+        if strategy != "threads" or processes is None or workers < 2:
+            continue
+        if threads["usable_cores"] < 2 or not threads["gil_enabled"]:
+            continue  # no difference is expected: nothing to tell apart
+        noise.compare(
+            env,
+            f"{label}, {workers} workers",
+            *(
+                noise.Figure(r["strategy"], r["wall_s"], r["wall_s_min"], r["wall_s_max"])
+                for r in (threads, processes)
+            ),
+        )
 
 
 def _describe(record: dict[str, Any]) -> str:

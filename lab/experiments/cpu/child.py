@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 from lab.experiments.cpu import convoy, scaling
 
-__all__ = ["interpreter_facts", "measure", "scaling_plan"]
+__all__ = ["interpreter_facts", "measure", "scaling_plan", "summarise"]
 
 
 def interpreter_facts() -> dict:
@@ -91,7 +91,7 @@ def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
             if not samples[step]:
                 yield {**record, **facts, "skipped": f"no {method} start method here"}
                 continue
-            yield {**record, **_summary(samples[step], baseline), **facts}
+            yield {**record, **summarise(samples[step], baseline), **facts}
 
 
 def _median(samples: list, key: str):
@@ -99,14 +99,19 @@ def _median(samples: list, key: str):
     return None if None in values else statistics.median(values)
 
 
-def _summary(samples: list, baseline: float) -> dict:
+def summarise(samples: list, baseline: float) -> dict:
+    """One record's figures from `repeat` rounds of measure_strategy, against `baseline` s."""
     wall_s = _median(samples, "wall_s")
+    walls = [s["wall_s"] for s in samples]
     summary = {
         "start_s": _median(samples, "start_s"),
         "wall_s": wall_s,
-        "wall_s_min": min(s["wall_s"] for s in samples),
+        "wall_s_min": min(walls),
+        "wall_s_max": max(walls),
         "cpu_s": _median(samples, "cpu_s"),
         "speedup": round(baseline / wall_s, 3),
+        # max - min over the repeats, in % of the median: what noise does to this figure
+        "spread_pct": round(100 * (max(walls) - min(walls)) / wall_s, 1) if wall_s else None,
     }
     notes = {s["note"] for s in samples if "note" in s}
     if notes:

@@ -12,7 +12,7 @@ pidfile exists.
 
 This process is a child subreaper (prctl 36) while it watches, so that the
 orphaned daemon is re-parented here and reaped at once; the table shows it
-(ppid). Without one the ppid would read 1, and PID 1 would reap it.
+(ppid, with --wide). Without one the ppid would read 1, and PID 1 would reap it.
 
 Reading map, in order:
     lab/daemon/steps.py  the steps themselves, one function each (the lab's daemon)
@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from lab import children
+from lab.daemon.steps import STEPS
 from lab.errors import LabError
 from lab.experiments.daemonize.observe import observe
 from lab.params import Params as _Params
 from lab.params import option
 from lab.procfs import subreaper
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -78,22 +80,25 @@ class Params(_Params):
 
 FULL: dict[str, Any] = {"dwell": 0.5}
 
-COLUMNS = [
-    "impl",
-    "step",
-    "process",
-    "pid",
-    "ppid",
-    "pgid",
-    "sid",
-    "tty",
-    "cwd",
-    "umask",
-    "uid",
-    "gid",
-    "fds",
-    "launcher",
+#: One table per implementation (a record's `part` is its impl): what changes at each
+#: step first (pid at each fork, sid at setsid, tty, cwd, umask, the launcher's fate).
+_STEP_COLUMNS = [
+    Column("step", "step"),
+    Column("pid", "pid", "d"),
+    Column("sid", "sid", "d"),
+    Column("tty", "tty"),
+    Column("cwd", "cwd"),
+    Column("umask", "umask"),
+    Column("launcher", "launcher"),
+    Column("process", "process", wide=True),
+    Column("ppid", "ppid", "d", wide=True),
+    Column("pgid", "pgid", "d", wide=True),
+    Column("uid", "uid", "d", wide=True),
+    Column("gid", "gid", "d", wide=True),
+    Column("fds", "fds", wide=True),
+    Column("at_ms", "at ms", ".1f", wide=True),
 ]
+COLUMNS = {impl: _STEP_COLUMNS for impl in IMPLS}
 
 TOUR = [
     (
@@ -102,7 +107,8 @@ TOUR = [
         "`man 7 daemon`'s steps one by one and stops after each, while the lab reads "
         "it from **/proc**. Watch `pid` change at each fork, `sid` become the pid at "
         "setsid, and the daemon end up *not* a session leader, with no tty, in /, "
-        "umask 0022, descriptors 0-2 on /dev/null and the log, and the pidfile open.",
+        "umask 0022; `--wide` adds its descriptors: 0-2 on /dev/null and the log, and "
+        "the pidfile open.",
         {"impl": ["lab"]},
     ),
     (
@@ -131,15 +137,27 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
     return collect(NAME, params, _measure, progress=progress, sink=sink)
 
 
+#: How many steps each implementation reports (the progress bar's total): the lab's
+#: are lab.daemon.steps.STEPS; python-daemon's, as probe.py wraps DaemonContext.
+STEP_COUNTS = {"lab": len(STEPS), "python-daemon": 11}
+
+
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     session.env["observer_pid"] = os.getpid()
     session.env["python_daemon"] = PYTHON_DAEMON
+    _remove_stale_run_dirs()
+    total, done = sum(STEP_COUNTS[impl] for impl in params.impl), 0
+    session.step(done, total, "starting")
     with subreaper() as adopted:
         session.env["subreaper"] = adopted
-        for done, impl in enumerate(params.impl):
-            session.step(done, len(params.impl), impl)
-            yield from _watch(impl, params)
-    session.step(len(params.impl), len(params.impl), "done")
+        for impl in params.impl:
+            for record in _watch(impl, params):
+                done += 1
+                # The pid to watch while the step is held (--dwell): `ps -jf -p PID`.
+                pid = record["pid"]
+                session.step(done, total, f"{impl}: {record['step']}, pid {pid} (ps -jf -p {pid})")
+                yield record
+    session.step(done, total, "done")
 
 
 @dataclass
@@ -153,10 +171,33 @@ class _Probe:
     names: dict[str, str]
 
 
+#: A watched daemon's folder: /tmp/dzXXXXXXXX, short because the table's cwd column
+#: shows it; OWNER inside names the observer that made it (and removes it when done).
+RUN_DIR_PREFIX, OWNER = "dz", "observer.pid"
+
+
+def _remove_stale_run_dirs() -> None:
+    """Remove the folders of observers that died without their finally (kill -9).
+
+    A run's own folder goes in _watch's finally; only a KILL, which no finally
+    survives, leaves one behind. Its owner's pid says it: gone, the folder is
+    nobody's, and the next run takes it away.
+    """
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER).read_text())
+            os.kill(owner, 0)  # signal 0: only "is it there?"
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours (no owner file), or its owner lives (or is not ours to ask)
+
+
 def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
-    run_dir = Path(tempfile.mkdtemp(prefix="daemonize-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
     probe: _Probe | None = None
     try:
+        (run_dir / OWNER).write_text(f"{os.getpid()}\n")
         os.chmod(run_dir, 0o755)
         if params.run_as and os.geteuid() == 0:
             # Like systemd's RuntimeDirectory=: the daemon's own folder is the
@@ -178,6 +219,7 @@ def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
                     pass
             code = probe.launcher.poll()
             yield {
+                "part": impl,  # one table per implementation
                 "impl": impl,
                 "step_no": number,
                 "step": step,

@@ -7,7 +7,9 @@ point is a session leader, a hollow one is not: the daemon must end hollow
 (it can never acquire a terminal). A red cross marks the step at which the
 launcher had already exited: at "ready" for the lab, at the first fork for
 python-daemon. Labels show what changed at that step (pgid, sid, umask, uid).
-The newest run that has each implementation is drawn.
+Each panel comes from the newest run that watched that implementation
+(lab.plotting.newest_with): the tour's two runs make one figure, and the
+title says which runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
+from lab.plotting import newest_with, used
 from lab.runs import Run
 
 if TYPE_CHECKING:
@@ -32,18 +35,18 @@ def draw(runs: Sequence[Run]) -> Figure:
     from matplotlib.figure import Figure
 
     by_impl: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:  # newest first: keep the first run seen for each implementation
-        impls = {r["impl"] for r in run.records}
-        for impl in sorted(impls - set(by_impl)):
-            by_impl[impl] = sorted(
-                (r for r in run.records if r["impl"] == impl), key=lambda r: r["step_no"]
-            )
+    chosen = []
+    for impl in sorted({r["impl"] for run in runs for r in run.records}):
+        run, records = newest_with(runs, lambda r, i=impl: r["impl"] == i)
+        chosen.append(run)
+        by_impl[impl] = sorted(records, key=lambda r: r["step_no"])
     if not by_impl:
         raise LabError("the chosen daemonize runs hold no steps")
-    figure = Figure(figsize=(12, 3.4 * len(by_impl)), layout="constrained")
+    figure = Figure(figsize=(12, 3.4 * len(by_impl) + 0.4), layout="constrained")
     axes = figure.subplots(len(by_impl), 1, squeeze=False)[:, 0]
-    for ax, (impl, records) in zip(axes, sorted(by_impl.items()), strict=True):
+    for ax, (impl, records) in zip(axes, by_impl.items(), strict=True):
         _timeline(ax, impl, records)
+    figure.suptitle(f"becoming a daemon, step by step ({used(chosen)})")
     return figure
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 # Exit codes that mean something to the observer.
 EXIT_OK = 0
@@ -65,9 +66,12 @@ class _OsSpy:
         return getattr(os, name)
 
     def fork(self) -> int:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             self._forks += 1
+            if self._forks == 1:
+                _wait_for_parent_exit(parent)
             self._report("fork" if self._forks == 1 else "fork again")
         return pid
 
@@ -75,6 +79,18 @@ class _OsSpy:
         os.setsid()
         self._report("setsid")
         return 0
+
+
+#: How long the first child waits for python-daemon's launcher to exit: it does so
+#: right after fork, but the child may report before the kernel has run that exit.
+LAUNCHER_EXIT_S = 2.0
+
+
+def _wait_for_parent_exit(parent: int) -> None:
+    """Until getppid() changes (we were re-parented), or LAUNCHER_EXIT_S: a bounded look."""
+    deadline = time.monotonic() + LAUNCHER_EXIT_S
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def run_python_daemon(report: Reporter, pidfile: str, log: str, user: str | None) -> int:

@@ -37,6 +37,7 @@ from lab import interpreters
 from lab.errors import LabError
 from lab.params import Params as BaseParams
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -62,7 +63,17 @@ class Params(BaseParams):
 
 
 FULL = {"repeat": 5}
-COLUMNS = ["number", "python", "fact", "expected", "observed", "holds", "seconds"]
+#: The verdict first; what was expected and seen (long sentences) with --wide.
+COLUMNS = [
+    Column("number", "#", "d"),
+    Column("holds", "holds"),
+    Column("python", "python"),
+    Column("fact", "fact"),
+    Column("seconds", "s", ".3f", wide=True),
+    Column("round", "round", "d", wide=True),
+    Column("expected", "expected", wide=True),
+    Column("observed", "observed", wide=True),
+]
 
 TOUR = [
     (

@@ -1,26 +1,41 @@
 """Facts 1-3 and 15: what fork returns, what the child copies, what it shares, where it belongs.
 
 - 1: one call, two returns (0 in the child, the child's pid in the parent).
-- 2: memory is copied: same addresses, separate contents.
+- 2: memory is copied: same addresses, separate contents. Shown twice: on a
+  Python object, and on a raw page of an anonymous private mapping, the kind
+  of mapping the heap and Python's object arenas are made of (mmap(2)
+  MAP_PRIVATE: "Updates to the mapping are not visible to other processes").
 - 3: descriptors are shared: parent and child move one file offset.
 - 15: the child starts in the parent's process group and session; setsid
   takes it out, and out of the controlling terminal too. Read from
   /proc/PID/stat, the kernel's record, not from anything the lab tracks.
+
+Three choices are module-level names, each the one thing its fact depends
+on: MAPPING (fact 2's page is private), `child_descriptor` (fact 3's child
+writes through the descriptor it inherited) and `leave_session` (fact 15's
+child calls setsid). The tests swap each for its opposite (a MAP_SHARED page,
+the file reopened by path, no setsid) and the fact must then stop holding:
+a check that cannot tell the property from its absence checks nothing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import tempfile
 import termios
+from collections.abc import Callable
 
 from lab.experiments.fork import probes
 from lab.experiments.fork.probes import Outcome
 
 __all__ = [
+    "MAPPING",
+    "child_descriptor",
     "fork_returns_twice",
+    "leave_session",
     "memory_is_copied",
     "offset_is_shared",
     "session_picture",
@@ -43,9 +58,17 @@ def fork_returns_twice(options: dict) -> Outcome:
     return Outcome(expected, observed, holds, picture)
 
 
+#: How fact 2's page is mapped: privately, as the heap is. With mmap.MAP_SHARED
+#: (what multiprocessing's shared memory uses) both sides would see one page.
+MAPPING = mmap.MAP_PRIVATE
+PARENT_MARK, CHILD_MARK = b"P", b"C"
+
+
 def memory_is_copied(options: dict) -> Outcome:
-    """Both sides change `box` after fork; each keeps seeing only its own change."""
+    """Both sides change `box` and `page` after fork; each keeps seeing only its own change."""
     box = {"owner": "parent"}
+    page = mmap.mmap(-1, mmap.PAGESIZE, flags=MAPPING)  # -1: anonymous memory, no file
+    page[0:1] = PARENT_MARK
     to_child_r, to_child_w = os.pipe()
     to_parent_r, to_parent_w = os.pipe()
     pid = probes.fork()
@@ -55,9 +78,11 @@ def memory_is_copied(options: dict) -> Outcome:
             os.close(to_child_w)
             os.close(to_parent_r)
             box["owner"] = "child"
+            page[0:1] = CHILD_MARK
             os.write(to_parent_w, b"changed\n")
-            probes.read_line(to_child_r)  # the parent has changed its copy now
-            os.write(to_parent_w, f"{box['owner']} {id(box)}\n".encode())
+            probes.read_line(to_child_r)  # the parent has changed its copies now
+            said = f"{box['owner']} {page[0:1].decode()} {id(box)}\n"
+            os.write(to_parent_w, said.encode())
             code = probes.CHILD_OK
         finally:
             os._exit(code)
@@ -65,22 +90,33 @@ def memory_is_copied(options: dict) -> Outcome:
     os.close(to_parent_w)
     try:
         changed = probes.read_line(to_parent_r)
-        parent_saw = box["owner"]  # after the child's change
+        parent_saw, parent_page = box["owner"], page[0:1]  # after the child's change
         box["owner"] = "parent, changed too"
+        page[0:1] = PARENT_MARK.lower()
         os.write(to_child_w, b"go\n")
         answer = probes.read_line(to_parent_r)
     finally:
         os.close(to_child_w)
         os.close(to_parent_r)
         probes.wait_bounded(pid)
-    expected = "each side sees only its own change (same address, separate pages)"
+        page.close()
+    expected = (
+        "each side sees only its own change, in a dict (same address, separate pages) "
+        "and in a private anonymous page"
+    )
     if changed is None or answer is None:
         return Outcome(expected, "the child never reported", False)
-    child_saw, child_id = answer.decode().split()
-    holds = parent_saw == "parent" and child_saw == "child"
+    child_saw, child_page, child_id = answer.decode().split()
+    holds = (
+        parent_saw == "parent"
+        and child_saw == "child"
+        and parent_page == PARENT_MARK
+        and child_page.encode() == CHILD_MARK
+    )
     observed = (
-        f"after the child's change the parent sees {parent_saw!r}; after the parent's "
-        f"the child sees {child_saw!r}; id(box) {id(box)} in the parent, {child_id} in the child"
+        f"after the child's change the parent sees {parent_saw!r} and page byte "
+        f"{parent_page.decode()!r}; after the parent's the child sees {child_saw!r} and "
+        f"{child_page!r}; id(box) {id(box)} in the parent, {child_id} in the child"
     )
     return Outcome(expected, observed, holds)
 
@@ -89,12 +125,23 @@ CHILD_TEXT = b"written by the child\n"
 PARENT_TEXT = b"then the parent\n"
 
 
+def child_descriptor(fd: int, path: str) -> int:
+    """What fact 3's child writes through: the descriptor it inherited, as it is.
+
+    Opening `path` again would make a new open file description with an
+    offset of its own (open(2)), and nothing would be shared.
+    """
+    return fd
+
+
 def offset_is_shared(options: dict) -> Outcome:
     """The child writes to an inherited descriptor; the parent's offset moves with it."""
-    with tempfile.TemporaryFile() as f:
+    with tempfile.NamedTemporaryFile() as f:
         fd = f.fileno()
         before = os.lseek(fd, 0, os.SEEK_CUR)
-        pid, report, _ = probes.run_child(lambda: {"wrote": os.write(fd, CHILD_TEXT)})
+        pid, report, _ = probes.run_child(
+            lambda: {"wrote": os.write(child_descriptor(fd, f.name), CHILD_TEXT)}
+        )
         after = os.lseek(fd, 0, os.SEEK_CUR)  # the parent never wrote
         os.write(fd, PARENT_TEXT)
         content = os.pread(fd, 4096, 0)
@@ -127,6 +174,10 @@ def _membership() -> dict:
     return {k: stat[k] for k in ("pgrp", "session", "tty_nr")}
 
 
+#: What fact 15's child calls to leave its parent's session (setsid(2)).
+leave_session: Callable[[], int] = os.setsid
+
+
 def session_picture(options: dict) -> Outcome:
     """A session leader with a terminal (a pty) forks; the child compares, then calls setsid.
 
@@ -141,7 +192,7 @@ def session_picture(options: dict) -> Outcome:
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # make the pty our controlling terminal
         mine = {"leader": os.getpid(), **_membership()}
         _, report, _ = probes.run_child(
-            lambda: {"before": _membership(), "sid": os.setsid(), "after": _membership()}
+            lambda: {"before": _membership(), "sid": leave_session(), "after": _membership()}
         )
         os.write(w, json.dumps({"parent": mine, "child": report}).encode())
         # The pty goes with os._exit. Closing the master ourselves first would

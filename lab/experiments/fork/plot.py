@@ -1,9 +1,12 @@
 """The fork checklist as pictures: which facts held, and process diagrams drawn from what was seen.
 
-One panel is the checklist (facts down, interpreters across: held, failed,
-skipped). The others are small process diagrams for the facts a picture
-teaches best, drawn with matplotlib patches from the pids, offsets and states
-the run stored (each record's `picture`), never from made-up numbers:
+Each fact comes from the newest run that checked it (lab.plotting.newest_with),
+so the tour's three runs (facts 1-7, 8-12, 13-15) make one checklist; the
+title says which runs. One panel is the checklist (facts down, interpreters
+across: held, failed, skipped; over repeated rounds one failure fails it).
+The others are small process diagrams for the facts a picture teaches best,
+drawn with matplotlib patches from the pids, offsets and states the run
+stored (each record's `picture`), never from made-up numbers:
 
 - 1: one call, two returns (parent and child, their pids, what fork gave each)
 - 3: two processes, one open file description, one offset
@@ -18,22 +21,35 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lab.runs import Run
+from lab.errors import LabError
+from lab.plotting import newest_with, used
+from lab.runs import Record, Run
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["draw", "pictures"]
+__all__ = ["draw", "newest_facts", "pictures"]
 
 HELD, FAILED, SKIPPED = "#4caf50", "#e53935", "#bdbdbd"
 PARENT, CHILD, GONE = "#bbdefb", "#ffe0b2", "#eeeeee"
 
 
-def pictures(run: Run) -> dict[int, dict[str, str]]:
-    """Fact number -> its picture values, from the first interpreter's first round."""
+def newest_facts(runs: Sequence[Run]) -> tuple[list[Run | None], list[Record]]:
+    """The runs used and the records of every fact, each from the newest run that has it."""
+    used_runs: list[Run | None] = []
+    records: list[Record] = []
+    for number in sorted({r["number"] for run in runs for r in run.records}):
+        run, found = newest_with(runs, lambda r, n=number: r["number"] == n)
+        used_runs.append(run)
+        records += found
+    return used_runs, records
+
+
+def pictures(records: Sequence[Record]) -> dict[int, dict[str, str]]:
+    """Fact number -> its picture values, from the first record (interpreter, round) with one."""
     found: dict[int, dict[str, str]] = {}
-    for record in run.records:
+    for record in records:
         text = record.get("picture")
         if text and record["number"] not in found:
             pairs = (item.partition("=") for item in text.split())
@@ -44,11 +60,13 @@ def pictures(run: Run) -> dict[int, dict[str, str]]:
 def draw(runs: Sequence[Run]) -> Figure:
     from matplotlib.figure import Figure
 
-    run = runs[0]
+    used_runs, records = newest_facts(runs)
+    if not records:
+        raise LabError("the chosen fork runs hold no facts")
     figure = Figure(figsize=(20, 9), layout="constrained")
     grid = figure.add_gridspec(2, 4, width_ratios=(1.1, 1, 1, 1))
-    _checklist(figure.add_subplot(grid[:, 0]), run)
-    seen = pictures(run)
+    _checklist(figure.add_subplot(grid[:, 0]), records)
+    seen = pictures(records)
     panels: list[tuple[int, Callable[[Axes, dict[str, str]], None]]] = [
         (1, _fork_returns),
         (3, _shared_offset),
@@ -64,9 +82,9 @@ def draw(runs: Sequence[Run]) -> Figure:
         if number in seen:
             painter(ax, seen[number])
         else:
-            ax.text(5, 5, f"fact {number} not in this run", ha="center", color="grey")
-    status = run.env.get("interpreters") or [run.env.get("python", "?")]
-    figure.suptitle(f"fork: what the child gets (run {run.run_id}, {', '.join(status)})")
+            ax.text(5, 5, f"fact {number} not in these runs", ha="center", color="grey")
+    pythons = ", ".join(dict.fromkeys(str(r.get("python", "?")) for r in records))
+    figure.suptitle(f"fork: what the child gets ({used(used_runs)}; Python {pythons})")
     return figure
 
 
@@ -111,13 +129,13 @@ def _arrow(ax: Axes, start, end, text: str = "", *, dashed=False, offset=(0.0, 0
         ax.text(*mid, text, ha="center", va="bottom", fontsize=8)
 
 
-def _checklist(ax: Axes, run: Run) -> None:
+def _checklist(ax: Axes, records: Sequence[Record]) -> None:
     from matplotlib.patches import Rectangle
 
-    columns = list(dict.fromkeys(str(r.get("python", "?")) for r in run.records))
+    columns = list(dict.fromkeys(str(r.get("python", "?")) for r in records))
     rows: dict[int, str] = {}
     verdict: dict[tuple[int, str], Any] = {}
-    for r in run.records:
+    for r in records:
         rows.setdefault(r["number"], r["fact"])
         key = (r["number"], str(r.get("python", "?")))
         before = verdict.get(key, True)

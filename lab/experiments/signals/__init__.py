@@ -38,6 +38,7 @@ from lab.errors import LabError
 from lab.experiments.signals.latency import STATES as _STATE_MEANINGS
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -74,18 +75,23 @@ class Params(_Params):
 
 FULL = {"samples": 100, "call_size": 10**8}
 
-COLUMNS = [
-    "number",
-    "fact",
-    "expected",
-    "observed",
-    "holds",
-    "state",
-    "samples",
-    "median_ms",
-    "p99_ms",
-    "max_ms",
-]
+#: One table per part: the facts (verdict first; the evidence with --wide), and the
+#: latency per state (the median first; quartiles and the fastest with --wide).
+COLUMNS = {
+    "facts": [
+        Column("number", "#", "d"),
+        Column("holds", "holds"),
+        Column("fact", "fact"),
+        Column("expected", "expected", wide=True),
+        Column("observed", "observed", wide=True),
+    ],
+    "latency": [
+        Column("state", "receiver state"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p99", "max")),
+        Column("samples", "samples", "d"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f", wide=True) for q in ("min", "p25", "p75")),
+    ],
+}
 
 TOUR = [
     (
@@ -117,7 +123,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     import signal
 
     from lab.experiments.signals.facts import CHILD_CODE
-    from lab.experiments.signals.latency import measure_state, summary
+    from lab.experiments.signals.latency import measure_state, record
 
     _check_clock(session.env)
     session.env["sigrtmin"], session.env["sigrtmax"] = signal.SIGRTMIN, signal.SIGRTMAX
@@ -126,12 +132,11 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     total, done = len(facts) + len(states), 0
     for number in facts:
         session.step(done, total, f"fact {number}")
-        yield _check_in_child(CHILD_CODE, number, params.call_size)
+        yield {"part": "facts", **_check_in_child(CHILD_CODE, number, params.call_size)}
         done += 1
     for state in states:
         session.step(done, total, f"latency: {state}")
-        latencies = measure_state(state, params.samples, params.call_size)
-        yield {"state": state, "samples": len(latencies), **summary(latencies)}
+        yield record(state, measure_state(state, params.samples, params.call_size))
         done += 1
     session.step(done, total, "done")
 

@@ -31,7 +31,7 @@ from lab import children
 from lab.experiments.signals import send
 from lab.experiments.signals.waits import die_with_parent, read_exact
 
-__all__ = ["STATES", "measure_state", "quantile", "summary"]
+__all__ = ["STATES", "measure_state", "quantile", "record", "summary"]
 
 STATES = {
     "sleep": "idle in time.sleep",
@@ -178,6 +178,11 @@ def summary(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
     marks = {"min": 0.0, "p25": 0.25, "median": 0.5, "p75": 0.75, "p99": 0.99, "max": 1.0}
     return {f"{name}_ms": round(quantile(ordered, q), 4) for name, q in marks.items()}
+
+
+def record(state: str, latencies: list[float]) -> dict[str, object]:
+    """What `signals` stores for one state (the benchmarks report the same)."""
+    return {"part": "latency", "state": state, "samples": len(latencies), **summary(latencies)}
 
 
 def main(argv: list[str]) -> int:

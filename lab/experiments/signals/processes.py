@@ -124,17 +124,21 @@ _LINE = 1000  # bytes a log line takes: under PIPE_BUF, so each write(2) is all 
 _LINES_PER_UNIT = 70  # 70 kB a unit: more than a 64 KiB pipe, so unit 0 blocks in write
 _UNIT_WORK = 0.05  # seconds of "work" per unit, besides its logging
 _GRACE = 1.5  # seconds between TERM and KILL
+#: What a handler that logs mid-write gets from the stream it interrupted: binary
+#: buffered streams are not reentrant and raise RuntimeError rather than corrupt
+#: their buffer (https://docs.python.org/3/library/io.html#reentrancy).
+REENTRANT = "reentrant call inside"
 
 
 def _child_worker() -> None:
-    """A worker whose every unit logs 70 kB to fd 1; TERM handled the way argv[1] says.
+    """argv: MODE PARENT LINES. A worker whose every unit logs LINES kB to fd 1.
 
-    The log stream is opened the way a log file is (FileHandler): buffered, so
-    a BufferedWriter holds its lock while it writes. Not sys.stdout, which
-    PYTHONUNBUFFERED or -u make a raw, lock-free stream. The units' journal
-    goes to stderr.
+    TERM is handled the way MODE says. The log stream is opened the way a log
+    file is (FileHandler): buffered, so a BufferedWriter holds its lock while
+    it writes. Not sys.stdout, which PYTHONUNBUFFERED or -u make a raw,
+    lock-free stream. The units' journal goes to stderr.
     """
-    mode = sys.argv[1]
+    mode, lines_per_unit = sys.argv[1], int(sys.argv[3])
     die_with_parent(int(sys.argv[2]))
     log_file = open(1, "w", closefd=False)  # the process's log, open as long as it lives
     logging.basicConfig(stream=log_file, level=logging.INFO, format="%(message)s")
@@ -161,7 +165,7 @@ def _child_worker() -> None:
     unit = 0
     while not stop_requested and time.monotonic() < deadline:
         journal(f"begin {unit}")
-        for line in range(_LINES_PER_UNIT):
+        for line in range(lines_per_unit):
             log.info("unit %06d line %03d %s", unit, line, padding)
         time.sleep(_UNIT_WORK)
         journal(f"end {unit}")
@@ -191,11 +195,18 @@ def _wait_until_full(fd: int, timeout: float) -> bool:
 def _stop_worker(mode: str) -> dict[str, object]:
     """Start a worker, let it block writing its log, TERM it, drain, escalate if needed."""
     proc = _child(
-        "_child_worker", mode, os.getpid(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        "_child_worker",
+        mode,
+        os.getpid(),
+        _LINES_PER_UNIT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     killed = False
     try:
-        _wait_until_full(proc.stdout.fileno(), _START)
+        # A full pipe is the evidence that the worker is inside write(2), not
+        # between writes: only there does TERM interrupt a write in progress.
+        full = _wait_until_full(proc.stdout.fileno(), _START)
         # It is now in write(2) with nothing written: the TERM interrupts that
         # call (EINTR), and PEP 475 runs the handler inside the stream's write.
         send.send(proc.pid, signal.SIGTERM)
@@ -212,6 +223,7 @@ def _stop_worker(mode: str) -> dict[str, object]:
     # logging's handleError prints what went wrong in emit() to sys.stderr: the journal.
     errors = [line for line in journal if line.startswith("RuntimeError")]
     return {
+        "full": full,
         "exit": proc.returncode,
         "killed": killed,
         "units_done": sum(line.startswith("end") for line in journal),
@@ -224,31 +236,36 @@ def _stop_worker(mode: str) -> dict[str, object]:
 @fact(
     8,
     "graceful stop: TERM only sets a flag; the main loop finishes its unit and exits 0",
-    "flag: unit finished, cleaned up, exit 0; logging and exiting in the handler, TERM "
-    "arriving mid-write: reentrant-call error, the unit left half done",
+    "TERM while the log pipe is full (the worker blocked in write): flag: unit finished, "
+    "cleaned up, exit 0; logging and exiting in the handler: 'reentrant call' error, "
+    "the unit left half done",
 )
 def graceful_stop(call_size: int) -> tuple[str, bool]:
     flag = _stop_worker("flag")
     in_handler = _stop_worker("handler")
     graceful = (
-        flag["exit"] == EXIT_OK
+        flag["full"]
+        and flag["exit"] == EXIT_OK
         and not flag["killed"]
         and flag["unit_finished"]
         and flag["cleaned_up"]
+        and flag["error"] is None
     )
-    broken = (
-        in_handler["error"] is not None
-        or in_handler["killed"]
-        or in_handler["exit"] != EXIT_OK
-        or not in_handler["unit_finished"]
+    # The bug itself, not merely a unit cut short (which exiting anywhere would cause):
+    # the handler re-entered the write it interrupted, and the stream said so.
+    reentered = (
+        in_handler["full"]
+        and REENTRANT in str(in_handler["error"])
+        and not in_handler["unit_finished"]
     )
     stopped = "TERM lost, KILL after the grace" if in_handler["killed"] else "stopped"
     observed = (
-        f"flag: exit {flag['exit']}, unit finished {flag['unit_finished']}, cleaned up "
+        f"pipe full when TERM came: {flag['full']} and {in_handler['full']}; flag: exit "
+        f"{flag['exit']}, unit finished {flag['unit_finished']}, cleaned up "
         f"{flag['cleaned_up']}; in the handler: {in_handler['error'] or 'no error'}, {stopped}, "
         f"exit {in_handler['exit']}, unit finished {in_handler['unit_finished']}"
     )
-    return observed, graceful and bool(broken)
+    return observed, bool(graceful and reentered)
 
 
 # -- 9 -------------------------------------------------------------------------------

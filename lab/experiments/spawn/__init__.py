@@ -34,6 +34,7 @@ from lab import interpreters
 from lab.errors import LabError
 from lab.params import Params as _Params
 from lab.params import option
+from lab.report import Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -54,20 +55,37 @@ RSS_SHARE_OF_AVAILABLE = 0.5
 #: Seconds one measured part may take before it is stopped (2 GB on a busy machine).
 PART_TIMEOUT_S = 600.0
 
-COLUMNS = [
-    "python",
-    "part",
-    "method",
-    "rss_mb",
-    "median_ms",
-    "p95_ms",
-    "p99_ms",
-    "count",
-    "rss_kb_each",
-    "virtual_kb_each",
-    "uss_kb_each",
-    "pss_kb_each",
-]
+#: Which interpreter made the record (`--python` runs several side by side).
+_PYTHON = Column("python", "python")
+#: One table per part: creation latency per method (median first, its spread as
+#: quartiles with --wide), latency against the parent's size (VmPTE: the page
+#: tables fork copies), and memory per idle worker (kB each, of `held` at once).
+COLUMNS = {
+    "create": [
+        _PYTHON,
+        Column("method", "method"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p95", "p99", "first")),
+        Column("repeat", "n", "d"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f", wide=True) for q in ("min", "p25", "p75")),
+    ],
+    "rss": [
+        _PYTHON,
+        Column("method", "method"),
+        Column("rss_mb", "parent MB", ".0f"),
+        Column("page_tables_kb", "VmPTE kB", ",d"),
+        *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p95", "min")),
+        Column("repeat", "n", "d", wide=True),
+        Column("rss_target_mb", "asked MB", "d", wide=True),
+    ],
+    "memory": [
+        _PYTHON,
+        Column("method", "worker"),
+        Column("count", "held", ",d"),
+        *(Column(f"{m.lower()}_kb_each", f"{m} kB", ",.0f") for m in ("RSS", "USS", "PSS")),
+        Column("virtual_kb_each", "virtual kB", ",.0f"),
+        Column("stack_limit_kb", "stack limit kB", ",d", wide=True),
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ TOUR = [
     (
         "**Fork grows with the parent.** The parent grows to 30 MB, then 500 MB, "
         "resident, and forks again: fork copies one page-table entry per resident page "
-        "(`page_tables_kb`), so its latency grows with the parent. `posix_spawn` and a "
+        "(`VmPTE kB`), so its latency grows with the parent. `posix_spawn` and a "
         "thread do not copy them, and stay flat.",
         {"part": ("rss",), "rss": (30, 500)},
     ),

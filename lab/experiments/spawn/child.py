@@ -26,7 +26,7 @@ Things that do not measure what they seem to:
 
 from __future__ import annotations
 
-__all__ = ["CREATORS", "PARTS", "create_and_reap", "measure"]
+__all__ = ["CREATORS", "PARTS", "create_and_reap", "latency_record", "measure"]
 
 import math
 import multiprocessing
@@ -133,6 +133,23 @@ def _percentile(ordered: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+def latency_record(method: str, samples_ms: list[float], first_ms: float) -> dict[str, Any]:
+    """What `spawn` stores for one method: the quantiles of its creations (the benchmarks too)."""
+    ordered = sorted(samples_ms)
+    return {
+        "method": method,
+        "repeat": len(ordered),
+        "median_ms": _percentile(ordered, 50),
+        "p25_ms": _percentile(ordered, 25),
+        "p75_ms": _percentile(ordered, 75),
+        "p95_ms": _percentile(ordered, 95),
+        "p99_ms": _percentile(ordered, 99),
+        "min_ms": ordered[0],
+        "max_ms": ordered[-1],
+        "first_ms": first_ms,
+    }
+
+
 def _latency(method: str, repeat: int) -> dict[str, Any]:
     create = CREATORS[method]()
     start = time.perf_counter_ns()
@@ -143,16 +160,7 @@ def _latency(method: str, repeat: int) -> dict[str, Any]:
         start = time.perf_counter_ns()
         create()
         samples.append((time.perf_counter_ns() - start) / 1e6)
-    ordered = sorted(samples)
-    return {
-        "method": method,
-        "repeat": repeat,
-        "median_ms": _percentile(ordered, 50),
-        "p95_ms": _percentile(ordered, 95),
-        "p99_ms": _percentile(ordered, 99),
-        "min_ms": ordered[0],
-        "first_ms": first / 1e6,
-    }
+    return latency_record(method, samples, first / 1e6)
 
 
 # -- the three parts --------------------------------------------------------------------
