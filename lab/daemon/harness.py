@@ -190,8 +190,12 @@ class Harness:
     def _run_ended(self, code: int) -> None:
         running = self.running
         assert running is not None
-        why = _read_all(running.error_fd).strip()
+        why = _read_waiting(running.error_fd).strip()
         os.close(running.error_fd)
+        # A run leads its own process group: whatever it started and left behind
+        # goes with it, as it would under a supervisor's stopasgroup (a grandchild
+        # that called setsid is in no group, and out of anyone's reach but a cgroup).
+        children.signal_group(running.pid, signal.SIGKILL)
         self.running = None
         took = time.monotonic() - running.since
         name = running.job.experiment
@@ -407,10 +411,20 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _read_all(fd: int) -> str:
+def _read_waiting(fd: int) -> str:
+    """What the run wrote on its error pipe, without waiting for the pipe to close.
+
+    The run is reaped, so all it wrote is in the pipe; but a child it left
+    behind inherited the write end, and a read to EOF would block the main
+    loop (and every signal it answers) for as long as that child lives.
+    """
+    os.set_blocking(fd, False)
     chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass  # empty for now: the writer left is not the run
     return b"".join(chunks).decode(errors="replace")
 
 

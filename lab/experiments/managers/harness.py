@@ -13,11 +13,10 @@ child *be* the daemon (daemon.py's main, in process) until it ends. So:
 - a crash loop: no back-off and no giving up; a failed run is stored as
   failed and the next one starts on schedule, every `every` s, for ever.
 - stop: TERM to the harness, which sends TERM to the run's pid (not its
-  group), waits up to 10 s (STOP_GRACE), then KILLs the run's group.
-  Measured here: when the run leaves a child behind, the harness does not
-  exit at all. Its reap reads the run's error pipe to the end
-  (harness._run_ended), and the run's children inherited its write end,
-  so the read blocks the main loop for as long as they live.
+  group), waits up to 10 s (STOP_GRACE), then KILLs the run's group; once
+  the run is reaped, what it left in its group is KILLed too. (This lesson
+  found the harness once hung there: its reap read the run's error pipe to
+  EOF, and a child the run left behind held the write end.)
 Its config is the TOML file `daemonlab daemon start --config` reads; it runs
 with --foreground, as under systemd or supervisord.
 """
@@ -53,7 +52,7 @@ class Harness(Manager):
     name = "lab"
     command = "daemonlab"
     notices = "SIGCHLD (its wakeup pipe), reaped at once; restarted on its schedule"
-    stop_signal = "TERM to the run's pid (KILL to its group after STOP_GRACE)"
+    stop_signal = "TERM to the run's pid; KILL to its group once it ended (or after STOP_GRACE)"
     stop_wait_s = 10.0
     gives_up = f"never: a failed run is stored, the next starts every {EVERY}, no back-off"
 
