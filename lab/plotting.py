@@ -51,6 +51,20 @@ COLOURS = {
     "asyncio": "#2ca02c",
 }
 
+#: Names that share a figure get colours apart, family by family (a family's
+#: names never meet another family's in one figure, so families may reuse).
+FAMILIES = (
+    # ipc's transports, in the slide's order
+    ("pipe", "socketpair", "unix", "tcp", "shm", "mp-pipe", "mp-queue", "zmq", "amqp",
+     "redis", "remote-objects", "xmpp", "mqtt", "nats"),
+    # the daemon managers, the daemonizing implementations, the peers of the daily daemons
+    ("supervisord", "circus", "honcho", "monit", "lab", "python-daemon", "prefork",
+     "gunicorn-sync", "gunicorn-gthread", "rq", "arq"),
+    # a signal's receiver states, a worker's creation methods
+    ("sleep", "select", "python-loop", "threads-busy", "c-call", "wakeup-fd", "thread",
+     "posix_spawn", "subprocess", "mp_fork", "mp_forkserver", "mp_spawn"),
+)  # fmt: skip
+
 #: Names not listed above get a colour from this palette (tab20), fixed by the name.
 PALETTE = (
     "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78",
@@ -59,10 +73,13 @@ PALETTE = (
 
 
 def colour(name: str) -> str:
-    """The colour of `name` in every figure: a strategy's own, or one its name picks."""
+    """The colour of `name` in every figure: a strategy's own, its family's, or its name's."""
     base = name.split(" ")[0].split("[")[0]
     if base in COLOURS:
         return COLOURS[base]
+    for family in FAMILIES:
+        if name in family:
+            return PALETTE[family.index(name) % len(PALETTE)]
     return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
