@@ -108,8 +108,11 @@ def _columns(module: Any) -> list[Any]:
 
 
 def _keys(module: Any) -> list[str]:
-    """Every record key the experiment's COLUMNS name, in order, once each."""
-    return list(dict.fromkeys(c if isinstance(c, str) else c.key for c in _columns(module)))
+    """Every record key the experiment's COLUMNS name, in order, once each; `part`
+    first where the tables come one per part (a record's part is part of its case)."""
+    parts = ["part"] if isinstance(module.COLUMNS, dict) else []
+    named = (c if isinstance(c, str) else c.key for c in _columns(module))
+    return list(dict.fromkeys([*parts, *named]))
 
 
 def _case_keys(module: Any, figure: str, records: Sequence[Record], by: str) -> list[str]:
