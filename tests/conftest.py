@@ -164,3 +164,48 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None, **kwargs)
         env=full_env,
         **kwargs,
     )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the kernel's pick for port 0)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path):
+    """A redis-server of the test's own on a free port: (url, its Popen), to kill at will.
+
+    Never the shared one on 6379: a test that kills its broker mid-run kills this.
+    """
+    import shutil
+    import socket
+
+    from lab import children
+
+    server = shutil.which("redis-server")
+    if server is None:
+        missing(
+            "redis-server is not installed (apt-get install redis-server)", "LAB_REQUIRE_SERVICES"
+        )
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        children.stop_popen(proc)

@@ -23,11 +23,7 @@ import pytest
 from lab.experiments import cron
 from lab.experiments.cron import startup, ticks, work
 from tests.conftest import ROOT, assert_refused, missing, require_service, run_cli
-from tests.test_worker import (  # noqa: F401 - throwaway_redis is a fixture
-    killed_redis_mid_run,
-    refused_without_redis,
-    throwaway_redis,
-)
+from tests.test_worker import killed_redis_mid_run, refused_without_redis
 
 CRONTAB = ROOT / "examples" / "crontab"
 SPOOL = Path("/var/spool/cron/crontabs")
@@ -148,7 +144,7 @@ def test_redis_down_at_start_stores_the_run_failed(results_path):
 
 
 @pytest.mark.timeout(300)
-def test_redis_down_mid_run_is_one_line_and_keeps_what_finished(throwaway_redis, results_path):  # noqa: F811
+def test_redis_down_mid_run_is_one_line_and_keeps_what_finished(throwaway_redis, results_path):
     options = ["--strategy", "daemon-redis,cron", "--idle", "2", "--duration", "3", "--rate", "2"]
     stored = killed_redis_mid_run("cron", options, throwaway_redis, results_path)
     assert stored.records and not any(r["part"] == "crossing" for r in stored.records)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import lab
 from lab.experiments import ipc
 from lab.experiments.ipc import links, transports, wire
 from lab.start_methods import stop_multiprocessing_servers
-from tests.conftest import ROOT, assert_refused, missing, require_service, run_cli
+from tests.conftest import ROOT, assert_refused, free_port, missing, require_service, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the lesson is Linux's")
 
@@ -237,45 +236,20 @@ def _wait_for_a_record(timeout: float = 30.0) -> None:
     raise AssertionError("the run stored no record in time")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.timeout(120)
-def test_a_broker_that_dies_mid_run_fails_the_run_in_one_line_and_keeps_records(tmp_path):
-    server = shutil.which("redis-server")
-    if server is None:
-        missing("redis-server is not installed", "LAB_REQUIRE_SERVICES")
-    port = _free_port()
-    broker = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
+def test_a_broker_that_dies_mid_run_fails_the_run_in_one_line_and_keeps_records(
+    throwaway_redis,
+):
+    url, broker = throwaway_redis
+    proc = _start_cli(
+        "--transport", "redis", "--size", "64,4096,65536", "--seconds", "1",
+        "--samples", "1000000", "--floor", "no", env={"LAB_REDIS_URL": url},
     )  # fmt: skip
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        proc = _start_cli(
-            "--transport", "redis", "--size", "64,4096,65536", "--seconds", "1",
-            "--samples", "1000000", "--floor", "no", env={"LAB_REDIS_URL": url},
-        )  # fmt: skip
-        _wait_for_peer(proc)
-        _wait_for_a_record()  # a record to keep
-        broker.kill()
-        broker.wait()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if broker.poll() is None:
-            broker.kill()
-            broker.wait()
+    _wait_for_peer(proc)
+    _wait_for_a_record()  # a record to keep
+    broker.kill()
+    broker.wait()
+    out, err = proc.communicate(timeout=60)
     lines = err.strip().splitlines()
     assert proc.returncode == 2, err
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -287,7 +261,7 @@ def test_a_broker_that_dies_mid_run_fails_the_run_in_one_line_and_keeps_records(
 
 def test_a_broker_that_does_not_answer_is_skipped_in_one_line_and_the_rest_run(no_leaks):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LAB_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+        patch.setenv("LAB_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
         run = ipc.run(ipc.Params(transport=("pipe", "redis"), size=(64,), **QUICK))
     assert run.status == "ok"
     skipped = [r for r in run.records if r.get("skipped") == "unavailable"]

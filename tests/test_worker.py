@@ -7,7 +7,7 @@ that nothing of its own is left: no key under its prefix but the jobs' own
 record, no process naming it. A throwaway redis-server on a free port stands
 in for "Redis goes down": the shared one is never stopped.
 
-`throwaway_redis` is shared with tests/test_cron.py (imported from here).
+`throwaway_redis` (tests/conftest.py) is a redis-server of the test's own.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ import pytest
 
 from lab.experiments import worker
 from lab.experiments.worker import queue
-from tests.conftest import assert_refused, missing, require_service, run_cli
+from tests.conftest import assert_refused, free_port, require_service, run_cli
 
 BOUND_S = 60.0  # the longest any wait here may take: a loaded 2-core machine
 
@@ -62,52 +60,6 @@ def _processes_naming(name: str) -> list[psutil.Process]:
         if any(name in part for part in proc.info["cmdline"] or ()):
             found.append(proc)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path):
-    """A redis-server of the test's own on a free port: (url, its Popen), to kill at will."""
-    from lab import children
-
-    if shutil.which("redis-server") is None:
-        missing(
-            "redis-server is not installed (apt-get install redis-server)", "LAB_REQUIRE_SERVICES"
-        )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    try:
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
-        children.stop_popen(proc)
 
 
 @pytest.fixture
@@ -333,7 +285,7 @@ def test_status_stop_and_a_second_start(redis_conn, ns, daemon):
 
 @pytest.mark.timeout(60)
 def test_redis_down_at_start_refuses_in_one_line_and_quickly(ns, daemon):
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     began = time.monotonic()
     done = daemon.cli("start", env={"LAB_REDIS_URL": url})
     assert done.returncode == 1
@@ -432,7 +384,7 @@ def refused_without_redis(experiment: str, results_path: Path) -> None:
     from lab.results import ResultsStore
 
     began = time.monotonic()
-    done = run_cli("run", experiment, env={"LAB_REDIS_URL": f"redis://127.0.0.1:{_free_port()}/0"})
+    done = run_cli("run", experiment, env={"LAB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     assert_refused(done, "Redis does not answer")
     assert time.monotonic() - began < 20
     with ResultsStore(results_path) as store:
