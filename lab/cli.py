@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -191,22 +192,40 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
 
 
 def _competing_load() -> list[str]:
-    """A warning when other processes already keep this machine's cores busy.
+    """A warning when other processes keep this machine's cores busy as the run starts.
 
-    The 1-minute load average before the run counts what competes with it
-    (afterwards it would count the run itself). Half the usable cores is the
-    line: past it, a core the lesson needs (two processes in parallel) is
-    often taken, and timings show the machine, not the lesson.
+    The load average would count the past minute, the lab's own previous run
+    included (a tour's chapters would warn about each other). The run queue
+    counts now: /proc/stat's procs_running, sampled for a tenth of a second,
+    less this process. Half a core's worth of other runnable work on average
+    is the line: past it, a core the lesson needs is often taken.
     """
     from lab.env import usable_cores
 
-    load, cores = os.getloadavg()[0], usable_cores()
-    if load < cores / 2:
+    samples = []
+    for _ in range(20):
+        samples.append(_runnable() - 1)  # this process is running while it reads
+        time.sleep(0.005)
+    others, cores = sum(samples) / len(samples), usable_cores()
+    if others < 0.5:
         return []
     return [
-        f"the load average was {load:.1f} on {cores} cores before this run: other "
-        "processes competed for the CPU, so its timings may be noisy"
+        f"{others:.1f} other processes were runnable on average on {cores} cores as this run "
+        f"began (load average {os.getloadavg()[0]:.1f}): they competed for the CPU, so its "
+        "timings may be noisy"
     ]
+
+
+def _runnable() -> int:
+    """How many processes are runnable right now (/proc/stat procs_running; 1 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("procs_running"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 1
 
 
 # -- plot / results / export -------------------------------------------------------

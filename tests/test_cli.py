@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lab import experiments
+from lab import children, experiments
 from tests.conftest import ROOT, assert_refused, run_cli
 
 
@@ -161,3 +161,15 @@ def test_plot_to_a_place_it_cannot_write_is_one_line(results_path):
 def test_plot_leaves_failed_runs_out(results_path):
     _stored(results_path, "fork", "failed", [{"number": 1, "holds": False}], error="boom")
     assert_refused(run_cli("plot", "fork"), "no stored runs of 'fork'")
+
+
+def test_a_run_beside_busy_processes_warns_that_its_timings_may_be_noisy(results_path):
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        result = run_cli("run", "fork", "--fact", "1", "--no-store")
+    finally:
+        for spinner in spinners:
+            children.stop_popen(spinner)
+    assert result.returncode == 0, result.stderr
+    assert "other processes were runnable" in result.stderr
+    assert "timings may be noisy" in result.stderr
