@@ -13,12 +13,17 @@ for the messaging lessons) says so in one line, with the way to start it,
 and the tour goes on with the next; the tour then ends with exit 1 and the
 list of what did not run.
 
-Nothing is left running, and the tour checks it rather than hopes: it makes
-itself the child subreaper of everything it starts (prctl, lab.procfs), so
-a process any chapter orphaned (a daemon's grandchild, a server started
-detached) comes back to the tour instead of to init. After the last
-chapter, any descendant still alive is named, stopped (lab.children) and
+Nothing is left running, and the tour checks it rather than hopes: every
+process it starts inherits a mark in its environment (DAEMONLAB_TOUR, a
+token of this tour), which a daemon's grandchild or a server started
+detached keeps even after init adopted it. After the last chapter, any
+process still alive with the mark is named, stopped (lab.children) and
 makes the exit 1.
+
+Why not make the tour a child subreaper (prctl), so orphans come back to
+it? Then it is their parent, and it does not reap while a chapter runs: a
+daemon that a manager watches (monit reads its pidfile) died as a zombie of
+the tour's, still "there" to the manager, which never restarted it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["add_parser", "chapters", "main"]
+__all__ = ["MARK", "add_parser", "chapters", "main"]
+
+#: The environment variable that marks every process the tour started.
+MARK = "DAEMONLAB_TOUR"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -65,16 +73,21 @@ def chapters(only: Sequence[str] = ()) -> list[str]:
 
 
 def main(out, only: Sequence[str] = (), quick: bool = False) -> int:
-    from lab import procfs
+    import os
+    import secrets
 
     names = chapters(only)
-    was_subreaper = procfs.is_subreaper()
-    procfs.set_subreaper(True)
+    mark = secrets.token_hex(8)
+    before = os.environ.get(MARK)
+    os.environ[MARK] = mark  # every process a chapter starts inherits it
     try:
         missed = [why for name in names if (why := _chapter(out, name, quick))]
     finally:
-        left = _leftovers()
-        procfs.set_subreaper(was_subreaper)
+        if before is None:
+            del os.environ[MARK]
+        else:
+            os.environ[MARK] = before
+        left = _leftovers(mark)
     from rich.markup import escape
 
     if left:
@@ -114,25 +127,28 @@ def _chapter(out, name: str, quick: bool) -> str | None:
         out.print(f"[yellow]{name}: did not run: {escape(str(exc))}[/yellow]")
         return f"{name}: {exc}"
     finally:
-        children.reap_all()  # what the chapter orphaned and came back to us, if it ended
+        children.reap_all()  # our own children the chapter left ended, if any
     return None
 
 
-def _leftovers() -> list[str]:
-    """Descendants still alive, described; stopped and reaped (TERM, grace, KILL)."""
+def _leftovers(mark: str) -> list[str]:
+    """Processes still alive with this tour's mark, described; stopped (TERM, grace, KILL)."""
     import os
-    import signal
 
     import psutil
 
     from lab import children
 
-    alive = [p for p in psutil.Process().children(recursive=True) if _running(p)]
+    alive = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get(MARK) == mark and _running(p):
+                alive.append(p)
+        except psutil.Error:
+            continue  # gone, or not ours to read: not ours to stop either
     described = [f"{p.pid} ({_name(p)})" for p in alive]
-    children.stop_pids([p.pid for p in alive if p.ppid() == os.getpid()])
-    # Deeper ones usually end with their parents; any still there is not ours to wait for.
-    children.signal_pids([p.pid for p in alive if _running(p)], signal.SIGKILL)
-    children.reap_all(timeout=1.0)
+    for p in alive:
+        children.stop_process(p.pid, grace=2.0)
     return described
 
 

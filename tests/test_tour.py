@@ -15,7 +15,7 @@ import time
 
 import psutil
 
-from lab import experiments, tour
+from lab import experiments, procfs, tour
 from lab.results import ResultsStore
 from tests.conftest import assert_refused, run_cli
 from tests.test_daemon_support import subreaper  # noqa: F401 - a fixture
@@ -56,8 +56,9 @@ def test_a_chapter_whose_server_is_missing_says_so_and_the_tour_goes_on(results_
     assert "sleep" not in stored or not stored["sleep"].records
 
 
-def test_what_a_chapter_left_running_is_named_and_stopped(subreaper):
-    # A child that leaves an orphan behind and exits: the orphan comes back to us.
+def test_what_a_chapter_left_running_is_named_and_stopped(monkeypatch):
+    # A child that leaves an orphan behind and exits: init adopts it, the mark stays.
+    monkeypatch.setenv(tour.MARK, "test-mark")
     orphan_maker = (
         "import subprocess, sys\n"
         "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
@@ -66,9 +67,11 @@ def test_what_a_chapter_left_running_is_named_and_stopped(subreaper):
     )
     made = subprocess.run([sys.executable, "-c", orphan_maker], capture_output=True, text=True)
     orphan = int(made.stdout)
-    deadline = time.monotonic() + 10
-    while psutil.Process(orphan).ppid() != os.getpid() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    left = tour._leftovers()
+    assert psutil.Process(orphan).ppid() != os.getpid()  # an orphan, not our child
+    left = tour._leftovers("test-mark")
     assert left == [f"{orphan} ({sys.executable} -c import time; time.sleep(60))"]
-    assert not psutil.pid_exists(orphan)
+    deadline = time.monotonic() + 5  # init reaps it, late on this machine
+    while (stat := procfs.proc_stat(orphan)) is not None and stat["state"] != "Z":
+        assert time.monotonic() < deadline, "the orphan outlived the tour's stop"
+        time.sleep(0.02)
+    assert tour._leftovers("another-mark") == []
