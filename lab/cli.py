@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from lab.errors import LabError
+from lab.plotting import PLOT_RUNS
 
 __all__ = ["COMMAND_FAMILIES", "execute", "main"]
 
@@ -229,9 +230,6 @@ def _runnable() -> int:
 
 
 # -- plot / results / export -------------------------------------------------------
-#: How many of the newest runs a plot may draw from: each panel takes the newest
-#: run that has its part, so the picture is whole after a partial run.
-PLOT_RUNS = 50
 
 
 def _chosen_runs(store, experiment: str | None, run_ids: Sequence[int], limit: int | None):

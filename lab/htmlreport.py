@@ -47,6 +47,7 @@ class Section:
     module: Any
     run: Any
     machine: str
+    drawn: list[Any]  # the runs its figure is drawn from, newest first (run among them)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -74,19 +75,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def sections(store: Any) -> tuple[list[Section], list[str]]:
     """Each experiment's newest run per machine (runs come newest first), and the rest."""
-    from lab import experiments
+    from lab import experiments, plotting
     from lab.env import machine
 
     found: list[Section] = []
     missing: list[str] = []
     for name in experiments.names():
         module = experiments.load(name)
-        newest: dict[str, Any] = {}
+        per_machine: dict[str, list[Any]] = {}
         for run in store.runs(name, measured=True):
-            newest.setdefault(machine(run.env), run)
-        if not newest:
+            if run.status != "failed":
+                per_machine.setdefault(machine(run.env), []).append(run)
+        if not per_machine:
             missing.append(name)
-        found += [Section(module, run, where) for where, run in newest.items()]
+        # The table is the newest run's; the figure, as `daemonlab plot` draws it, the
+        # newest complete picture: each panel from the newest run that has its part.
+        found += [
+            Section(module, runs[0], where, runs[: plotting.PLOT_RUNS])
+            for where, runs in per_machine.items()
+        ]
     return found, missing
 
 
@@ -142,19 +149,20 @@ def _section(folder: Path, section: Section, several: bool) -> str:
         + "</p>",
         f'<p class="says">{_e(sentence(module, run))}</p>',
     ]
-    return "\n".join(head + [_figure(folder, module, run)] + _tables(module, run) + [
+    return "\n".join(head + [_figure(folder, module, section.drawn)] + _tables(module, run) + [
         "<details><summary>the machine</summary>", _fingerprint(run.env), "</details>",
         "</section>",
     ])  # fmt: skip
 
 
-def _figure(folder: Path, module: Any, run: Any) -> str:
+def _figure(folder: Path, module: Any, runs: list[Any]) -> str:
     from lab import plotting
     from lab.errors import LabError
 
+    run = runs[0]
     name = f"{module.NAME}-run-{run.run_id}.png"
     try:
-        plotting.save(plotting.draw(module.NAME, [run]), folder / name)
+        plotting.save(plotting.draw(module.NAME, runs), folder / name)
     except LabError as exc:  # a run without the part its figure draws: say so, keep the rest
         return f'<p class="missing">no figure: {_e(exc)}</p>'
     return f'<img src="{_e(name)}" alt="{_e(module.NAME)}, run {run.run_id}">'

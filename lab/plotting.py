@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLOURS",
+    "PLOT_RUNS",
     "colour",
     "draw",
     "newest_with",
@@ -40,6 +41,10 @@ __all__ = [
     "save",
     "used",
 ]
+
+#: How many of the newest runs a figure may draw from: each panel takes the newest
+#: run that has its part, so the picture is whole after a partial run.
+PLOT_RUNS = 50
 
 #: One colour per way of running work, in the talk's order (matplotlib's tab10).
 COLOURS = {
