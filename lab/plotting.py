@@ -36,6 +36,7 @@ __all__ = [
     "PLOT_RUNS",
     "colour",
     "draw",
+    "newest_per",
     "newest_with",
     "plain_log_axis",
     "save",
@@ -99,6 +100,26 @@ def newest_with(
     return None, []
 
 
+def newest_per(
+    runs: Sequence[Run], key: Callable[[Record], Any], wanted: Callable[[Record], bool]
+) -> tuple[list[Run], list[Record]]:
+    """For each `key` (a transport, a server), its `wanted` records from the newest run
+    that has any: a picture pieced together from partial runs. Returns (runs used, records)."""
+    taken: dict[Any, int | None] = {}
+    records: list[Record] = []
+    chosen: list[Run] = []
+    for run in runs:
+        for record in run.records:
+            if not wanted(record):
+                continue
+            k = key(record)
+            if taken.setdefault(k, run.run_id) == run.run_id:
+                records.append(record)
+                if run not in chosen:
+                    chosen.append(run)
+    return chosen, records
+
+
 def used(runs: Iterable[Run | None]) -> str:
     """ "run 12" or "runs 12, 15": for a title that says what it was drawn from."""
     ids = sorted({r.run_id for r in runs if r is not None and r.run_id is not None})
@@ -112,8 +133,13 @@ def plain_log_axis(ax: Axes, which: str = "x") -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain(v)))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _plain(value: float) -> str:
+    """1, 2, 10, 1,000,000 (never 1e+06); 0.5 and 0.01 as they are."""
+    return f"{value:,.0f}" if value >= 1 and value == int(value) else f"{value:g}"
 
 
 def draw(experiment: str, runs: Sequence[Run]) -> Figure:

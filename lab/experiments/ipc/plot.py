@@ -3,8 +3,9 @@
 Top, one panel per message size: each link's median round trip as a bar (log
 scale: 2 µs to 30 ms on one axis), a whisker to its p99, the C floor's bars
 in grey beside the links they hold up. Bottom: the stream's MB/s against
-message size, one line per link (log-log), the floors dashed. Each panel comes
-from the newest run that measured it; the title says which runs.
+message size, one line per link (log-log), the floors dashed. Each link in a
+panel comes from the newest run that measured it (a tour's partial runs piece
+the picture together); the title says which runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError
-from lab.plotting import colour, newest_with, plain_log_axis, used
+from lab.plotting import colour, newest_per, plain_log_axis, used
 from lab.runs import Run
 
 if TYPE_CHECKING:
@@ -47,13 +48,13 @@ def draw(runs: Sequence[Run]) -> Figure:
     grid = figure.add_gridspec(2, len(sizes), height_ratios=(3, 2))
     chosen: list[Run | None] = []
     for column, size in enumerate(sizes):
-        run, records = newest_with(
-            runs, lambda r, s=size: r.get("size") == s and "rtt_median_us" in r
+        taken, records = newest_per(
+            runs, _name, lambda r, s=size: r.get("size") == s and "rtt_median_us" in r
         )
-        chosen.append(run)
+        chosen += taken
         _round_trips(figure.add_subplot(grid[0, column]), records, size)
-    run, streamed = newest_with(runs, lambda r: "mb_per_s" in r)
-    chosen.append(run)
+    taken, streamed = newest_per(runs, lambda r: (_name(r), r["size"]), lambda r: "mb_per_s" in r)
+    chosen += taken
     _throughput(figure.add_subplot(grid[1, :]), streamed)
     figure.suptitle(f"ipc: processes talking, against the kernel's floor ({used(chosen)})")
     return figure
