@@ -89,13 +89,13 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=WALL_THRESHOLD * 100,
-        help=f"percent slower in wall time that fails (default {WALL_THRESHOLD:.0%})",
+        help=f"percent slower in wall time that fails (default {WALL_THRESHOLD * 100:g}%%)",
     )
     p.add_argument(
         "--count-threshold",
         type=float,
         default=COUNT_THRESHOLD * 100,
-        help=f"percent more instructions that fails (default {COUNT_THRESHOLD:.0%})",
+        help=f"percent more instructions that fails (default {COUNT_THRESHOLD * 100:g}%%)",
     )
     p.add_argument("--alpha", type=float, default=ALPHA, help=f"significance (default {ALPHA})")
 
