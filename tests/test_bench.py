@@ -1,12 +1,15 @@
 """The regression gate, proved on a small repository of its own: A/A passes; a 30% slowdown
 in wall time and a 2% rise in instructions each fail; a missing or renamed benchmark fails.
 
-The repository (made here, with git) has one wall-time benchmark (a 20 ms
-pause: what the machine does meanwhile barely moves it, so the test is not
-at the mercy of a neighbour's load) and one counted function (a pure-Python
-loop). Each test changes the working tree (the head) and runs the real
-`daemonlab bench ab HEAD`: a worktree of the base, the gate's venv (made
-once for the module), alternating rounds, callgrind.
+The repository (made here, with git) has wall-time benchmarks that pause
+(20 ms: what the machine does meanwhile barely moves a sleep, so the tests
+are not at the mercy of a neighbour's load) and a counted function (a pure-Python
+loop). Two runs of the real `daemonlab bench ab HEAD` prove it all: one with
+the working tree unchanged (A/A), one with every injected change at once, each
+in a benchmark of its own beside one left alone, so that each verdict is seen
+to follow its own change and nothing else. Each run makes a worktree of the
+base and alternates rounds in the gate's venv (made once for the module) and
+counts instructions under callgrind.
 """
 
 from __future__ import annotations
@@ -26,15 +29,30 @@ pytestmark = pytest.mark.slow
 
 TOY = {
     "toy.py": (
-        "import time\n\nDELAY = 0.02\n\n\ndef pause():\n    time.sleep(DELAY)\n\n\n"
+        "import time\n\nDELAY = 0.02\nSLOWED_DELAY = 0.02\n\n\n"
+        "def pause():\n    time.sleep(DELAY)\n\n\n"
+        "def slowed_pause():\n    time.sleep(SLOWED_DELAY)\n\n\n"
         "def spin(n):\n    total = 0\n    for i in range(n):\n        total += i\n"
         "    return total\n"
     ),
     "benchmarks/test_toy.py": (
         "import toy\n\n\ndef test_pause(benchmark):\n"
+        "    benchmark.pedantic(toy.pause, rounds=5, iterations=1)\n\n\n"
+        "def test_slowed(benchmark):\n"
+        "    benchmark.pedantic(toy.slowed_pause, rounds=5, iterations=1)\n\n\n"
+        "def test_renamed(benchmark):\n"
         "    benchmark.pedantic(toy.pause, rounds=5, iterations=1)\n"
     ),
     "benchmarks/counted.py": 'COUNTED = {"toy.spin": ("toy", "spin", [20000])}\n',
+}
+
+#: Every change at once, each in its own benchmark; test_pause is left alone.
+INJECTED = {
+    "toy.py": [
+        ("SLOWED_DELAY = 0.02", "SLOWED_DELAY = 0.026"),  # 30% longer
+        ("for i in range(n):", "for i in range(n + n // 50):"),  # 2% more loop
+    ],
+    "benchmarks/test_toy.py": [("def test_renamed(", "def test_renamed_again(")],
 }
 
 
@@ -52,14 +70,16 @@ def toy(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def head(repo: Path, changes: dict[str, tuple[str, str]]):
-    """The working tree with, in each file, old replaced by new; put back after."""
+def head(repo: Path, changes: dict[str, list[tuple[str, str]]]):
+    """The working tree with, in each file, each old replaced by new; put back after."""
     try:
-        for name, (old, new) in changes.items():
+        for name, replacements in changes.items():
             path = repo / name
             text = path.read_text()
-            assert old in text, (name, old)
-            path.write_text(text.replace(old, new))
+            for old, new in replacements:
+                assert old in text, (name, old)
+                text = text.replace(old, new)
+            path.write_text(text)
         yield
     finally:
         subprocess.run(["git", "-C", str(repo), "checkout", "-q", "--", "."], check=True)
@@ -75,47 +95,51 @@ def ab(toy, *extra: str):
 def test_the_same_code_measured_twice_passes(toy):
     done, results = ab(toy)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "gate: all 2 pass" in done.stdout
-    (base,) = results["counts"]["base"].values()
-    (head_,) = results["counts"]["head"].values()
-    assert abs(max(head_) / min(base) - 1) < 1e-4  # instructions repeat: here to ~1e-7
+    assert "gate: all 4 pass" in done.stdout
+    for name, base in results["counts"]["base"].items():
+        head_ = results["counts"]["head"][name]
+        assert abs(max(head_) / min(base) - 1) < 1e-4, name  # instructions repeat: to ~1e-7
     assert len(results["wall"]["base"]["benchmarks/test_toy.py::test_pause"]) == 5
 
 
-def test_a_30_percent_slowdown_in_wall_time_fails(toy):
+@pytest.fixture(scope="module")
+def injected(toy):
+    """One `bench ab` of a head with every injected change: its output, results, verdicts."""
     repo, cache = toy
-    with head(repo, {"toy.py": ("DELAY = 0.02", "DELAY = 0.026")}):
-        done, results = ab(toy, "--no-counts")
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "1 of 1 fail: benchmarks/test_toy.py::test_pause (1.30x the base's time" in done.stdout
-    # The same results judged again with a wider threshold: slower, but under it.
-    again = run_cli("bench", "compare", str(cache / "results.json"), "--threshold", "40")
-    assert again.returncode == 0, again.stdout
-
-
-def test_a_2_percent_rise_in_instructions_fails_where_wall_time_sees_nothing(toy):
-    repo, _ = toy
-    with head(repo, {"toy.py": ("for i in range(n):", "for i in range(n + n // 50):")}):
+    with head(repo, INJECTED):
         done, results = ab(toy)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "1 of 2 fail: toy.spin (+2.0" in done.stdout
     verdicts = {v.name: v for v in judge(results, Rules(0.15, 0.01, 0.01))}
-    assert verdicts["benchmarks/test_toy.py::test_pause"].fails is False
-    assert 1.015 < verdicts["toy.spin"].ratio < 1.025
+    return done, results, verdicts, cache
 
 
-def test_a_renamed_and_a_missing_benchmark_fail(toy):
-    repo, _ = toy
-    renamed = ("def test_pause(", "def test_pause_renamed(")
-    gone = ('"toy.spin": ("toy", "spin", [20000])', "")
-    with head(repo, {"benchmarks/test_toy.py": renamed, "benchmarks/counted.py": gone}):
-        done, _ = ab(toy)
+def test_a_30_percent_slowdown_in_wall_time_fails(injected):
+    done, results, verdicts, cache = injected
     assert done.returncode == 1, done.stdout + done.stderr
     said = " ".join(done.stdout.split())
-    assert "3 of 3 fail" in said
-    assert "test_pause (only in base: gone or renamed)" in said
-    assert "test_pause_renamed (only in head: new or renamed)" in said
-    assert "toy.spin (only in base: gone or renamed)" in said
+    assert "benchmarks/test_toy.py::test_slowed (1.30x the base's time" in said
+    assert verdicts["benchmarks/test_toy.py::test_pause"].fails is False  # left alone: passes
+    # The same results judged with a wider threshold: slower, but under it.
+    wider = {v.name: v for v in judge(results, Rules(0.40, 0.01, 0.01))}
+    assert wider["benchmarks/test_toy.py::test_slowed"].fails is False
+
+
+def test_a_2_percent_rise_in_instructions_fails_where_wall_time_sees_nothing(injected):
+    done, _, verdicts, _ = injected
+    said = " ".join(done.stdout.split())
+    assert "toy.spin (+2.0" in said
+    assert verdicts["toy.spin"].fails
+    assert 1.015 < verdicts["toy.spin"].ratio < 1.025
+    # In wall time the unchanged pause sees nothing of it.
+    assert verdicts["benchmarks/test_toy.py::test_pause"].fails is False
+
+
+def test_a_renamed_and_a_missing_benchmark_fail(injected):
+    done, _, verdicts, _ = injected
+    said = " ".join(done.stdout.split())
+    assert "4 of 5 fail" in said  # all but test_pause
+    assert "test_renamed (only in base: gone or renamed)" in said
+    assert "test_renamed_again (only in head: new or renamed)" in said
+    assert verdicts["benchmarks/test_toy.py::test_renamed"].fails
 
 
 def test_an_unknown_base_and_missing_results_are_one_line(toy, tmp_path):
