@@ -84,7 +84,7 @@ def _receive(state: str, call_size: int, stamp_fd: int, ready_fd: int, wake_fd: 
             sum(range(call_size))  # one C call: no bytecode boundary until it returns
     if state == "threads-busy":
         for _ in range(_BUSY_THREADS):
-            threading.Thread(target=_spin, daemon=True).start()
+            threading.Thread(target=_spin_with_the_signal_blocked, daemon=True).start()
     os.write(ready_fd, _READY)
     if state == "python-loop":
         _spin()
@@ -100,6 +100,16 @@ def _spin() -> None:
     n = 0
     while True:
         n += 1
+
+
+def _spin_with_the_signal_blocked() -> None:
+    # kill(2) sends to the process, and the kernel may hand the signal to any
+    # thread that does not block it. Only the main thread runs Python handlers,
+    # and one asleep in time.sleep is woken (EINTR) only if the signal came to
+    # it: delivered to a spinning thread, the handler would wait for the whole
+    # sleep. Blocking it here leaves the main thread the only one to take it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    _spin()
 
 
 async def _receive_in_loop(record, ready_fd: int) -> None:
