@@ -41,12 +41,17 @@ class Side:
     ref: str
 
 
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+def _run(argv: list[str], failed: str, **how) -> str:
+    """argv's output; if it fails, one LabError: what failed and stderr's last line."""
+    done = subprocess.run(argv, capture_output=True, text=True, **how)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise LabError(f"git {args[0]} failed in {repo}: {last}")
-    return done.stdout.strip()
+        raise LabError(f"{failed}: {last}")
+    return done.stdout
+
+
+def _git(repo: Path, *args: str) -> str:
+    return _run(["git", "-C", str(repo), *args], f"git {args[0]} failed in {repo}").strip()
 
 
 def sides(ref: str, cache: Path, repo: Path | None = None) -> tuple[Side, Side]:
@@ -92,23 +97,14 @@ def _venv(head_python: Path, cache: Path) -> Path:
 
 
 def _pip(python: Path, *args: str) -> str:
-    done = subprocess.run(
+    return _run(
         [str(python), "-m", "pip", *args],
-        capture_output=True,
-        text=True,
+        f"cannot make the gate's venv: pip {args[0]} failed",
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise LabError(f"cannot make the gate's venv: pip {args[0]} failed: {last}")
-    return done.stdout
 
 
 def _site_packages(python: Path) -> str:
     """Where the venv of this interpreter installs packages (purelib)."""
-    return subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    return _run([str(python), "-c", where], f"{python} cannot say where it installs").strip()
