@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 import pytest
@@ -132,10 +133,12 @@ def slow_login_server(mysql_server, monkeypatch):
     )
     try:
         port = int(proxy.stdout.readline())
-        s = mysql_server
+        user, password = (
+            quote(part, safe="") for part in (mysql_server.user, mysql_server.password)
+        )
         monkeypatch.setenv(
             "LAB_MYSQL_URL",
-            f"mysql://{s.user}:{s.password}@127.0.0.1:{port}/{s.database}?ssl=disabled",
+            f"mysql://{user}:{password}@127.0.0.1:{port}/{mysql_server.database}?ssl=disabled",
         )
         yield
     finally:
