@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -121,3 +122,38 @@ def test_wait_pid_is_bounded(no_leaks):
         children.stop_pid(pid)
     with pytest.raises(ChildProcessError):
         children.wait_pid(pid, 0.1)
+
+
+def test_join_threads_holds_ctrl_c_until_every_thread_has_ended():
+    """A plain Thread.join cut short by Ctrl-C leaves its thread running while CPython
+    up to 3.12 calls it ended (gh-90882), so the interpreter's exit would not wait."""
+    ended = threading.Event()
+
+    def client() -> None:
+        time.sleep(0.5)  # a query in flight
+        ended.set()  # its last act: the goodbye that must not be cut off
+
+    worker = threading.Thread(target=client)
+    ctrl_c = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+    worker.start()
+    ctrl_c.start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        children.join_threads([worker, ctrl_c], timeout=10)
+    assert ended.is_set(), "Ctrl-C cut the wait short"
+    assert time.monotonic() - began >= 0.45
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_join_threads_is_bounded_and_skips_threads_never_started():
+    stuck = threading.Event()
+    worker = threading.Thread(target=stuck.wait)
+    worker.start()
+    try:
+        began = time.monotonic()
+        children.join_threads([worker, threading.Thread(target=print)], timeout=0.2)
+        assert time.monotonic() - began < 1
+        assert worker.is_alive()
+    finally:
+        stuck.set()
+        worker.join()

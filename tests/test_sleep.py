@@ -342,7 +342,12 @@ def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
         start_new_session=True,
     )
     try:
-        time.sleep(4.0)  # past the first measurements, in the middle of a later one
+        # In the middle of the second measurement's queries: the first is stored, and
+        # the clients the signal finds are each waiting on a sleep (the main thread
+        # of the threads strategy in Thread.join, where CPython gh-90882 bites).
+        _wait_for_sleeps(mysql_server)
+        _wait_for_no_sleeps(mysql_server)
+        _wait_for_sleeps(mysql_server)
         send(proc.pid, signum)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -400,9 +405,19 @@ def _start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def _wait_for_sleeps(srv, at_least: int = 1, timeout: float = 60) -> None:
+    _wait_until(
+        lambda: _tagged_queries(srv) >= at_least, "the run's queries reach the server", timeout
+    )
+
+
+def _wait_for_no_sleeps(srv, timeout: float = 60) -> None:
+    _wait_until(lambda: _tagged_queries(srv) == 0, "the run's queries end", timeout)
+
+
+def _wait_until(check, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while _tagged_queries(srv) < at_least:
-        assert time.monotonic() < deadline, "the run's queries never reached the server"
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
         time.sleep(0.05)
 
 

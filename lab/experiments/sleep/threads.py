@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+from lab import children
 from lab.experiments.sleep.job import (
     Broke,
     Job,
@@ -111,11 +112,8 @@ def threads(job: Job) -> Timings:
             abandon.set()
             connected.abort()
             go.set()
-        deadline = time.monotonic() + job.seconds + JOIN_GRACE_S
-        for worker in workers:
-            if worker.ident is not None:
-                worker.join(max(0.0, deadline - time.monotonic()))
-        all_done.abort()  # an interrupted join: nobody may wait for the others any more
+        children.join_threads(workers, job.seconds + JOIN_GRACE_S)
+        all_done.abort()  # a client still out after the grace: nobody waits for it any more
     if errors:
         exc, during = errors[0]
         raise raise_failure(job, exc, during) from None
