@@ -5,10 +5,17 @@ written for a person. The command line turns it into that line on stderr and
 a non-zero exit; anything else that escapes is a bug and keeps its traceback.
 """
 
-__all__ = ["LabError"]
+__all__ = ["LabError", "last_line"]
 
 
 class LabError(Exception):
     """A refusal the user can act on: bad parameter, no server, pidfile locked..."""
 
     exit_code = 2
+
+
+def last_line(text: str, otherwise: str = "no output") -> str:
+    """The last line a program printed, where a failing tool puts its reason
+    (an error after its traceback or its log), or `otherwise` if it printed nothing."""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else otherwise

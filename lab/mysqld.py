@@ -54,7 +54,7 @@ from pathlib import Path
 import psutil
 
 from lab import children
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -308,8 +308,8 @@ def _initialise(binary: str, datadir: str) -> None:
     argv += _as_root()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise LabError(f"{Path(argv[0]).name} failed (exit {done.returncode}): {last[0]}")
+        last = last_line(done.stderr or done.stdout)
+        raise LabError(f"{Path(argv[0]).name} failed (exit {done.returncode}): {last}")
 
 
 def _install_db_script(binary: str) -> str:

@@ -32,7 +32,7 @@ import subprocess
 from pathlib import Path
 
 from lab.bench.trees import Side
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 
 __all__ = ["REPEAT", "measure", "require_valgrind"]
 
@@ -82,7 +82,7 @@ def measure(side: Side, suite: str, logs: Path) -> dict[str, list[int]]:
         text=True,
     )
     if listed.returncode != 0:
-        last = (listed.stderr.strip().splitlines() or ["no output"])[-1]
+        last = last_line(listed.stderr)
         raise LabError(f"cannot read {declared}: {last}")
     found: dict[str, list[int]] = {}
     for name, (module, function, args) in json.loads(listed.stdout).items():

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 
 __all__ = ["Side", "sides"]
 
@@ -45,8 +45,7 @@ def _run(argv: list[str], failed: str, **how) -> str:
     """argv's output; if it fails, one LabError: what failed and stderr's last line."""
     done = subprocess.run(argv, capture_output=True, text=True, **how)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise LabError(f"{failed}: {last}")
+        raise LabError(f"{failed}: {last_line(done.stderr)}")
     return done.stdout
 
 

@@ -18,7 +18,7 @@ import re
 import subprocess
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.cron import ticks
 
 __all__ = ["TOP", "imports", "parse"]
@@ -51,7 +51,7 @@ def imports(ns: str, job: str) -> list[dict[str, Any]]:
     )
     rows = [(m, s, c) for m, s, c, depth in parse(done.stderr) if depth == 0]
     if done.returncode != 0 or not rows:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        last = last_line(done.stderr)
         raise LabError(f"the tick under -X importtime failed (exit {done.returncode}): {last}")
     rows.sort(key=lambda row: -row[2])
     total = sum(c for _, _, c in rows)

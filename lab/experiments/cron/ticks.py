@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import children, services
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.cron import usage, work
 from lab.experiments.cron.child import WORK_SIGNAL
 
@@ -126,7 +126,7 @@ def cron_ticks(conn, ns: str, job: str, rate: float, duration: float) -> dict[st
         failed = [t for t in ticks if t.status != 0]
         if failed:
             err.seek(0)
-            last = (err.read().decode(errors="replace").strip().splitlines() or ["?"])[-1]
+            last = last_line(err.read().decode(errors="replace"))
             raise LabError(
                 f"{len(failed)} of {len(ticks)} cron ticks failed (exit {failed[0].status}): {last}"
             )

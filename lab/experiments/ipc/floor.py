@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 
 __all__ = ["FLOOR_TRANSPORTS", "binary", "measure"]
 
@@ -56,7 +56,7 @@ def binary() -> Path:
             timeout=RUN_TIMEOUT_S,
         )
         if built.returncode != 0:
-            last = (built.stderr.strip().splitlines() or ["no message"])[-1]
+            last = last_line(built.stderr, "no message")
             raise LabError(f"the floor did not compile with {cc}: {last}")
         os.replace(partial, target)
     finally:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import children
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.ipc import wire
 from lab.experiments.ipc.wire import Endpoint, PeerGone
 
@@ -193,10 +193,7 @@ class Peer:
         """What the peer said on stderr before it ended (its last line), or how it ended."""
         code = self.stop(timeout)
         err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-        lines = err.strip().splitlines()
-        if lines:
-            return lines[-1]
-        return f"exit {code}" if code >= 0 else f"killed by signal {-code}"
+        return last_line(err, f"exit {code}" if code >= 0 else f"killed by signal {-code}")
 
     def stop(self, grace: float = QUIT_GRACE_S) -> int:
         """Wait `grace` s for it to end by itself, then TERM, KILL; reaped either way."""

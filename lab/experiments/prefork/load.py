@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import children
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.prefork import placement
 
 __all__ = ["TIMEOUT_S", "TOOLS", "Load", "Result", "choose"]
@@ -94,7 +94,7 @@ class Load:
         finally:
             children.stop_popen(self.proc)
         if self.proc.returncode != 0 or not out.strip():
-            last = (err.strip().splitlines() or [f"exit {self.proc.returncode}"])[-1]
+            last = last_line(err, f"exit {self.proc.returncode}")
             raise LabError(f"the load generator ({self.tool}) failed: {last}")
         return _parse_wrk(out) if self.tool == "wrk" else _parse_clients(out)
 

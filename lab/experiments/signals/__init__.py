@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.signals.latency import STATES as _STATE_MEANINGS
 from lab.params import Params as _Params
 from lab.params import option
@@ -174,7 +174,7 @@ def _check_in_child(code: str, number: int, call_size: int) -> dict[str, Any]:
     from lab.experiments.signals.facts import FACTS
 
     statement, expected, _ = FACTS[number]
-    last = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    last = last_line(err, f"exit {proc.returncode}")
     return {
         "number": number,
         "fact": statement,
