@@ -26,9 +26,11 @@ from lab.experiments.spawn import child as spawn_child
 
 METHODS = ("thread", "fork", "posix_spawn", "subprocess", "mp_fork")
 ROUNDS = 30
-#: A thread against the cheapest process: ~0.05 ms against ~0.5 ms here, at their
-#: fastest; a third of that gap is far outside what load does to a floor.
-CHEAPER = 3
+#: A thread against the cheapest process, at their fastest: 0.05 ms against 0.5 ms on an
+#: Intel Xeon, 0.15 ms against 0.58 ms (subprocess) on the AMD EPYC of later runs, and
+#: 0.28 ms against 0.70 ms there late in a CI suite, where load slowed the thread's
+#: hand-offs between two threads more than a process's one-way exec (a bound of 3 failed).
+CHEAPER = 2
 
 
 def _record(method: str, benchmark=None, rounds: int = ROUNDS) -> dict:
@@ -66,7 +68,10 @@ def test_create_and_reap_one_worker(benchmark, method, thread, fork):
     if method == "thread":
         assert figures["min_ms"] * CHEAPER < fork["min_ms"], (figures, fork)
     else:
-        assert figures["min_ms"] > CHEAPER * thread["min_ms"], (figures, thread)
+        # The thread's floor is its best of two measurements, one made right after this
+        # method's: a machine that was busy while the first was made must not decide.
+        floor = min(thread["min_ms"], _record("thread")["min_ms"])
+        assert figures["min_ms"] > CHEAPER * floor, (figures, thread, floor)
 
 
 def test_fork_from_a_500_mb_parent(benchmark):
