@@ -245,10 +245,9 @@ def join_threads(threads: Iterable[threading.Thread], timeout: float) -> None:
     middle of its query dies with the process, its connection cut without a
     COM_QUIT (measured here: the server counted an aborted client for nearly
     every Ctrl-C during a one-client `run sleep --strategy threads`). So both
-    signals are blocked in this thread while it joins. The
-    kernel gives them to another thread, whose C handler only notes them, and
-    this thread runs the Python handlers (the KeyboardInterrupt) as soon as the
-    mask comes off.
+    signals are blocked in this thread while it joins. The kernel gives them to
+    another thread, whose C handler only notes them, and this thread runs the
+    Python handlers (the KeyboardInterrupt) as soon as the mask comes off.
     """
     deadline = time.monotonic() + timeout
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

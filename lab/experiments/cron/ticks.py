@@ -205,8 +205,9 @@ class Daemon:
 
     def last_words(self) -> str:
         self.err.seek(0)
-        lines = self.err.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"no word within {START_TIMEOUT_S:g}s"
+        return last_line(
+            self.err.read().decode(errors="replace"), f"no word within {START_TIMEOUT_S:g}s"
+        )
 
     def send(self, conn) -> None:
         ticked = work.stamp()

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from lab import children, services
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 
 __all__ = ["STANZA_LIMIT", "Server", "start", "stop"]
 
@@ -107,7 +107,9 @@ def start(directory: Path) -> Server:
         timeout=START_TIMEOUT_S,
     )
     if registered.returncode != 0:
-        raise LabError(f"prosodyctl could not make the account: {_last(registered.stderr)}")
+        raise LabError(
+            f"prosodyctl could not make the account: {last_line(registered.stderr, 'no message')}"
+        )
     server.proc = subprocess.Popen(
         [prosody, "--config", str(config), "-F"],
         stdin=subprocess.DEVNULL,
@@ -139,7 +141,7 @@ def _wait_listening(server: Server) -> None:
     while time.monotonic() < deadline:
         if server.proc is not None and server.proc.poll() is not None:
             log = server.directory / "prosody.log" if server.directory else None
-            said = _last(log.read_text()) if log and log.exists() else "no log"
+            said = last_line(log.read_text(), "no message") if log and log.exists() else "no log"
             stop(server)
             raise LabError(f"prosody exited at start ({server.proc.returncode}): {said}")
         try:
@@ -149,8 +151,3 @@ def _wait_listening(server: Server) -> None:
             time.sleep(0.02)
     stop(server)
     raise LabError(f"prosody did not listen on {server.port} within {START_TIMEOUT_S:g} s")
-
-
-def _last(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else "no message"

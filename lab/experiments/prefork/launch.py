@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lab import children
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.prefork import placement
 from lab.experiments.prefork.config import ServeConfig
 
@@ -87,8 +87,7 @@ class Launched:
         return children.stop_popen(self.proc)
 
     def last_error(self) -> str:
-        lines = self.log.read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit {self.proc.returncode}"
+        return last_line(self.log.read_text(errors="replace"), f"exit {self.proc.returncode}")
 
 
 def start(

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab import children, services
-from lab.errors import LabError
+from lab.errors import LabError, last_line
 from lab.experiments.cron import usage, work
 from lab.experiments.worker import peers, queue
 
@@ -78,8 +78,7 @@ class Child:
 
     def last_words(self) -> str:
         self.err.seek(0)
-        lines = self.err.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit {self.proc.returncode}"
+        return last_line(self.err.read().decode(errors="replace"), f"exit {self.proc.returncode}")
 
     def stop(self) -> None:
         children.stop_popen(self.proc, grace=STOP_GRACE_S)
