@@ -166,6 +166,20 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None, **kwargs)
     )
 
 
+def wait_until(predicate, timeout: float, what: str, step: float = 0.05, meanwhile=None):
+    """predicate()'s first true value within `timeout` s, looking every `step` s (and
+    calling `meanwhile` between looks); an AssertionError that names `what` if none came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if meanwhile is not None:
+            meanwhile()
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (the kernel's pick for port 0)."""
     import socket

@@ -37,6 +37,7 @@ import pytest
 from lab import children
 from lab.daemon.pidfile import holder
 from lab.procfs import set_subreaper
+from tests import conftest
 from tests.conftest import ROOT
 
 TAG = "DAEMONLAB_TEST_TAG"
@@ -147,14 +148,9 @@ def reap_our_zombies() -> None:
 
 
 def wait_until(predicate, timeout: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        reap_our_zombies()
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    """conftest's wait_until, reaping our zombies between looks (a daemon that exits
+    while we wait would otherwise stay one)."""
+    return conftest.wait_until(predicate, timeout, what, step, meanwhile=reap_our_zombies)
 
 
 @dataclass

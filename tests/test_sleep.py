@@ -24,7 +24,7 @@ from lab import children
 from lab.errors import LabError
 from lab.experiments import sleep
 from lab.results import ResultsStore
-from tests.conftest import ROOT, assert_refused, missing, run_cli
+from tests.conftest import ROOT, assert_refused, missing, run_cli, wait_until
 
 pytestmark = pytest.mark.db
 
@@ -405,20 +405,11 @@ def _start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def _wait_for_sleeps(srv, at_least: int = 1, timeout: float = 60) -> None:
-    _wait_until(
-        lambda: _tagged_queries(srv) >= at_least, "the run's queries reach the server", timeout
-    )
+    wait_until(lambda: _tagged_queries(srv) >= at_least, timeout, "the run's queries")
 
 
 def _wait_for_no_sleeps(srv, timeout: float = 60) -> None:
-    _wait_until(lambda: _tagged_queries(srv) == 0, "the run's queries end", timeout)
-
-
-def _wait_until(check, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.05)
+    wait_until(lambda: _tagged_queries(srv) == 0, timeout, "the run's queries to end")
 
 
 def _group_gone(pgid: int, timeout: float = 10) -> bool:
