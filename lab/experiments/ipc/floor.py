@@ -1,10 +1,7 @@
 """The C floor: floor.c built with the system's cc on first use, cached, and run.
 
-The binary is cached outside the repository, under ~/.cache/daemonlab (or
-$XDG_CACHE_HOME/daemonlab), named by a hash of floor.c and the compiler, so
-an edited floor.c or another compiler builds afresh and a stale binary is
-never timed. It is built into a temporary name and renamed into place: two
-runs building at once both end with a whole binary (rename is atomic).
+The binary is cached outside the repository by a hash of floor.c and the
+compiler (lab/cbuild.py), so an edited floor.c never runs stale.
 
 Where there is no compiler, or the build fails, `measure` says so in its
 record (`skipped`) and the Python rows simply have no floor to compare with.
@@ -12,14 +9,12 @@ record (`skipped`) and the Python rows simply have no floor to compare with.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from lab.errors import LabError, last_line
+from lab import cbuild
+from lab.errors import LabError
 
 __all__ = ["FLOOR_TRANSPORTS", "binary", "measure"]
 
@@ -32,36 +27,9 @@ SOURCE = Path(__file__).with_name("floor.c")
 RUN_TIMEOUT_S = 60.0
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "daemonlab"
-
-
 def binary() -> Path:
     """The compiled floor, built now if needed; LabError saying why when it cannot be."""
-    cc = shutil.which(os.environ.get("CC") or "cc")
-    if cc is None:
-        raise LabError("no compiler: install a C compiler (`apt-get install gcc`) for the floor")
-    digest = hashlib.sha256(SOURCE.read_bytes() + cc.encode()).hexdigest()[:16]
-    target = _cache_dir() / f"floor-{digest}"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    try:
-        built = subprocess.run(
-            [cc, "-O2", "-o", str(partial), str(SOURCE)],
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-        )
-        if built.returncode != 0:
-            last = last_line(built.stderr, "no message")
-            raise LabError(f"the floor did not compile with {cc}: {last}")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
+    return cbuild.build(SOURCE, "floor")
 
 
 #: A floor is the least the kernel needs: the faster of two fresh pairs, since on a shared

@@ -2,21 +2,29 @@
 
 One after the other they take N x s; at the same time, s. The slide showed
 two Ruby clients: about 2 s without threads, about 1 s with. Here the same
-demo runs five ways, on a real server:
+demo runs six ways in Python, on a real server, beside a C floor:
 
+    c-floor     the same job in C (MariaDB Connector/C): one thread on epoll, or a
+                thread per connection as mysqlslap (--floor); no Python at all
     sequential  one connection, N queries in a row (the slide's "w/o")
     threads     one pymysql connection per thread (the slide's "with")
     fork        one raw os.fork child per client, results back over a pipe
     pool        one multiprocessing.Process per client, by --start-method
     asyncio     one connection per task on one event loop (--loop, --driver)
+    wire        the query encoded once and written straight to each socket, an
+                event loop per core (--loops): how close Python comes to the floor
+    mysqlslap   MariaDB's own load client, a peer: its own figure, connects and all
 
 Every client connects first; then all queries are released at one instant,
 so wall_s is the query phase alone and connect_s is its own figure. The
 server counts how many of the run's SLEEPs it saw at once (server_peak): its
 own proof that the queries overlapped. efficiency = seconds / wall_s: 1.0 is
-perfect overlap, sequential shows about 1/N. The server also stamps each
-sleep's start and end (server_efficiency: what the server itself did, the
-floor no client can beat).
+perfect overlap, sequential shows about 1/N. The client's send skew
+(send_skew_s: its first query sent to its last) is what releasing costs the
+client; the server stamps each sleep's start and end, and its start spread
+(server_start_spread_s) can never be less than the send skew: a server starts
+no query it has not been sent. floor_ratio is a record's efficiency over the C
+floor's at the same clients in the same run: what Python itself costs.
 
 How far does it go? `--scale` doubles each strategy's clients from 64 to
 10,000 until it breaks, and records why it broke (out of descriptors, a
@@ -47,8 +55,11 @@ Reading map, in order:
     job.py        what every strategy shares: the job, its timings, one blocking client,
                   and the words for what went wrong (a limit, the server gone)
     threads.py    sequential and threads: the slide's two versions
+    floor.c       the C floor (floor.py builds it on first use and runs it)
     processes.py  fork and pool: one process per client, and why each connects after fork
     tasks.py      asyncio: one event loop, one connection per task, two drivers
+    wire.py       wire: where asyncio's time per query goes, and a client without it
+    mysqlslap.py  mysqlslap, run as its users run it, on the same server
     watcher.py    the server's own count of SLEEPs at once, and what the clients cost
     scale.py      --scale: each strategy doubled until it breaks, and why it broke
     plot.py       the figure: overlap, efficiency to the breaking point, cost per client
@@ -69,7 +80,7 @@ from typing import Any
 
 from lab import db, mysqld
 from lab.errors import LabError
-from lab.experiments.sleep import processes, scale, tasks, threads
+from lab.experiments.sleep import floor, mysqlslap, processes, scale, tasks, threads, wire
 from lab.experiments.sleep.job import Broke, Job, Strategy, Timings, measured_phase
 from lab.experiments.sleep.watcher import Lost, Watcher
 from lab.params import Params as _Params
@@ -82,13 +93,19 @@ __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
 NAME = "sleep"
 SUMMARY = "N clients each run SELECT SLEEP(s): one after another, threads, fork, pool, asyncio"
-STRATEGIES = ("sequential", "threads", "fork", "pool", "asyncio")
+#: The C floor first: at each client count it is measured before the strategies
+#: compared with it, so their records carry floor_ratio as they are made.
+STRATEGIES = ("c-floor", "sequential", "threads", "fork", "pool", "asyncio", "wire")
+FLOOR, PEER = "c-floor", "mysqlslap"
 
 #: The most clients each strategy runs in a sweep of --clients: a thread or a
 #: task is cheap, a process is not, and sequential at N clients takes N x
 #: seconds. A value over it is skipped, and the record says so; one value
 #: asked for alone still runs (and --scale has no ceiling but the breaks).
-CEILING = {"sequential": 16, "threads": 500, "fork": 128, "pool": 128, "asyncio": 1000}
+CEILING = {
+    "c-floor": 1000, "sequential": 16, "threads": 500, "fork": 128, "pool": 128,
+    "asyncio": 1000, "wire": 1000, "mysqlslap": 1000,
+}  # fmt: skip
 
 #: The table at 80 columns: the lesson's figures first (wall time: the slide's 2 s
 #: against 1 s; efficiency; what making a client cost), then a short note
@@ -100,8 +117,11 @@ COLUMNS = [
     Column("wall_s", "wall s", ".3f"),
     Column("efficiency", "eff.", ".3f"),
     Column("connect_s", "connect s", ".3f"),
+    Column("floor_ratio", "x floor", ".3f"),
     Column("note", "note"),
     Column("server_peak", "at once", ",d", wide=True),
+    Column("send_skew_s", "send skew s", ".4f", wide=True),
+    Column("server_start_spread_s", "server spread s", ".4f", wide=True),
     Column("skew_s", "skew s", ".4f", wide=True),
     Column("latency_max_s", "max latency s", ".3f", wide=True),
     Column("server_efficiency", "server effic.", ".3f", wide=True),
@@ -120,7 +140,9 @@ COLUMNS = [
 class Params(_Params):
     clients: tuple[int, ...] = option((1, 2, 4, 8), "clients per measurement", minimum=1)
     seconds: float = option(1.0, "each client's SELECT SLEEP(seconds)", above=0)
-    strategy: tuple[str, ...] = option(STRATEGIES, "how the clients run", choices=STRATEGIES)
+    strategy: tuple[str, ...] = option(
+        STRATEGIES, "how the clients run (and the peer mysqlslap)", choices=(*STRATEGIES, PEER)
+    )
     start_method: tuple[str, ...] = option(
         (default_start_method(),),
         "multiprocessing start methods for the pool strategy",
@@ -131,6 +153,14 @@ class Params(_Params):
         ("aiomysql",),
         "asyncio's MySQL drivers: aiomysql (pure Python) or asyncmy (Cython)",
         choices=tuple(tasks.DRIVERS),
+    )
+    floor: tuple[str, ...] = option(
+        ("epoll",),
+        "the C floor's ways: epoll (one thread) or threads (one per connection, as mysqlslap)",
+        choices=floor.MODES,
+    )
+    loops: tuple[int, ...] = option(
+        (wire.CORES,), "wire: event loops, each in a process of its own", minimum=1
     )
     repeat: int = option(1, "measurements per strategy and client count", minimum=1)
     server: str = option(
@@ -215,8 +245,17 @@ def _room(srv: db.Server, connections: int, sweeping: bool) -> Iterator[str]:
 def _plan(params: Params) -> list[tuple[str, str, Strategy]]:
     """(strategy, variant, function) for every strategy and variant asked for."""
     plan: list[tuple[str, str, Strategy]] = []
-    for name in params.strategy:
-        if name == "sequential":
+    for name in sorted(params.strategy, key=lambda name: name != FLOOR):  # the floor first
+        if name == FLOOR:
+            for mode in params.floor:
+                plan.append((name, mode, functools.partial(floor.c_floor, mode=mode)))
+        elif name == "wire":
+            for loops in params.loops:
+                variant = f"{loops} loop" + "s" * (loops > 1)
+                plan.append((name, variant, functools.partial(wire.wire_clients, loops=loops)))
+        elif name == PEER:
+            plan.append((name, "", mysqlslap.measure))
+        elif name == "sequential":
             plan.append((name, "", threads.sequential))
         elif name == "threads":
             plan.append((name, "", threads.threads))
@@ -244,16 +283,18 @@ def _steps(params: Params) -> list[tuple[str, str, Strategy, int, bool]]:
     """Every (strategy, variant, function, clients, fits) of a sweep of --clients; what
     does not fit under the ceiling is skipped, and its record says so."""
     alone = len(params.clients) == 1
-    return [
+    return [  # client count by client count: the strategies alternate, the floor first
         (strategy, variant, func, clients, alone or clients <= CEILING[strategy])
-        for strategy, variant, func in _plan(params)
         for clients in params.clients
+        for strategy, variant, func in _plan(params)
     ]
 
 
 def _measure(params: Params, session: Session, first) -> Iterator[dict[str, Any]]:
     handlings = params.thread_handling or (None,)
     session.env["servers"] = []
+    if FLOOR in params.strategy:
+        params = _without_floor_if_unbuilt(params, session)
     tasks.load(params.loop, params.driver)  # imported now, not inside a measured client's costs
     tag = secrets.token_hex(4)  # this run's mark on its queries (hex: no LIKE wildcards)
     for i, handling in enumerate(handlings):
@@ -271,9 +312,54 @@ def _measure(params: Params, session: Session, first) -> Iterator[dict[str, Any]
             bench = _Bench(server, tag, watcher, _settle(server, facts))
             where = {"server": server.source, "thread_handling": facts["thread_handling"]}
             steps = _scale_steps if params.scale else _sweep_steps
+            ratios = _Ratios()
             for record in steps(params, session, bench, i, len(handlings)):
-                yield where | record
+                yield where | ratios.add(record)
+            session.env.setdefault("notes", []).extend(ratios.said())
     session.step(1, 1, "done")
+
+
+def _without_floor_if_unbuilt(params: Params, session: Session) -> Params:
+    """The floor built now (not inside its first measurement); where it cannot be, the
+    run goes on without it and says why, unless the floor was all that was asked for."""
+    try:
+        floor.binary()
+    except LabError as exc:
+        rest = tuple(s for s in params.strategy if s != FLOOR)
+        if not rest:
+            raise
+        session.env.setdefault("notes", []).append(f"no C floor: {exc}")
+        return dataclasses.replace(params, strategy=rest)
+    return params
+
+
+class _Ratios:
+    """Each record's efficiency over the best C floor's at the same clients, on the same
+    server in the same run (the floor is measured first at each client count)."""
+
+    def __init__(self) -> None:
+        self.floors: dict[int, float] = {}
+        self.ratios: dict[str, dict[int, float]] = {}
+
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        if "efficiency" not in record:
+            return record
+        clients, efficiency = record["clients"], record["efficiency"]
+        if record["strategy"] == FLOOR:
+            self.floors[clients] = max(efficiency, self.floors.get(clients, 0.0))
+        elif clients in self.floors:
+            record["floor_ratio"] = efficiency / self.floors[clients]
+            label = _label((record["strategy"], record["variant"]), 0).removesuffix(" x0")
+            self.ratios.setdefault(label, {})[clients] = record["floor_ratio"]
+        return record
+
+    def said(self) -> list[str]:
+        """One line per strategy: its ratio to the floor at each client count."""
+        return [
+            f"{label} / C floor: "
+            + ", ".join(f"{ratio:.3f} at {clients:,}" for clients, ratio in by.items())
+            for label, by in self.ratios.items()
+        ]
 
 
 def _note_server(session: Session, server: db.Server, facts: dict, room: str) -> None:
@@ -348,28 +434,32 @@ def _sweep_steps(params, session, bench: _Bench, index: int, servers: int):
 
 
 def _scale_steps(params, session, bench: _Bench, index: int, servers: int):
-    """The records of --scale on one server: each strategy up the ladder until it breaks."""
+    """The records of --scale on one server: every strategy up the ladder, in turn at
+    each step (scale.together), each until it breaks."""
     plan = _plan(params)
     ladder = scale.ladder(params.top)
     total = len(plan) * len(ladder) * servers
-    for position, (strategy, variant, func) in enumerate(plan):
+    measures = {}
+    for strategy, variant, func in plan:
         if strategy == "sequential":
             why = "not swept: one after another, N clients take N x seconds"
             yield {"strategy": strategy, "variant": variant, "skipped": "scale", "note": "skipped"}
             session.env.setdefault("notes", []).append(f"skipped {strategy}: {why}")
             continue
-        first = (index * len(plan) + position) * len(ladder)  # where this strategy's bar starts
 
-        def measure(clients: int, way=(strategy, variant, func), first=first) -> dict[str, Any]:
-            session.step(first + ladder.index(clients), total, _label(way[:2], clients))
+        def measure(clients: int, way=(strategy, variant, func)) -> dict[str, Any]:
+            rung = ladder.index(clients)
+            done = (index * len(ladder) + rung) * len(plan) + list(measures).index(way[:2])
+            session.step(done, total, _label(way[:2], clients))
             return bench.measure(params, clients, *way, 0)
 
-        for record in scale.sweep(params.top, params.max_rss, measure):
-            if "broke" in record:
-                record["note"] = f"broke: {record['broke']}"
-                said = _label((strategy, variant), record["clients"])
-                session.env.setdefault("notes", []).append(f"{said} broke: {record['detail']}")
-            yield {"strategy": strategy, "variant": variant} | record
+        measures[strategy, variant] = measure
+    for (strategy, variant), record in scale.together(params.top, params.max_rss, measures):
+        if "broke" in record:
+            record["note"] = f"broke: {record['broke']}"
+            said = _label((strategy, variant), record["clients"])
+            session.env.setdefault("notes", []).append(f"{said} broke: {record['detail']}")
+        yield {"strategy": strategy, "variant": variant} | record
 
 
 def _label(way: tuple[str, str], clients: int) -> str:
@@ -379,6 +469,8 @@ def _label(way: tuple[str, str], clients: int) -> str:
 def _one(job: Job, strategy: str, variant: str, func: Strategy, repeat: int, watcher: Watcher):
     _give_back_freed_memory()
     watcher.begin(1 if strategy == "sequential" else job.clients)
+    if strategy == PEER:
+        return _peer_record(job, strategy, variant, repeat, func, watcher)
     with measured_phase():
         timings = func(dataclasses.replace(job, on_connected=watcher.idle))
     took = timings.connect_ns / 1e9
@@ -390,6 +482,18 @@ def _one(job: Job, strategy: str, variant: str, func: Strategy, repeat: int, wat
     except Lost:  # every query came back, then the server went away
         raise db.explain(job.server, ConnectionError(), during="query") from None
     return _record(job, strategy, variant, repeat, timings, seen)
+
+
+def _peer_record(job: Job, strategy: str, variant: str, repeat: int, func, watcher: Watcher):
+    """A peer's own figures (it has no per-client timings), and what the server saw."""
+    figures = func(dataclasses.replace(job, on_connected=watcher.idle))
+    try:
+        seen = watcher.end()
+    except Lost:
+        raise db.explain(job.server, ConnectionError(), during="query") from None
+    record = {"strategy": strategy, "variant": variant, "clients": job.clients}
+    record |= {"seconds": job.seconds, "repeat": repeat, **figures}
+    return record | {"server_peak": seen["server_peak"], "aborted_clients": seen["aborted_clients"]}
 
 
 def _record(
@@ -408,6 +512,7 @@ def _record(
         "efficiency": job.seconds / wall,
         "connect_s": t.connect_ns / 1e9,
         "skew_s": (max(t.starts) - t.go_ns) / 1e9,
+        "send_skew_s": (max(t.starts) - min(t.starts)) / 1e9,
         "latency_min_s": min(latencies),
         "latency_median_s": statistics.median(latencies),
         "latency_max_s": max(latencies),

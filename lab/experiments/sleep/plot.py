@@ -11,8 +11,11 @@
     memory         what a client holds at the plateau (MiB per thread,
                    process, task)
     the server     its threads against its connections: one each, or a pool
+    x C floor      each Python strategy's efficiency over the C floor's at the
+                   same clients in the same run (floor_ratio): what Python costs
 
-Where runs repeat, a point is the median and the band runs from min to max.
+The C floor (c-floor) is drawn dashed and grey in every panel, as ipc draws
+its floors. Where runs repeat, a point is the median and the band runs from min to max.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Side by side at the same client count: each label's points shifted by this factor.
 OFFSET = 0.035
 POOL_HANDLING = "pool-of-threads"
+FLOOR = "c-floor"
+FLOOR_COLOUR = "#7f7f7f"
 
 
 def label(record: Record) -> str:
@@ -60,8 +65,8 @@ def draw(runs: list[Run]) -> Figure:
     cost_run, costs = newest_with(runs, lambda r: r.get("mib_per_client") is not None)
     server_run, served = _newest_server_picture(runs)
 
-    fig = Figure(figsize=(15, 8.5), layout="constrained")
-    (wall_ax, eff_ax, make_ax), (mem_ax, server_ax, legend_ax) = fig.subplots(2, 3)
+    fig = Figure(figsize=(18, 8.5), layout="constrained")
+    (wall_ax, eff_ax, make_ax), (mem_ax, server_ax, ratio_ax) = fig.subplots(2, 3)
     styles = _Styles()
     _wall(wall_ax, sweep, styles)
     _efficiency(eff_ax, far, styles)
@@ -74,15 +79,17 @@ def draw(runs: list[Run]) -> Figure:
         "MiB per client at the plateau (PSS)", "what a client holds while it waits", styles,
     )  # fmt: skip
     _server(server_ax, served)
-    legend_ax.axis("off")
-    handles = {h.get_label(): h for ax in (wall_ax, eff_ax, make_ax, mem_ax) for h in ax.lines}
+    _ratios(ratio_ax, [r for r in far if r.get("floor_ratio") is not None], styles)
+    handles = {
+        h.get_label(): h for ax in (wall_ax, eff_ax, make_ax, mem_ax, ratio_ax) for h in ax.lines
+    }
     shown = {k: v for k, v in handles.items() if not k.startswith("_")}
     if any(r.get("thread_handling") == POOL_HANDLING for r in far):
         from matplotlib.lines import Line2D
 
         for handling, ls in (("one-thread-per-connection", "-"), (POOL_HANDLING, "--")):
             shown[f"server: {handling}"] = Line2D([], [], color="k", ls=ls)
-    legend_ax.legend(shown.values(), shown.keys(), loc="upper left", frameon=False)
+    fig.legend(shown.values(), shown.keys(), loc="outside right upper", frameon=False)
     version = (sweep_run or far_run or runs[0]).env.get("server_version", "?")
     drawn = used([sweep_run, far_run, cost_run, server_run])
     fig.suptitle(f"sleep: SELECT SLEEP from many clients ({drawn}, {version})")
@@ -99,9 +106,10 @@ class _Styles:
         return self._markers.setdefault(name, MARKERS[len(self._markers) % len(MARKERS)])
 
     def plot(self, ax: Axes, name: str, xs, ys, *, dashed: bool = False, **kw: Any) -> None:
+        floor = name.startswith(FLOOR)
         ax.plot(
-            xs, ys, marker=self.marker(name), color=colour(name), label=name,
-            ls="--" if dashed else "-", ms=5, lw=1.3, **kw,
+            xs, ys, marker=self.marker(name), color=FLOOR_COLOUR if floor else colour(name),
+            label=name, ls="--" if dashed or floor else "-", ms=5, lw=1.3, **kw,
         )  # fmt: skip
 
 
@@ -166,6 +174,14 @@ def _efficiency(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
     ax.set(ylim=(0, 1.05))
     _finish(ax, "how much of the waiting overlapped (x: where it broke)",
             "efficiency = seconds / wall")  # fmt: skip
+
+
+def _ratios(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
+    """floor_ratio against clients: 1.0 is as good as the C floor."""
+    _series(ax, records, lambda r: r["floor_ratio"], styles)
+    ax.axhline(1.0, color=FLOOR_COLOUR, ls="--", lw=1, label="_ref")
+    _finish(ax, "each strategy against the C floor (1.0: as good as C)",
+            "efficiency / the C floor's efficiency")  # fmt: skip
 
 
 def _per_client(ax: Axes, records, value, ylabel: str, title: str, styles: _Styles) -> None:

@@ -1,8 +1,10 @@
 """How far each way of waiting goes: the clients doubled until the strategy breaks.
 
 `daemonlab run sleep --scale` takes each strategy from 64 clients, doubling,
-to --top (10,000). A strategy stops at the first step where it breaks, and
-the break is a record with its cause, not a crash:
+to --top (10,000), all strategies in turn at each step (alternating, so the C
+floor and the Python strategies see the same server at the same time). A
+strategy stops at the first step where it breaks, and the break is a record
+with its cause, not a crash:
 
     fds         a client could not open its socket (RLIMIT_NOFILE: `ulimit -n`)
     threads     a thread could not be created (RLIMIT_NPROC, kernel.threads-max, memory)
@@ -27,7 +29,7 @@ from typing import Any
 
 from lab.experiments.sleep.job import LIMITS, Broke
 
-__all__ = ["BREAKS", "EFFICIENCY_FLOOR", "FROM", "ladder", "sweep"]
+__all__ = ["BREAKS", "EFFICIENCY_FLOOR", "FROM", "ladder", "sweep", "together"]
 
 #: Where the sweep starts: below this every strategy overlaps perfectly.
 FROM = 64
@@ -42,13 +44,17 @@ BREAKS = LIMITS | {
 }
 
 
+#: A rung the docs quote (the talk's "a thousand clients") replaces the doubling's 1,024.
+ROUND = {1024: 1000}
+
+
 def ladder(top: int) -> list[int]:
-    """64, 128, 256, ... doubling while below `top`, then `top` itself."""
+    """64, 128, 256, ... doubling while below `top` (1,000 in place of 1,024), then `top`."""
     steps, clients = [], FROM
     while clients < top:
-        steps.append(clients)
+        steps.append(ROUND.get(clients, clients))
         clients *= 2
-    return [*steps, top]
+    return [*steps, top] if top not in steps else steps
 
 
 def broke(kind: str, detail: str) -> dict[str, Any]:
@@ -62,23 +68,43 @@ def sweep(
     """Records for one strategy up the ladder, the last one saying where and why it broke.
 
     `measure(clients)` returns a measurement's record or raises Broke."""
-    previous: dict[str, Any] | None = None
-    for clients in ladder(top):
-        ahead = _over_budget(previous, clients, max_rss)
-        if ahead is not None:
-            yield {"clients": clients, **broke("rss", ahead)}
-            return
-        try:
-            record = measure(clients)
-        except Broke as exc:
-            yield {"clients": clients, **broke(exc.kind, exc.detail)}
-            return
-        why = _after(record, max_rss)
-        if why is not None:
-            yield record | broke(*why)
-            return
+    for _, record in together(top, max_rss, {"": measure}):
         yield record
-        previous = record
+
+
+def together(
+    top: int, max_rss: float, measures: dict[str, Callable[[int], dict[str, Any]]]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, record) for every strategy, rung by rung: each rung measures every
+    strategy still standing, in turn, so they alternate on the same server and a
+    neighbour's burst lands on all of them rather than on one strategy's whole
+    ladder. A strategy drops out after the record that says where it broke."""
+    previous: dict[str, dict[str, Any] | None] = dict.fromkeys(measures)
+    for clients in ladder(top):
+        for name, measure in measures.items():
+            if name not in previous:
+                continue  # broke on an earlier rung
+            record, standing = _rung(clients, max_rss, measure, previous[name])
+            yield name, record
+            if standing:
+                previous[name] = record
+            else:
+                del previous[name]
+
+
+def _rung(clients, max_rss, measure, previous) -> tuple[dict[str, Any], bool]:
+    """One strategy's record at `clients`, and whether it is still standing."""
+    ahead = _over_budget(previous, clients, max_rss)
+    if ahead is not None:
+        return {"clients": clients, **broke("rss", ahead)}, False
+    try:
+        record = measure(clients)
+    except Broke as exc:
+        return {"clients": clients, **broke(exc.kind, exc.detail)}, False
+    why = _after(record, max_rss)
+    if why is not None:
+        return record | broke(*why), False
+    return record, True
 
 
 def _over_budget(previous: dict[str, Any] | None, clients: int, max_rss: float) -> str | None:
