@@ -46,7 +46,7 @@ from lab import children
 from lab.errors import LabError
 from lab.experiments.sleep.job import Broke, Job, Timings, connect_blocking, failure, from_line
 
-__all__ = ["CORES", "packet", "wire_clients"]
+__all__ = ["CORES", "packet", "send_query", "wire_clients"]
 
 #: One loop per core by default: more processes than cores only take turns.
 CORES = os.cpu_count() or 1
@@ -175,7 +175,7 @@ def _release(conns: list[Any], query: bytes) -> list[tuple[int, int, float, floa
     starts = []
     for sock in socks:
         starts.append(time.perf_counter_ns())
-        sock.send(query)  # ~100 bytes into an empty socket buffer: sent whole
+        send_query(sock, query)
     rows: list[tuple[int, int, float, float]] = [(0, 0, 0.0, 0.0)] * len(socks)
     replies = [_Reply() for _ in socks]
     with selectors.EpollSelector() as selector:
@@ -194,6 +194,11 @@ def _release(conns: list[Any], query: bytes) -> list[tuple[int, int, float, floa
                     rows[i] = (starts[i], end, *replies[i].times)
                     pending -= 1
     return rows
+
+
+def send_query(sock: Any, query: bytes) -> None:
+    """One query, one system call: ~100 bytes into an empty socket buffer go whole."""
+    sock.send(query)
 
 
 class _Reply:
