@@ -55,14 +55,13 @@ def test_the_floor_agrees_with_mysqlslap_at_a_small_n(mysql_server, built, no_le
     if mysqlslap.available() is None:
         pytest.skip(f"no mysqlslap: `{mysqlslap.INSTALL}`")
     records = measure(
-        clients=(CLIENTS,), seconds=1.0, strategy=("c-floor", "mysqlslap"), floor=("threads",)
+        clients=(CLIENTS,), seconds=1.0, strategy=("c-floor", "mysqlslap"), floor=floor.MODES
     )
-    by = {r["strategy"]: r for r in records}
+    by = {r["strategy"]: r for r in records if r["variant"] != "epoll"}
     assert by["mysqlslap"]["server_peak"] == CLIENTS  # the server saw mysqlslap's queries
-    # mysqlslap's figure holds its connects too (mysqlslap.py): a wide margin for a
-    # shared machine; the 2 % target is the benchmark's.
+    # Held against the threads floor's connects and wall (mysqlslap's figure holds its
+    # connects): a wide margin for a shared machine; the 2 % target is the benchmark's.
     assert by["mysqlslap"]["floor_ratio"] == pytest.approx(1.0, abs=0.1)
-    assert by["c-floor"]["efficiency"] == pytest.approx(1.0, abs=0.1)
 
 
 def slowed_send(sock, query: bytes) -> None:

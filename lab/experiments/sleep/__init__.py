@@ -335,31 +335,47 @@ def _without_floor_if_unbuilt(params: Params, session: Session) -> Params:
 
 class _Ratios:
     """Each record's efficiency over the best C floor's at the same clients, on the same
-    server in the same run (the floor is measured first at each client count)."""
+    server in the same run (the floor is measured first at each client count).
+
+    mysqlslap's own figure holds its connects (mysqlslap.py), so it is held against
+    the floor that does the same work: the threads floor's connect_s + wall_s."""
 
     def __init__(self) -> None:
-        self.floors: dict[int, float] = {}
-        self.ratios: dict[str, dict[int, float]] = {}
+        self.floors: dict[tuple[str, int], float] = {}
+        self.ratios: dict[str, dict[int, list[float]]] = {}
 
     def add(self, record: dict[str, Any]) -> dict[str, Any]:
         if "efficiency" not in record:
             return record
         clients, efficiency = record["clients"], record["efficiency"]
         if record["strategy"] == FLOOR:
-            self.floors[clients] = max(efficiency, self.floors.get(clients, 0.0))
-        elif clients in self.floors:
-            record["floor_ratio"] = efficiency / self.floors[clients]
+            self._best("", clients, efficiency)
+            if record["variant"] == "threads":
+                with_connects = record["seconds"] / (record["wall_s"] + record["connect_s"])
+                self._best(PEER, clients, with_connects)
+            return record
+        floor = self.floors.get((PEER if record["strategy"] == PEER else "", clients))
+        if floor is not None:
+            record["floor_ratio"] = efficiency / floor
             label = _label((record["strategy"], record["variant"]), 0).removesuffix(" x0")
-            self.ratios.setdefault(label, {})[clients] = record["floor_ratio"]
+            self.ratios.setdefault(label, {}).setdefault(clients, []).append(record["floor_ratio"])
         return record
 
+    def _best(self, kind: str, clients: int, efficiency: float) -> None:
+        self.floors[kind, clients] = max(efficiency, self.floors.get((kind, clients), 0.0))
+
     def said(self) -> list[str]:
-        """One line per strategy: its ratio to the floor at each client count."""
+        """One line per strategy: its ratio to the floor at each client count (the
+        median, and the range where repeated)."""
         return [
-            f"{label} / C floor: "
-            + ", ".join(f"{ratio:.3f} at {clients:,}" for clients, ratio in by.items())
+            f"{label} / C floor: " + ", ".join(f"{_spread(r)} at {n:,}" for n, r in by.items())
             for label, by in self.ratios.items()
         ]
+
+
+def _spread(values: list[float]) -> str:
+    median = f"{statistics.median(values):.3f}"
+    return median if len(values) == 1 else f"{median} ({min(values):.3f}-{max(values):.3f})"
 
 
 def _note_server(session: Session, server: db.Server, facts: dict, room: str) -> None:
