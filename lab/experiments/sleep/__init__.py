@@ -4,8 +4,8 @@ One after the other they take N x s; at the same time, s. The slide showed
 two Ruby clients: about 2 s without threads, about 1 s with. Here the same
 demo runs six ways in Python, on a real server, beside a C floor:
 
-    c-floor     the same job in C (MariaDB Connector/C): one thread on epoll, or a
-                thread per connection as mysqlslap (--floor); no Python at all
+    c-floor     the same job in C (MariaDB Connector/C): one thread on epoll, epoll in
+                a process per core, or a thread per connection as mysqlslap (--floor)
     sequential  one connection, N queries in a row (the slide's "w/o")
     threads     one pymysql connection per thread (the slide's "with")
     fork        one raw os.fork child per client, results back over a pipe
@@ -155,8 +155,9 @@ class Params(_Params):
         choices=tuple(tasks.DRIVERS),
     )
     floor: tuple[str, ...] = option(
-        ("epoll",),
-        "the C floor's ways: epoll (one thread) or threads (one per connection, as mysqlslap)",
+        ("epoll", "per-core"),
+        "the C floor's ways: epoll (one thread), per-core (epoll in a process per core) or "
+        "threads (one per connection, as mysqlslap); ratios are to the best of them",
         choices=floor.MODES,
     )
     loops: tuple[int, ...] = option(

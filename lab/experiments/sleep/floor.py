@@ -1,8 +1,9 @@
 """The C floor: floor.c, built on first use, run as a strategy like any other.
 
 `c-floor` is the demo with no Python in the client: one thread, one epoll
-set, MariaDB Connector/C's non-blocking calls (variant `epoll`), or one
-blocking thread per connection as mysqlslap does it (variant `threads`).
+set, MariaDB Connector/C's non-blocking calls (variant `epoll`), the same in
+one process per core (`per-core`, the floor for wire's loop per core), or
+one blocking thread per connection as mysqlslap does it (`threads`).
 It takes the same Job and returns the same Timings as the Python
 strategies, on the same server, through the same watcher, so each Python
 strategy's efficiency divided by the floor's (`floor_ratio`) is what Python
@@ -34,10 +35,11 @@ from lab import cbuild
 from lab.errors import LabError
 from lab.experiments.sleep.job import LIMITS, Broke, Job, Timings, from_line
 
-__all__ = ["INSTALL", "MODES", "binary", "c_floor"]
+__all__ = ["CORES", "INSTALL", "MODES", "binary", "c_floor"]
 
 SOURCE = Path(__file__).with_name("floor.c")
-MODES = ("epoll", "threads")
+MODES = ("epoll", "threads", "per-core")
+CORES = os.cpu_count() or 1
 INSTALL = "apt-get install libmariadb-dev"
 
 #: After the release the floor needs `seconds` and the replies; this much more
@@ -60,47 +62,67 @@ def binary() -> Path:
 
 
 def c_floor(job: Job, mode: str = "epoll") -> Timings:
-    """Run floor.c as one strategy's measurement: connect, release, read every reply."""
+    """Run floor.c as one strategy's measurement: connect, release, read every reply.
+
+    `per-core` runs the epoll floor in one process per core, the clients split
+    between them, released together: the floor for a Python client that uses
+    every core (wire's --loops), where one thread's floor would be no floor."""
     if job.server.tls:
         raise LabError("the C floor speaks plain TCP: this server asks for TLS")
     if job.server.unix_socket:
         raise LabError("the C floor speaks TCP: this server is reached over a Unix socket")
-    args = [str(binary()), mode, str(job.clients), job.server.host, str(job.server.port)]
-    args += [job.server.user, job.server.database]
+    count = min(CORES, job.clients) if mode == "per-core" else 1
+    shares = [job.clients // count + (i < job.clients % count) for i in range(count)]
     env = os.environ | {"LAB_FLOOR_PASSWORD": job.server.password}
-    with subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
-    ) as proc:  # fmt: skip
-        try:
-            return _converse(job, proc)
-        finally:
-            _finish(proc, job)
+    with contextlib.ExitStack() as stack:
+        procs = []
+        for share in shares:
+            args = [str(binary()), "threads" if mode == "threads" else "epoll", str(share)]
+            args += [job.server.host, str(job.server.port), job.server.user, job.server.database]
+            proc = stack.enter_context(
+                subprocess.Popen(
+                    args,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )  # fmt: skip
+            )
+            stack.callback(_finish, proc, job)  # before Popen's own exit, which waits
+            procs.append((proc, share))
+        return _converse(job, procs)
 
 
-def _converse(job: Job, proc: subprocess.Popen) -> Timings:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(job.sql + "\n")
-    proc.stdin.flush()
-    ready, _, _ = select.select([proc.stdout], [], [], job.time_limit)
-    if not ready:
-        raise Broke("time", f"{job.clients} floor clients not connected in {job.time_limit:g} s")
-    word, _, rest = proc.stdout.readline().partition(" ")
-    _check(job, word, rest, proc)
-    timings = Timings(connect_ns=int(rest))
+def _converse(job: Job, procs: list[tuple[subprocess.Popen, int]]) -> Timings:
+    for proc, _ in procs:
+        proc.stdin.write(job.sql + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+    connects = [_line(job, proc, job.time_limit, "connected") for proc, _ in procs]
+    timings = Timings(connect_ns=max(connects))  # they connect side by side
     job.connected()
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    ready, _, _ = select.select([proc.stdout], [], [], job.seconds + AFTER_S)
-    if not ready:
-        raise LabError(f"the C floor gave no replies in {job.seconds + AFTER_S:g} s")
-    word, _, rest = proc.stdout.readline().partition(" ")
-    _check(job, word, rest, proc)
-    timings.go_ns = int(rest)
-    for _ in range(job.clients):
-        start, end, server_start, server_end = proc.stdout.readline().split()
-        timings.add(int(start), int(end), float(server_start), float(server_end))
+    for proc, _ in procs:
+        proc.stdin.write("go\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+    goes = [_line(job, proc, job.seconds + AFTER_S, "go") for proc, _ in procs]
+    timings.go_ns = min(goes)  # the first to be released: the others' wake-ups count
+    for proc, share in procs:
+        for _ in range(share):
+            start, end, server_start, server_end = proc.stdout.readline().split()  # type: ignore[union-attr]
+            timings.add(int(start), int(end), float(server_start), float(server_end))
     return timings
+
+
+def _line(job: Job, proc: subprocess.Popen, timeout: float, word: str) -> int:
+    """The number on floor.c's next line, which must start with `word`; bounded in time."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready and word == "connected":
+        raise Broke("time", f"{job.clients} floor clients not connected in {timeout:g} s")
+    if not ready:
+        raise LabError(f"the C floor gave no replies in {timeout:g} s")
+    said, _, rest = proc.stdout.readline().partition(" ")  # type: ignore[union-attr]
+    _check(job, said, rest, proc)
+    return int(rest)
 
 
 def _check(job: Job, word: str, rest: str, proc: subprocess.Popen) -> None:
