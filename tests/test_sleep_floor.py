@@ -97,3 +97,23 @@ def test_a_missing_header_names_the_package_to_install(tmp_path: Path, monkeypat
     source.write_text("#include <no_such_header_of_the_lab.h>\nint main(void) { return 0; }\n")
     with pytest.raises(LabError, match=r"needs `apt-get install libfoo-dev`: .*no_such_header"):
         cbuild.build(source, "probe", install="apt-get install libfoo-dev")
+
+
+def test_under_scale_the_strategies_alternate_rung_by_rung_until_each_breaks():
+    from lab.experiments.sleep import scale
+    from lab.experiments.sleep.job import Broke
+
+    def measuring(breaks_at: int | None):
+        def measure(clients: int) -> dict:
+            if clients == breaks_at:
+                raise Broke("fds", "out")
+            return {"clients": clients, "efficiency": 0.99}
+
+        return measure
+
+    measures = {"c-floor": measuring(None), "wire": measuring(256)}
+    order = [(name, r["clients"]) for name, r in scale.together(512, 8192, measures)]
+    assert order == [
+        ("c-floor", 64), ("wire", 64), ("c-floor", 128), ("wire", 128),
+        ("c-floor", 256), ("wire", 256), ("c-floor", 512),
+    ]  # fmt: skip
