@@ -117,8 +117,8 @@ COLUMNS = [
     Column("wall_s", "wall s", ".3f"),
     Column("efficiency", "eff.", ".3f"),
     Column("connect_s", "connect s", ".3f"),
-    Column("floor_ratio", "x floor", ".3f"),
     Column("note", "note"),
+    Column("floor_ratio", "x floor", ".3f", wide=True),  # the notes say each in one line
     Column("server_peak", "at once", ",d", wide=True),
     Column("send_skew_s", "send skew s", ".4f", wide=True),
     Column("server_start_spread_s", "server spread s", ".4f", wide=True),
