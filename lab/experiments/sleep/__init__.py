@@ -22,9 +22,10 @@ own proof that the queries overlapped. efficiency = seconds / wall_s: 1.0 is
 perfect overlap, sequential shows about 1/N. The client's send skew
 (send_skew_s: its first query sent to its last) is what releasing costs the
 client; the server stamps each sleep's start and end, and its start spread
-(server_start_spread_s) can never be less than the send skew: a server starts
-no query it has not been sent. floor_ratio is a record's efficiency over the C
-floor's at the same clients in the same run: what Python itself costs.
+(server_start_spread_s) holds the send skew (a server starts no query it has
+not been sent), so server_efficiency is no floor of its own. floor_ratio is a
+record's efficiency over the C floor's at the same clients in the same run:
+what Python itself costs.
 
 How far does it go? `--scale` doubles each strategy's clients from 64 to
 10,000 until it breaks, and records why it broke (out of descriptors, a
