@@ -341,6 +341,7 @@ def _server_argv(
         f"--socket={d / 'mysqld.sock'}",
         f"--pid-file={d / 'mysqld.pid'}",
         f"--log-error={d / 'error.log'}",
+        f"--tmpdir={d}",  # its temporary tables in its own directory, not the shared /tmp
         "--skip-log-bin",  # a throwaway server needs no replication log
         *settings.argv(),
         *_as_root(),
