@@ -310,7 +310,7 @@ STOPS = {
 
 
 @pytest.mark.parametrize("stop", STOPS)
-@pytest.mark.parametrize("strategy", ["threads", "fork", "asyncio"])
+@pytest.mark.parametrize("strategy", ["threads", "fork", "asyncio", "c-floor", "wire"])
 def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
     throwaway, results_path, strategy, stop
 ):
@@ -421,7 +421,9 @@ def _group_gone(pgid: int, timeout: float = 10) -> bool:
     return True
 
 
-@pytest.mark.parametrize("strategy", ["sequential", "threads", "fork", "pool", "asyncio"])
+@pytest.mark.parametrize(
+    "strategy", ["sequential", "threads", "fork", "pool", "asyncio", "c-floor", "wire"]
+)
 def test_a_server_killed_mid_query_is_one_line_within_seconds_and_the_run_is_stored_failed(
     throwaway, results_path, strategy
 ):
