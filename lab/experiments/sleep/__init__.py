@@ -357,7 +357,7 @@ class _Ratios:
                 self._best(PEER, clients, with_connects)
             return record
         floor = self.floors.get((PEER if record["strategy"] == PEER else "", clients))
-        if floor is not None:
+        if floor is not None and record["strategy"] != "sequential":  # not the same job
             record["floor_ratio"] = efficiency / floor
             label = _label((record["strategy"], record["variant"]), 0).removesuffix(" x0")
             self.ratios.setdefault(label, {}).setdefault(clients, []).append(record["floor_ratio"])
