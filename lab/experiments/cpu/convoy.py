@@ -56,14 +56,16 @@ _RTT = struct.Struct("<q")  # client -> parent: one round trip, in ns
 
 #: The spinner as a subinterpreter runs it: the same loop, told to stop by a
 #: byte on a pipe (an Event cannot cross), its count written back as text.
-#: The pipe is looked at every 10,000 loops: a syscall every 1,000 would slow it.
+#: The pipe is looked at every million loops (tens of ms): select() releases the
+#: GIL, and a spinner that let go every millisecond would hide the convoy
+#: wherever the GIL is shared (the legacy config the tests use as the control).
 #: In a function, as _spin is: module-level names are slower than locals.
 INTERPRETER_SPINNER = """\
 import os, select
 def spin():
     n = 0
     while not select.select([stop_fd], [], [], 0)[0]:
-        for _ in range(10000):
+        for _ in range(1000000):
             n += 1
     return n
 os.write(count_fd, str(spin()).encode())
