@@ -82,6 +82,11 @@ COLUMNS = {
         *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p95", "p99", "first")),
         Column("repeat", "n", "d"),
         *(Column(f"{q}_ms", f"{q} ms", ".3f", wide=True) for q in ("min", "p25", "p75")),
+        # a subinterpreter's median split: created, its first call, destroyed
+        *(
+            Column(f"{q}_ms", f"{q} ms", ".3f", wide=True)
+            for q in ("create", "first_call", "destroy")
+        ),
     ],
     "rss": [
         _PYTHON,

@@ -185,9 +185,38 @@ def _skipped(part: str, method: str) -> dict[str, Any] | None:
     return {"part": part, "method": method, "skipped": why} if why else None
 
 
+def _interpreter_phases(repeat: int) -> dict[str, float]:
+    """Where a subinterpreter's cost goes: creating it, its first call, destroying it.
+
+    Medians in ms, beside the whole (create to destroyed) that the record's
+    quantiles time, as every other method's are timed create to reaped.
+    """
+    phases: dict[str, list[float]] = {"create_ms": [], "first_call_ms": [], "destroy_ms": []}
+    for _ in range(repeat):
+        marks = [time.perf_counter_ns()]
+        interp = subinterpreters.Subinterpreter()
+        marks.append(time.perf_counter_ns())
+        try:
+            interp.exec("pass")
+            marks.append(time.perf_counter_ns())
+        finally:
+            interp.close()
+        marks.append(time.perf_counter_ns())
+        for samples, start, end in zip(phases.values(), marks, marks[1:], strict=False):
+            samples.append((end - start) / 1e6)  # marks has one more entry than phases
+    return {name: _percentile(sorted(samples), 50) for name, samples in phases.items()}
+
+
 def _create(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for method in params["methods"]:
-        yield _skipped("create", method) or {"part": "create", **_latency(method, params["repeat"])}
+        skipped = _skipped("create", method)
+        if skipped:
+            yield skipped
+            continue
+        record = {"part": "create", **_latency(method, params["repeat"])}
+        if method == "interpreter":
+            record.update(_interpreter_phases(params["repeat"]))
+        yield record
 
 
 def _ballast(rss_mb: int) -> bytearray:
