@@ -16,7 +16,7 @@ import shutil
 from lab import env, interpreters
 from lab.errors import LabError
 
-__all__ = ["facts", "main"]
+__all__ = ["facts", "main", "other_exits"]
 
 
 def facts() -> list[tuple[str, str]]:
@@ -27,7 +27,7 @@ def facts() -> list[tuple[str, str]]:
         ("python", f"{fp['python']} ({fp['implementation']}, {fp['executable']})"),
         ("build", f"{fp['build']}, {fp['compiler']}"),
         ("GIL", "enabled" if fp["gil_enabled"] else "disabled (free-threaded)"),
-        *_other_exits(interpreters.installed()),
+        *other_exits(interpreters.installed()),
         ("fork", "available" if fp["has_fork"] else "missing: use --start-method spawn"),
         (
             "start methods",
@@ -57,7 +57,7 @@ def facts() -> list[tuple[str, str]]:
     return rows
 
 
-def _other_exits(found: list[interpreters.Interpreter]) -> list[tuple[str, str]]:
+def other_exits(found: list[interpreters.Interpreter]) -> list[tuple[str, str]]:
     """The GIL's other exits on this machine: subinterpreters, and free-threaded builds."""
 
     def named(group) -> str:

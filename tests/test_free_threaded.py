@@ -74,7 +74,7 @@ def test_the_fake_is_recognised_as_free_threaded(fake) -> None:
 
 def test_doctor_lists_it_as_free_threaded_and_offering_subinterpreters(fake) -> None:
     gil, _ = fake
-    rows = dict(doctor._other_exits(interpreters.installed()))
+    rows = dict(doctor.other_exits(interpreters.installed()))
     if gil == "disabled":
         assert "3.13.0t at " in rows["free-threaded"] and "python3.13t" in rows["free-threaded"]
         assert rows["free-threaded"].endswith("GIL disabled")

@@ -80,6 +80,28 @@ def test_a_spinner_in_another_interpreter_does_not_convoy_the_echo() -> None:
     assert interp["median_ms"] < thread["median_ms"] / 5, (thread, interp)
 
 
+def test_the_convoy_comes_back_when_the_spinner_shares_the_main_gil() -> None:
+    """The control: the same spinner in a legacy subinterpreter (one GIL for all)."""
+    code = "\n".join(
+        [
+            "import functools, json, sys",
+            f"sys.path.insert(0, {str(ROOT)!r})",
+            "from lab import subinterpreters",
+            "from lab.experiments.cpu import convoy",
+            "legacy = functools.partial(subinterpreters.Subinterpreter, isolated=False)",
+            "subinterpreters.Subinterpreter = legacy",
+            "print(json.dumps(list(convoy.measure_convoy(100, 1e-4, True))))",
+        ]
+    )
+    out = subprocess.run(
+        [_python("3.13").path, "-I", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    cases = {(r["case"], r["switch_interval_ms"]): r for r in json.loads(out.stdout)}
+    alone, shared = cases["alone", 5.0], cases["interpreter", 5.0]
+    assert shared["median_ms"] > 5 * alone["median_ms"], (alone, shared)
+
+
 # -- the crossing facts, each against a control that must make it fail -------------------
 def _facts(spec: str, before: str = "") -> dict[int, dict]:
     """crossing.check_facts() under `spec`, after running `before` (a control's swap)."""
@@ -196,3 +218,31 @@ def test_sleep_clients_in_subinterpreters_overlap_their_sleeps(mysql_server) -> 
     assert out.returncode == 0, out.stderr
     (record,) = json.loads(out.stdout.splitlines()[-1])
     assert record["server_peak"] == 4 and record["wall_s"] < 0.9, record
+
+
+def test_the_tables_fit_80_columns_with_the_new_rows() -> None:
+    """Natural width, not what a terminal cropped: rich measures what it is given."""
+    import os
+
+    from rich.console import Console
+
+    from lab import report
+    from lab.experiments import cpu, spawn
+
+    runs = [
+        (cpu, cpu.run(cpu.Params(
+            python=(sys.executable, "3.13"), workers=(2,), work=50_000, repeat=1, pings=5,
+            start_method=("forkserver",), strategy=("threads", "pool", "interpreters"),
+        ))),
+        (spawn, spawn.run(spawn.Params(
+            python=(sys.executable, "3.13"), part=("create", "memory"), repeat=2, processes=2,
+            method=("mp_forkserver", "interpreter"), memory_worker=("fork", "interpreter"),
+        ))),
+    ]  # fmt: skip
+    with open(os.devnull, "w") as devnull:
+        out = Console(width=300, record=True, file=devnull)
+        for module, run in runs:
+            for table in report.records_tables(run, module.COLUMNS):
+                out.print(table)
+    lines = out.export_text().splitlines()
+    assert max(map(len, (line.rstrip() for line in lines))) <= 80, "\n".join(lines)

@@ -117,7 +117,8 @@ COLUMNS = {
         Column("case", "echo"),
         Column("switch_interval_ms", "switch ms", ".2f"),
         *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p99", "max")),
-        Column("spinner_mloops_s", "spinner Mloop/s", ".2f"),
+        # "spins": the spinner's loops, in millions a second (the price of switching)
+        Column("spinner_mloops_s", "spins M/s", ".2f"),
         Column("pings", "pings", "d", wide=True),
         Column("gil", "GIL", wide=True),
     ],

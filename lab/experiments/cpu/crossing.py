@@ -10,7 +10,7 @@ compares what it expected with what it saw, as the fork lesson's facts do:
     2  a dict and a socket do not: refused before anything runs
     3  a queue's items cross (3.13+), a dict put on one is refused
     4  a module's globals are per interpreter
-    5  extension modules without subinterpreter support refuse to load
+    5  an extension module without subinterpreter support refuses to load
     6  a signal handler can be set only in the main interpreter
 
 Three module-level names are what a fact depends on, and the tests swap
@@ -203,7 +203,7 @@ FACTS = {
     2: ("a dict and a socket do not cross", dict_and_socket_refused),
     3: ("a queue's items cross; a dict put on it is refused", queue_items_cross),
     4: ("a module's globals are per interpreter", globals_are_per_interpreter),
-    5: ("extension modules without subinterpreter support refuse to load", None),
+    5: ("an extension without subinterpreter support refuses", None),
     6: ("only the main interpreter can set a signal handler", signal_handlers_main_only),
 }
 
