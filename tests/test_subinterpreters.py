@@ -197,6 +197,7 @@ def test_spawn_measures_a_subinterpreter_and_says_when_there_is_none() -> None:
 def test_sleep_interpreters_refuses_in_one_line_without_subinterpreters() -> None:
     result = run_cli("run", "sleep", "--strategy", "interpreters", "--clients", "2")
     assert_refused(result, "no subinterpreters in Python")
+    assert "subinterpreters" not in run_cli("results", "sleep").stdout  # no run was stored
 
 
 @pytest.mark.db

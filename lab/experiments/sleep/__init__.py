@@ -189,6 +189,7 @@ TOUR = [
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
     """Find (or start) the first server and make room on it *before* the run exists:
     a server that cannot be reached is one line, not a failed run with nothing in it."""
+    interpreters.refuse_where_missing(params.strategy)  # as is a Python without them
     handlings = params.thread_handling or (None,)
     need = db.Need(_most(params) + 1, handlings[0], params.server)  # + 1: the watcher
     with contextlib.ExitStack() as stack:

@@ -47,7 +47,7 @@ from lab.experiments.sleep.job import (
     from_line,
 )
 
-__all__ = ["CLIENT", "interpreters"]
+__all__ = ["CLIENT", "interpreters", "refuse_where_missing"]
 
 READY = b"r"  # a client is connected and warmed up
 FAILED = b"e"  # a client could not connect: its line on the results pipe says why
@@ -91,11 +91,16 @@ client()
 """
 
 
+def refuse_where_missing(strategies) -> None:
+    """Before the run exists: asked for here, without subinterpreters, is one line."""
+    missing = subinterpreters.unavailable()
+    if "interpreters" in strategies and missing:
+        raise LabError(f"sleep --strategy interpreters: {missing} (it needs 3.12 or newer)")
+
+
 def interpreters(job: Job) -> Timings:
     """One subinterpreter per client, each run from its own thread; pipes for ready and go."""
-    missing = subinterpreters.unavailable()
-    if missing:
-        raise LabError(f"sleep --strategy interpreters: {missing} (it needs 3.12 or newer)")
+    refuse_where_missing(("interpreters",))
     kwargs = job.server.pymysql_kwargs(connect_timeout=CONNECT_TIMEOUT_S)
     if "ssl" in kwargs:
         raise LabError("sleep --strategy interpreters: an SSLContext cannot cross into one")
