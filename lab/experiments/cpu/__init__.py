@@ -153,7 +153,9 @@ TOUR = [
     ),
     (
         "Other interpreters: `daemonlab run cpu --python 3.12,3.13` runs the same measured "
-        "code under each and stores the records side by side; a free-threaded build "
+        "code under each and stores the records side by side. There the `interpreters` "
+        "strategy gives each worker a subinterpreter with its own GIL (PEP 684), and "
+        "`--part crossing` checks what may pass between them; a free-threaded build "
         "(`python3.13t`) is where threads finally scale.",
         None,
     ),
