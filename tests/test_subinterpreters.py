@@ -62,7 +62,7 @@ def test_cpu_draws_threads_processes_and_interpreters_side_by_side() -> None:
     assert "CPython 3.13.0: subinterpreters by _interpreters" in result.stdout
 
 
-def test_each_interpreter_worker_has_a_gil_of_its_own() -> None:
+def test_interpreter_records_say_which_api_ran_them() -> None:
     """The records say which API ran them; the work is really done (cpu time counted)."""
     (seq, interp) = _cpu("3.13", {"parts": ["scaling"], "work": 2_000_000})
     assert (seq["strategy"], interp["strategy"]) == ("sequential", "interpreters")
