@@ -100,30 +100,41 @@ def simple_values_cross() -> tuple[str, str, bool]:
     return "each arrives with its type and value", observed, observed == want
 
 
+#: What 3.14's concurrent.interpreters lets cross that 3.12 and 3.13 refuse: its
+#: prepare_main copies what is not shareable by pickle (the 3.14 docs: "most are
+#: copied via pickle"), so a dict arrives as a copy; a socket cannot be pickled.
+#: Not checked here: this machine has no 3.14.
+COPIED_BY_PICKLE = {"a dict"}
+
+
 def dict_and_socket_refused() -> tuple[str, str, bool]:
-    seen = []
+    pickles = subinterpreters.api() == "concurrent.interpreters"
+    seen, holds = [], True
     for name, make in REFUSED.items():
         value = make()
         try:
             probe_here("import os\nos.write(out, b'ran')", value=value)
             seen.append(f"{name}: crossed")
+            holds = holds and pickles and name in COPIED_BY_PICKLE
         # 3.12 raises ValueError; 3.13+ NotShareableError, a ValueError
         except (ValueError, TypeError) as exc:
             seen.append(f"{name}: {type(exc).__name__}")
+            holds = holds and not (pickles and name in COPIED_BY_PICKLE)
         finally:
             if isinstance(value, socket.socket):
                 value.close()
-    holds = not any(s.endswith("crossed") for s in seen)
     expected = "each refused (NotShareableError or ValueError) before the code runs"
+    if pickles:
+        expected = "a dict crosses as a pickled copy; a socket is refused"
     return expected, "; ".join(seen), holds
 
 
 def queue_items_cross() -> tuple[str, str, bool | None]:
     """3.13's _interpqueues (3.14: concurrent.interpreters.create_queue): put here, get there."""
-    try:
-        import _interpqueues as queues
-    except ImportError:
-        return "", f"skipped: no cross-interpreter queue in {subinterpreters.api()}", None
+    if subinterpreters.api() != "_interpreters":  # 3.14's queues are not checked: none here
+        return "", f"skipped: 3.13's _interpqueues only, not {subinterpreters.api()}", None
+    import _interpqueues as queues
+
     # create(maxsize, fmt, unboundop) and put(qid, obj, fmt, unboundop) in 3.13.0: fmt 0 is
     # "no format tag", unboundop 1 is "remove the item if its interpreter goes away"
     qid = queues.create(0, 0, 1)
