@@ -1,9 +1,11 @@
 """`daemonlab doctor`: what this machine offers the lab, read live.
 
 The questions a workshop attendee's first run depends on: which Python and
-whether it has a GIL, whether fork exists and which start methods there are,
-how many cores this process may use, which MySQL server the lab would use
-(and how it found it), and whether Docker could supply one. It also undoes
+whether it has a GIL, which other Pythons here offer subinterpreters with their
+own GIL and which are free-threaded (lab.interpreters.installed), whether fork
+exists and which start methods there are, how many cores this process may
+use, which MySQL server the lab would use (and how it found it), and whether
+Docker could supply one. It also undoes
 what runs that died left behind (a throwaway server, a raised max_connections).
 """
 
@@ -11,10 +13,10 @@ from __future__ import annotations
 
 import shutil
 
-from lab import env
+from lab import env, interpreters
 from lab.errors import LabError
 
-__all__ = ["facts", "main"]
+__all__ = ["facts", "main", "other_exits"]
 
 
 def facts() -> list[tuple[str, str]]:
@@ -25,6 +27,7 @@ def facts() -> list[tuple[str, str]]:
         ("python", f"{fp['python']} ({fp['implementation']}, {fp['executable']})"),
         ("build", f"{fp['build']}, {fp['compiler']}"),
         ("GIL", "enabled" if fp["gil_enabled"] else "disabled (free-threaded)"),
+        *other_exits(interpreters.installed()),
         ("fork", "available" if fp["has_fork"] else "missing: use --start-method spawn"),
         (
             "start methods",
@@ -52,6 +55,22 @@ def facts() -> list[tuple[str, str]]:
     engine = "an engine answers" if db.docker_answers() else "no engine answers"
     rows.append(("docker", f"client {docker}, {engine}" if docker else f"no client, {engine}"))
     return rows
+
+
+def other_exits(found: list[interpreters.Interpreter]) -> list[tuple[str, str]]:
+    """The GIL's other exits on this machine: subinterpreters, and free-threaded builds."""
+
+    def named(group) -> str:
+        return ", ".join(f"{i.version} ({i.subinterpreters or i.path})" for i in group)
+
+    offering = [i for i in found if i.subinterpreters]
+    without = [i.version for i in found if not i.subinterpreters]
+    free = [i for i in found if i.free_threaded_build]
+    said = named(offering) or "none found"
+    if without:
+        said += f"; none in {', '.join(without)}"
+    threaded = ", ".join(f"{i.version}t at {i.path}, GIL {i.gil}" for i in free)
+    return [("subinterpreters", said), ("free-threaded", threaded or "none found")]
 
 
 def _leftovers() -> str:

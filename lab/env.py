@@ -76,6 +76,7 @@ def fingerprint() -> dict[str, Any]:
         "executable": sys.executable,
         "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "gil_enabled": gil_enabled(),
+        "gil": "enabled" if gil_enabled() else "disabled",  # what records and tables say
         "start_methods": multiprocessing.get_all_start_methods(),
         "default_start_method": start_methods.default_start_method(),
         "has_fork": start_methods.has_fork(),

@@ -60,7 +60,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from lab import children
+from lab import children, subinterpreters
 from lab.errors import LabError
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "Interpreter",
     "chosen",
     "current",
+    "installed",
     "resolve",
     "run_measured",
     "stream_measured",
@@ -97,9 +98,19 @@ STOP_GRACE_S = 1.0
 
 # Runs in the probed interpreter, possibly Python 2: no f-strings, print(one arg).
 _PROBE = """\
-import json, platform, sys, sysconfig
+import importlib, json, platform, sys, sysconfig
 probe = getattr(sys, "_is_gil_enabled", None)
+def subinterpreters():
+    if sys.version_info < (3, 12):
+        return None  # 3.8-3.11's _xxsubinterpreters: one GIL shared by all (PEP 684 is 3.12)
+    for name in ("concurrent.interpreters", "_interpreters", "_xxsubinterpreters"):
+        try:
+            importlib.import_module(name)
+            return name
+        except ImportError:
+            pass
 print(json.dumps({
+    "subinterpreters": subinterpreters(),
     "version": platform.python_version(),
     "version_info": list(sys.version_info[:3]),
     "implementation": platform.python_implementation(),
@@ -138,6 +149,13 @@ class Interpreter:
     implementation: str  # "CPython"
     free_threaded_build: bool  # built with Py_GIL_DISABLED (python3.13t)
     gil_enabled: bool  # at run time: a free-threaded build can still turn it on
+    #: the module offering subinterpreters with their own GIL (lab.subinterpreters), or None
+    subinterpreters: str | None = None
+
+    @property
+    def gil(self) -> str:
+        """What every record says: "enabled", or "disabled" (a free-threaded build without it)."""
+        return "enabled" if self.gil_enabled else "disabled"
 
     @property
     def label(self) -> str:
@@ -160,6 +178,7 @@ def current() -> Interpreter:
         implementation=platform.python_implementation(),
         free_threaded_build=bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         gil_enabled=True if probe is None else bool(probe()),
+        subinterpreters=subinterpreters.api(),
     )
 
 
@@ -187,6 +206,29 @@ def resolve(spec: str) -> Interpreter:
             return found
     where = "that path" if "/" in spec else "PATH or pyenv's versions"
     raise LabError(f"--python: no interpreter {spec!r} in {where}")
+
+
+#: The names `installed` looks for: each CPython the lab's parts run under, and
+#: its free-threaded twin (PEP 703's python3.13t, installed beside python3.13).
+KNOWN_NAMES = tuple(f"python3.{minor}{t}" for minor in range(10, 16) for t in ("", "t"))
+
+
+def installed() -> list[Interpreter]:
+    """Every interpreter on this machine under KNOWN_NAMES (PATH, then pyenv's), each once.
+
+    For `daemonlab doctor`: which offer subinterpreters, which are free-threaded.
+    """
+    seen: set[str] = set()
+    found = []
+    for name in KNOWN_NAMES:
+        for path in _candidates(name):
+            if os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            probed = _probe(name, path)
+            if probed is not None:
+                found.append(probed)
+    return found
 
 
 def _command_name(spec: str) -> str:
@@ -257,6 +299,7 @@ def _probe(spec: str, path: str) -> Interpreter | None:
         implementation=facts["implementation"],
         free_threaded_build=facts["free_threaded_build"],
         gil_enabled=facts["gil_enabled"],
+        subinterpreters=facts.get("subinterpreters"),
     )
 
 
@@ -281,7 +324,9 @@ def stream_measured(
 ) -> Iterator[dict[str, Any]]:
     """Like run_measured, but yields each record the moment the child writes it.
 
-    Each record gains `python` (the version) and `interpreter` (its path).
+    Each record gains `python` (the version), `interpreter` (its path) and
+    `gil` ("enabled", or "disabled" on a free-threaded build running without it)
+    unless the measured module said it itself.
     A child that fails raises LabError with its last stderr line; one that
     outlives `timeout` seconds is stopped. Whatever happens (an error, Ctrl-C,
     the consumer stopping early) the child and everything it started is
@@ -304,6 +349,7 @@ def stream_measured(
             record = json.loads(line)
             record["python"] = interpreter.version
             record["interpreter"] = interpreter.path
+            record.setdefault("gil", interpreter.gil)
             yield record
         returncode = child.wait(timeout=max(0.1, deadline - time.monotonic()))
         if returncode != 0:

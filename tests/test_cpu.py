@@ -125,7 +125,8 @@ def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
 
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter has no GIL to convoy on")
 def test_a_spinning_thread_delays_the_echo_and_a_short_switch_interval_helps(no_leaks) -> None:
-    records = cpu.run(cpu.Params(part=("convoy",), pings=100)).records
+    params = cpu.Params(part=("convoy",), pings=100, strategy=("threads",))
+    records = cpu.run(params).records
     alone, spinner, fast = (r["median_ms"] for r in records)
     assert [r["case"] for r in records] == ["alone", "spinner", "spinner"]
     assert spinner > 5 * alone, f"echo {alone} ms alone, {spinner} ms beside a spinner"
@@ -154,16 +155,19 @@ def test_another_interpreter_runs_the_same_measurement_for_real(no_leaks) -> Non
     records = json.loads(result.stdout)["records"]
     versions = {r["python"][:4] for r in records}
     assert versions == {f"{sys.version_info[0]}.{sys.version_info[1]}", "3.13"}
-    assert {r["strategy"] for r in records} == {"sequential", "threads", "processes", "pool"}
+    assert {r["strategy"] for r in records} == {
+        "sequential", "threads", "processes", "pool", "interpreters"
+    }  # fmt: skip
 
 
 def test_default_run_stores_every_record() -> None:
     result = run_cli("run", "cpu", "--json")
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
-    # 4 worker counts x (sequential, threads, processes, 3 pool start methods) + 3 convoy
-    # cases: the repeats of each are summarised in one record
-    assert len(run["records"]) == 4 * 6 + 3
+    # 4 worker counts x (sequential, threads, processes, 3 pool start methods,
+    # interpreters) + 4 convoy cases + 6 crossing facts: the repeats of each are
+    # summarised in one record (or one saying why it was skipped)
+    assert len(run["records"]) == 4 * 7 + 4 + 6
     assert run["env"]["interpreters"][0]["path"] == sys.executable
     listed = run_cli("results", "cpu")
     assert f"{run['run_id']}" in listed.stdout and "ok" in listed.stdout

@@ -1,4 +1,4 @@
-"""cpu: forking against threading on CPU-bound work, and the convoy effect.
+"""cpu: forking against threading on CPU-bound work, the convoy effect, and the GIL's other exits.
 
 The talk's "forking vs threading in the main method" slide, measured. The same
 pure-Python countdown is split across W workers run as threads, as raw forked
@@ -7,6 +7,15 @@ GIL only one thread runs Python bytecode at a time, so threads give no
 speedup however many cores there are; processes each have their own
 interpreter and scale up to the cores this process may use. A second part
 puts an I/O-bound thread beside a CPU-bound one: the convoy effect (bpo-7946).
+
+Today's Python has two more exits from the GIL. Subinterpreters with a GIL
+each (PEP 684, 3.12; PEP 734's concurrent.interpreters, 3.14) are the
+`interpreters` strategy: one per worker, each run from its own thread, in
+one process; the convoy part runs its spinner in one too. What may cross
+between them is the third part, `crossing`: six facts checked live. The
+other exit is a free-threaded build (PEP 703: python3.13t), where plain
+threads scale; `--python python3.13t` runs every part there, and each
+record says `gil: disabled`.
 
 The measured code (child.py, with scaling.py and convoy.py) is standard
 library only and always runs in a child interpreter through
@@ -17,8 +26,10 @@ kernel's threads never share a process with the forks being timed.
 Reading map, in order:
     scaling.py  the work (a countdown) split across threads, forks and pools, timed
     convoy.py   an echo thread beside a spinning one: the wait for the GIL
+    crossing.py what crosses between subinterpreters, and what does not: six facts
     child.py    what lab.interpreters runs: both parts, facts about the interpreter
     plot.py     speedup against workers, and echo latency beside a spinner
+    (lab/subinterpreters.py: the one face over 3.12's, 3.13's and 3.14's APIs)
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lab import interpreters, noise
-from lab.experiments.cpu import child
+from lab.experiments.cpu import child, crossing
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
 from lab.params import option
@@ -40,7 +51,7 @@ __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 NAME = "cpu"
 SUMMARY = "forking vs threading on CPU-bound work: the GIL, processes, and the convoy effect"
 
-PARTS = ("scaling", "convoy")
+PARTS = ("scaling", "convoy", "crossing")
 
 WORK_MODULE = "lab.experiments.cpu.child"
 
@@ -97,7 +108,8 @@ COLUMNS = {
         Column("cpu_s", "cpu s", ".3f", wide=True),
         *(Column(f"wall_s_{m}", f"{m} s", ".3f", wide=True) for m in ("min", "max")),
         Column("usable_cores", "cores", "d", wide=True),
-        Column("gil_enabled", "GIL", wide=True),
+        Column("gil", "GIL", wide=True),
+        Column("interpreters_api", "subinterpreters", wide=True),
         Column("note", "note", wide=True),
     ],
     "convoy": [
@@ -105,9 +117,19 @@ COLUMNS = {
         Column("case", "echo"),
         Column("switch_interval_ms", "switch ms", ".2f"),
         *(Column(f"{q}_ms", f"{q} ms", ".3f") for q in ("median", "p99", "max")),
-        Column("spinner_mloops_s", "spinner Mloop/s", ".2f"),
+        # "spins": the spinner's loops, in millions a second (the price of switching)
+        Column("spinner_mloops_s", "spins M/s", ".2f"),
         Column("pings", "pings", "d", wide=True),
-        Column("gil_enabled", "GIL", wide=True),
+        Column("gil", "GIL", wide=True),
+    ],
+    "crossing": [
+        Column("number", "#", "d"),
+        Column("holds", "holds"),
+        _PYTHON,
+        Column("fact", "fact"),
+        Column("seconds", "s", ".3f", wide=True),
+        Column("expected", "expected", wide=True),
+        Column("observed", "observed", wide=True),
     ],
 }
 
@@ -131,7 +153,9 @@ TOUR = [
     ),
     (
         "Other interpreters: `daemonlab run cpu --python 3.12,3.13` runs the same measured "
-        "code under each and stores the records side by side; a free-threaded build "
+        "code under each and stores the records side by side. There the `interpreters` "
+        "strategy gives each worker a subinterpreter with its own GIL (PEP 684), and "
+        "`--part crossing` checks what may pass between them; a free-threaded build "
         "(`python3.13t`) is where threads finally scale.",
         None,
     ),
@@ -160,8 +184,11 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     chosen = interpreters.chosen(params.python)
     session.env["interpreters"] = [asdict(i) for i in chosen]
     sent = payload(params)
-    per_interpreter = (len(child.scaling_plan(sent)) if "scaling" in params.part else 0) + (
-        3 if "convoy" in params.part else 0
+    convoy_cases = 4 if "interpreters" in params.strategy else 3
+    per_interpreter = (
+        (len(child.scaling_plan(sent)) if "scaling" in params.part else 0)
+        + (convoy_cases if "convoy" in params.part else 0)
+        + (len(crossing.FACTS) if "crossing" in params.part else 0)
     )
     total, done = per_interpreter * len(chosen), 0
     for interpreter in chosen:
@@ -173,6 +200,16 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
                 scaling.append(record)
             yield record
         _threads_against_processes(session.env, interpreter.label, scaling)
+        _say_subinterpreters(session.env, interpreter, params)
+
+
+def _say_subinterpreters(env: dict[str, Any], interpreter, params: Params) -> None:
+    """One line per interpreter under the tables: which API ran them, or why none did."""
+    if "interpreters" not in params.strategy and "crossing" not in params.part:
+        return
+    api = interpreter.subinterpreters
+    said = f"subinterpreters by {api}" if api else f"no subinterpreters in {interpreter.version}"
+    env.setdefault("notes", []).append(f"{interpreter.label}: {said}")
 
 
 def _threads_against_processes(env: dict[str, Any], label: str, records: list[dict]) -> None:
@@ -196,6 +233,8 @@ def _threads_against_processes(env: dict[str, Any], label: str, records: list[di
 
 
 def _describe(record: dict[str, Any]) -> str:
+    if record["part"] == "crossing":
+        return f"fact {record['number']}"
     if record["part"] == "convoy":
         return f"convoy, {record['case']} at {record['switch_interval_ms']} ms"
     method = f" ({record['start_method']})" if record.get("start_method") else ""

@@ -6,7 +6,7 @@ the interpreter it runs in (GIL or not, usable cores) instead of assuming it,
 and puts those facts on every record, since they decide the result.
 
 payload (built by lab.experiments.cpu from its Params):
-    parts          ["scaling", "convoy"]
+    parts          ["scaling", "convoy", "crossing"]
     work           countdown steps in total per measurement
     workers        [1, 2, 4, 8]
     strategies     a subset of scaling.STRATEGIES (sequential is always run:
@@ -26,7 +26,8 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 
-from lab.experiments.cpu import convoy, scaling
+from lab import subinterpreters
+from lab.experiments.cpu import convoy, crossing, scaling
 
 __all__ = ["interpreter_facts", "measure", "scaling_plan", "summarise"]
 
@@ -38,7 +39,10 @@ def interpreter_facts() -> dict:
     return {
         "usable_cores": cores,
         "gil_enabled": True if probe is None else bool(probe()),
+        "gil": "enabled" if probe is None or probe() else "disabled",
         "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        # which module offers subinterpreters here (lab.subinterpreters), or None
+        "interpreters_api": subinterpreters.api(),
     }
 
 
@@ -59,7 +63,11 @@ def measure(payload: dict) -> Iterator[dict]:
     if "scaling" in payload["parts"]:
         yield from _scaling(payload, facts)
     if "convoy" in payload["parts"]:
-        for record in convoy.measure_convoy(payload["pings"], payload["fast_switch"]):
+        beside = "interpreters" in payload["strategies"]
+        for record in convoy.measure_convoy(payload["pings"], payload["fast_switch"], beside):
+            yield {**record, **facts}
+    if "crossing" in payload["parts"]:
+        for record in crossing.check_facts(payload.get("modules", crossing.MODULES)):
             yield {**record, **facts}
 
 
@@ -72,6 +80,7 @@ def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
     median sequential wall time over the strategy's median.
     """
     available = multiprocessing.get_all_start_methods()
+    missing = {"interpreters": subinterpreters.unavailable()}
     plan = scaling_plan(payload)
     scaling.warm_up()  # forked workers and threads inherit the warm bytecode
     for workers in payload["workers"]:
@@ -80,6 +89,8 @@ def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
         for _ in range(payload["repeat"]):
             for step in here:
                 _, strategy, method = step
+                if missing.get(strategy):
+                    continue
                 if method is None or method in available:
                     chunks = scaling.split(payload["work"], workers)
                     samples[step].append(scaling.measure_strategy(strategy, chunks, method))
@@ -89,7 +100,8 @@ def _scaling(payload: dict, facts: dict) -> Iterator[dict]:
             record = {"part": "scaling", "strategy": strategy, "start_method": method}
             record.update(workers=workers, repeat=payload["repeat"])
             if not samples[step]:
-                yield {**record, **facts, "skipped": f"no {method} start method here"}
+                why = missing.get(strategy) or f"no {method} start method here"
+                yield {**record, **facts, "skipped": why}
                 continue
             yield {**record, **summarise(samples[step], baseline), **facts}
 

@@ -7,7 +7,10 @@ returns in the kernel at once, but to run the next bytecode it must ask for
 the GIL, and the spinner gives it up only when the switch interval
 (sys.getswitchinterval(), 5 ms by default) runs out. So each echo waits about
 one interval. sys.setswitchinterval(1e-4) shortens the wait, paid for by more
-switching in the spinner. A free-threaded build has no GIL to wait for.
+switching in the spinner. A free-threaded build has no GIL to wait for, and
+nor has a spinner in a subinterpreter of its own (PEP 684): the fourth case
+runs the same spinner there, from its own thread, with its own GIL, beside
+the echo in the main interpreter.
 
 The client that sends the pings is a forked process, not a third thread:
 its own clock must not wait for this process's GIL, or the figure would
@@ -28,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from lab import subinterpreters
 from lab.experiments.cpu.scaling import read_exactly
 
 __all__ = ["measure_convoy"]
@@ -50,10 +54,33 @@ _COUNT = struct.Struct("<I")  # parent -> client: pings to send in this case
 _RTT = struct.Struct("<q")  # client -> parent: one round trip, in ns
 
 
-def measure_convoy(pings: int, fast_switch: float) -> Iterator[dict]:
-    """Echo latency alone, beside a spinner at the default switch interval, then `fast_switch`."""
+#: The spinner as a subinterpreter runs it: the same loop, told to stop by a
+#: byte on a pipe (an Event cannot cross), its count written back as text.
+#: The pipe is looked at every million loops (tens of ms): select() releases the
+#: GIL, and a spinner that let go every millisecond would hide the convoy
+#: wherever the GIL is shared (the legacy config the tests use as the control).
+#: In a function, as _spin is: module-level names are slower than locals.
+INTERPRETER_SPINNER = """\
+import os, select
+def spin():
+    n = 0
+    while not select.select([stop_fd], [], [], 0)[0]:
+        for _ in range(1000000):
+            n += 1
+    return n
+os.write(count_fd, str(spin()).encode())
+"""
+
+
+def measure_convoy(
+    pings: int, fast_switch: float, beside_interpreter: bool = False
+) -> Iterator[dict]:
+    """Echo latency alone, beside a spinner at the default switch interval, then `fast_switch`;
+    with `beside_interpreter`, also beside a spinner in a subinterpreter of its own."""
     default = sys.getswitchinterval()
     cases = [("alone", default, False), ("spinner", default, True), ("spinner", fast_switch, True)]
+    if beside_interpreter:
+        cases.append(("interpreter", default, True))
     server, client = socket.socketpair()
     ctl_r, ctl_w = os.pipe()
     res_r, res_w = os.pipe()
@@ -69,6 +96,14 @@ def measure_convoy(pings: int, fast_switch: float) -> Iterator[dict]:
     echo.start()
     try:
         for case, interval, spin in cases:
+            if case == "interpreter" and subinterpreters.unavailable():
+                skipped = {"part": "convoy", "case": case, "pings": 0}
+                yield {
+                    **skipped,
+                    "switch_interval_ms": round(interval * 1e3, 4),
+                    "skipped": subinterpreters.unavailable(),
+                }
+                continue
             yield _measure_case(case, interval, spin, pings, ctl_w, res_r)
     finally:
         # Closing the control pipe ends the client; its exit closes its end of
@@ -86,7 +121,8 @@ def measure_convoy(pings: int, fast_switch: float) -> Iterator[dict]:
 def _measure_case(case: str, interval: float, spin: bool, pings: int, ctl_w: int, res_r: int):
     stop = threading.Event()
     spins = [0]
-    spinner = threading.Thread(target=_spin, args=(stop, spins), name="spinner")
+    spin_in = _spin_in_interpreter if case == "interpreter" else _spin
+    spinner = threading.Thread(target=spin_in, args=(stop, spins), name="spinner")
     previous = sys.getswitchinterval()
     sys.setswitchinterval(interval)
     try:
@@ -123,6 +159,27 @@ def _spin(stop: threading.Event, spins: list) -> None:
         for _ in range(1000):
             n += 1
     spins[0] = n
+
+
+def _spin_in_interpreter(stop: threading.Event, spins: list) -> None:
+    """The same spinner in a subinterpreter: this thread holds that one's GIL, not ours."""
+    stop_r, stop_w = os.pipe()
+    count_r, count_w = os.pipe()
+    try:
+        with subinterpreters.Subinterpreter() as interp:
+            interp.bind(stop_fd=stop_r, count_fd=count_w)
+            # A helper thread turns our Event into the byte the spinner looks for.
+            relay = threading.Thread(target=lambda: (stop.wait(), os.write(stop_w, b"s")))
+            relay.start()
+            try:
+                interp.exec(INTERPRETER_SPINNER)
+            finally:
+                stop.set()
+                relay.join(CASE_TIMEOUT_S)
+            spins[0] = int(os.read(count_r, 32))
+    finally:
+        for fd in (stop_r, stop_w, count_r, count_w):
+            os.close(fd)
 
 
 def _echo(server: socket.socket) -> None:

@@ -11,11 +11,11 @@ sit side by side):
   spread noise gives it), the ideal line (speedup = workers) and the cores
   the process could use, past which no strategy can gain. The strategies
   are nudged apart along x: at one worker they all sit at 1 and would hide
-  each other.
-- right: the echo round trip alone, beside a spinning thread, and beside it
-  with a short switch interval: the median as a bar, the p99 as the top of
-  its whisker, the slowest as a dot (log scale: the convoy costs orders of
-  magnitude).
+  each other. An interpreter without subinterpreters says so in the panel.
+- right: the echo round trip alone, beside a spinning thread, beside it
+  with a short switch interval, and beside a spinner in a subinterpreter
+  of its own: the median as a bar, the p99 as the top of its whisker, the
+  slowest as a dot (log scale: the convoy costs orders of magnitude).
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ Record = dict[str, Any]
 
 #: A marker per pool start method (the pool's colour is one), none for the others.
 MARKERS = {None: "o", "fork": "s", "spawn": "^", "forkserver": "D"}
+#: What each convoy case is, under its bar.
+CASES = {
+    "alone": "alone",
+    "spinner": "beside a spinner",
+    "interpreter": "spinner in a\nsubinterpreter",
+}
 #: How far apart (in log2 workers) the strategies are drawn at the same worker count.
 NUDGE = 0.04
 
@@ -50,14 +56,16 @@ def draw(runs: Sequence[Run]) -> Figure:
     from matplotlib.figure import Figure
 
     scaling_run, scaling = newest_with(runs, _part("scaling"))
+    skipped = [r for r in (scaling_run.records if scaling_run else []) if r.get("skipped")]
     convoy_run, convoy = newest_with(runs, _part("convoy"))
     if not (scaling or convoy):
         raise LabError("the chosen cpu runs hold no measurements")
-    labels = sorted({_interpreter(r) for r in scaling + convoy})
+    labels = sorted({_interpreter(r) for r in scaling + convoy + skipped})
     figure = Figure(figsize=(13, 4.6 * len(labels)), layout="constrained")
     axes = figure.subplots(len(labels), 2, squeeze=False)
     for (left, right), label in zip(axes, labels, strict=True):
         _speedup(left, label, [r for r in scaling if _interpreter(r) == label])
+        _say_skipped(left, {r["skipped"] for r in skipped if _interpreter(r) == label})
         _convoy(right, label, [r for r in convoy if _interpreter(r) == label])
     figure.suptitle(
         f"cpu: forking vs threading on CPU-bound work ({used([scaling_run, convoy_run])})"
@@ -121,6 +129,13 @@ def _speedup(ax: Axes, label: str, records: list[Record]) -> None:
     ax.legend(fontsize="small", loc="upper left", ncols=2)  # the lines rise to the right
 
 
+def _say_skipped(ax: Axes, reasons: set[str]) -> None:
+    """What could not run under this interpreter ("no subinterpreters in Python 3.11.7")."""
+    if reasons:
+        ax.text(0.98, 0.02, "; ".join(sorted(reasons)), ha="right", fontsize="small",
+                transform=ax.transAxes, color="dimgrey")  # fmt: skip
+
+
 def _spread(record: Record) -> tuple[float, float]:
     """The speedup the slowest and the fastest repeat would give (the median's baseline)."""
     baseline = record["speedup"] * record["wall_s"]
@@ -141,9 +156,7 @@ def _convoy(ax: Axes, label: str, records: list[Record]) -> None:
         )
         return
     names = [
-        f"{'alone' if r['case'] == 'alone' else 'beside a spinner'}\n"
-        f"switch {r['switch_interval_ms']:g} ms"
-        for r in records
+        f"{CASES.get(r['case'], r['case'])}\nswitch {r['switch_interval_ms']:g} ms" for r in records
     ]
     xs = range(len(records))
     medians = [r["median_ms"] for r in records]

@@ -1,4 +1,4 @@
-"""CPU-bound work split across W workers: sequential, threads, os.fork, multiprocessing.Pool.
+"""CPU-bound work split across W workers: sequential, threads, os.fork, Pool, subinterpreters.
 
 The work is Beazley's countdown ("Understanding the Python GIL", PyCon 2010):
 pure Python bytecode, no I/O, nothing that releases the GIL. Each strategy
@@ -36,7 +36,7 @@ import select
 import threading
 import time
 
-from lab import children
+from lab import children, subinterpreters
 
 __all__ = [
     "STRATEGIES",
@@ -48,7 +48,7 @@ __all__ = [
     "warm_up",
 ]
 
-STRATEGIES = ("sequential", "threads", "processes", "pool")
+STRATEGIES = ("sequential", "threads", "processes", "pool", "interpreters")
 START_METHODS = ("fork", "spawn", "forkserver")
 
 #: How long any worker may take to come up or to finish, before the run is
@@ -116,6 +116,8 @@ def measure_strategy(strategy: str, chunks: list[int], start_method: str | None)
         start_s, wall_s = run_processes(chunks)
     elif strategy == "pool":
         start_s, wall_s = run_pool(chunks, start_method or "fork")
+    elif strategy == "interpreters":
+        start_s, wall_s = run_interpreters(chunks)
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     cpu_s = _cpu_with_children() - cpu_before
@@ -277,4 +279,58 @@ def run_pool(chunks: list[int], start_method: str) -> tuple[float, float]:
         done = _now()
         pool.close()
         pool.join()  # reaped, so RUSAGE_CHILDREN counts their CPU
+    return _seconds(created, go), _seconds(go, done)
+
+
+#: What each subinterpreter runs first: countdown's source (a function cannot
+#: be passed across, only text or shareable values), warmed up as warm_up() does.
+INTERPRETER_PRELUDE = f"""\
+def countdown(n):
+    while n > 0:
+        n -= 1
+for _ in range({WARM_UP_CALLS}):
+    countdown(1)
+"""
+
+
+def run_interpreters(chunks: list[int]) -> tuple[float, float]:
+    """One subinterpreter per chunk, each with its own GIL, each run from its own thread.
+
+    Creating them (and loading countdown into each) is start_s; the threads
+    then wait at one barrier, so wall_s is the counting alone, as for the others.
+    """
+    created = _now()
+    interps: list = []
+    errors: list = []
+    try:
+        for _ in chunks:
+            interp = subinterpreters.Subinterpreter()
+            interps.append(interp)
+            interp.exec(INTERPRETER_PRELUDE)
+        barrier = threading.Barrier(len(chunks) + 1, timeout=WORKER_TIMEOUT_S)
+
+        def worker(interp, n: int) -> None:
+            try:
+                barrier.wait()
+                interp.exec(f"countdown({n})")
+            except Exception as exc:  # raised again by the main thread, once
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=worker, args=pair) for pair in zip(interps, chunks, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            barrier.wait()
+            go = _now()
+        finally:
+            for thread in threads:
+                thread.join(WORKER_TIMEOUT_S)
+        done = _now()
+    finally:
+        for interp in interps:
+            interp.close()
+    if errors:
+        raise errors[0]
     return _seconds(created, go), _seconds(go, done)

@@ -14,6 +14,7 @@ demo runs six ways in Python, on a real server, beside a C floor:
     wire        the query encoded once and written straight to each socket, an
                 event loop per core (--loops): how close Python comes to the floor
     mysqlslap   MariaDB's own load client, a peer: its own figure, connects and all
+    interpreters  one subinterpreter per client, each from its own thread (3.12+; opt-in)
 
 Every client connects first; then all queries are released at one instant,
 so wall_s is the query phase alone and connect_s is its own figure. The
@@ -61,6 +62,7 @@ Reading map, in order:
     tasks.py      asyncio: one event loop, one connection per task, two drivers
     wire.py       wire: where asyncio's time per query goes, and a client without it
     mysqlslap.py  mysqlslap, run as its users run it, on the same server
+    interpreters.py  a subinterpreter per client: pymysql loads there, and what crosses
     watcher.py    the server's own count of SLEEPs at once, and what the clients cost
     scale.py      --scale: each strategy doubled until it breaks, and why it broke
     plot.py       the figure: overlap, efficiency to the breaking point, cost per client
@@ -81,7 +83,16 @@ from typing import Any
 
 from lab import db, mysqld
 from lab.errors import LabError
-from lab.experiments.sleep import floor, mysqlslap, processes, scale, tasks, threads, wire
+from lab.experiments.sleep import (
+    floor,
+    interpreters,
+    mysqlslap,
+    processes,
+    scale,
+    tasks,
+    threads,
+    wire,
+)
 from lab.experiments.sleep.job import Broke, Job, Strategy, Timings, measured_phase
 from lab.experiments.sleep.watcher import Lost, Watcher
 from lab.params import Params as _Params
@@ -98,6 +109,8 @@ SUMMARY = "N clients each run SELECT SLEEP(s): one after another, threads, fork,
 #: compared with it, so their records carry floor_ratio as they are made.
 STRATEGIES = ("c-floor", "sequential", "threads", "fork", "pool", "asyncio", "wire")
 FLOOR, PEER = "c-floor", "mysqlslap"
+#: Asked for by name only: before 3.12 it refuses, and the default run must not.
+OPT_IN = ("interpreters",)
 
 #: The most clients each strategy runs in a sweep of --clients: a thread or a
 #: task is cheap, a process is not, and sequential at N clients takes N x
@@ -107,6 +120,7 @@ CEILING = {
     "c-floor": 1000, "sequential": 16, "threads": 500, "fork": 128, "pool": 128,
     "asyncio": 1000, "wire": 1000, "mysqlslap": 1000,
 }  # fmt: skip
+CEILING["interpreters"] = 64  # its results pipe is read after the joins (interpreters.py)
 
 #: The table at 80 columns: the lesson's figures first (wall time: the slide's 2 s
 #: against 1 s; efficiency; what making a client cost), then a short note
@@ -142,7 +156,8 @@ class Params(_Params):
     clients: tuple[int, ...] = option((1, 2, 4, 8), "clients per measurement", minimum=1)
     seconds: float = option(1.0, "each client's SELECT SLEEP(seconds)", above=0)
     strategy: tuple[str, ...] = option(
-        STRATEGIES, "how the clients run (and the peer mysqlslap)", choices=(*STRATEGIES, PEER)
+        STRATEGIES, "how the clients run (and the peer mysqlslap)",
+        choices=(*STRATEGIES, PEER, *OPT_IN),
     )
     start_method: tuple[str, ...] = option(
         (default_start_method(),),
@@ -214,6 +229,7 @@ TOUR = [
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
     """Find (or start) the first server and make room on it *before* the run exists:
     a server that cannot be reached is one line, not a failed run with nothing in it."""
+    interpreters.refuse_where_missing(params.strategy)  # as is a Python without them
     handlings = params.thread_handling or (None,)
     need = db.Need(_most(params) + 1, handlings[0], params.server)  # + 1: the watcher
     with contextlib.ExitStack() as stack:
@@ -266,6 +282,8 @@ def _plan(params: Params) -> list[tuple[str, str, Strategy]]:
         elif name == "pool":
             for method in params.start_method:
                 plan.append((name, method, functools.partial(processes.pool, start_method=method)))
+        elif name == "interpreters":
+            plan.append((name, "", interpreters.interpreters))
         elif name == "asyncio":
             for loop in params.loop:
                 for driver in params.driver:

@@ -4,7 +4,8 @@ This module runs in a child interpreter (lab.interpreters, under this Python
 or the one `--python` names), which calls `measure(params)`. Three parts, one
 per call:
 
-  create  every method creates and reaps one worker `repeat` times
+  create  every method creates and reaps one worker `repeat` times (a
+          subinterpreter: created, its first call, destroyed)
   rss     the parent first grows to `rss_mb` of resident memory, then forks
   memory  `count` idle workers at once, and the memory each adds
 
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from lab import procfs
+from lab import procfs, subinterpreters
 from lab.start_methods import stop_multiprocessing_servers
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -95,6 +96,16 @@ def _subprocess() -> None:
     subprocess.run([TRUE], check=True)
 
 
+def _interpreter() -> None:
+    """A subinterpreter with its own GIL (PEP 684): created, its first call run, destroyed.
+
+    The first call is part of the cost: a new interpreter has imported only
+    what its own start-up needs, and runs nothing until asked.
+    """
+    with subinterpreters.Subinterpreter() as interp:
+        interp.exec("pass")
+
+
 def _multiprocessing(method: str) -> Callable[[], None]:
     context = multiprocessing.get_context(method)
 
@@ -117,7 +128,11 @@ CREATORS: dict[str, Callable[[], Callable[[], None]]] = {
     "mp_fork": lambda: _multiprocessing("fork"),
     "mp_forkserver": lambda: _multiprocessing("forkserver"),
     "mp_spawn": lambda: _multiprocessing("spawn"),
+    "interpreter": lambda: _interpreter,
 }
+
+#: Methods that only some interpreters offer, and how to ask whether this one does.
+MISSING = {"interpreter": subinterpreters.unavailable}
 
 
 def create_and_reap(method: str) -> int:
@@ -164,9 +179,44 @@ def _latency(method: str, repeat: int) -> dict[str, Any]:
 
 
 # -- the three parts --------------------------------------------------------------------
+def _skipped(part: str, method: str) -> dict[str, Any] | None:
+    """A record saying why `method` cannot run here, or None when it can."""
+    why = MISSING[method]() if method in MISSING else None
+    return {"part": part, "method": method, "skipped": why} if why else None
+
+
+def _interpreter_phases(repeat: int) -> dict[str, float]:
+    """Where a subinterpreter's cost goes: creating it, its first call, destroying it.
+
+    Medians in ms, beside the whole (create to destroyed) that the record's
+    quantiles time, as every other method's are timed create to reaped.
+    """
+    phases: dict[str, list[float]] = {"create_ms": [], "first_call_ms": [], "destroy_ms": []}
+    for _ in range(repeat):
+        marks = [time.perf_counter_ns()]
+        interp = subinterpreters.Subinterpreter()
+        marks.append(time.perf_counter_ns())
+        try:
+            interp.exec("pass")
+            marks.append(time.perf_counter_ns())
+        finally:
+            interp.close()
+        marks.append(time.perf_counter_ns())
+        for samples, start, end in zip(phases.values(), marks, marks[1:], strict=False):
+            samples.append((end - start) / 1e6)  # marks has one more entry than phases
+    return {name: _percentile(sorted(samples), 50) for name, samples in phases.items()}
+
+
 def _create(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for method in params["methods"]:
-        yield {"part": "create", **_latency(method, params["repeat"])}
+        skipped = _skipped("create", method)
+        if skipped:
+            yield skipped
+            continue
+        record = {"part": "create", **_latency(method, params["repeat"])}
+        if method == "interpreter":
+            record.update(_interpreter_phases(params["repeat"]))
+        yield record
 
 
 def _ballast(rss_mb: int) -> bytearray:
@@ -182,6 +232,10 @@ def _rss(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
     ballast = _ballast(params["rss_mb"])
     vm = procfs.memory_kb()
     for method in params["methods"]:
+        skipped = _skipped("rss", method)
+        if skipped:
+            yield {**skipped, "rss_target_mb": params["rss_mb"]}
+            continue
         yield {
             "part": "rss",
             "rss_target_mb": params["rss_mb"],
@@ -307,6 +361,44 @@ def _idle_spawned(count: int) -> Iterator[dict[str, Any]]:
             worker.close()
 
 
+def _idle_interpreters(count: int) -> Iterator[dict[str, Any]]:
+    """`count` idle subinterpreters in this process: what each adds to its RSS, USS and PSS.
+
+    They live in this process, so their cost is this process's growth, read
+    from smaps_rollup before and after (a thread's cost is read the same way).
+    """
+    skipped = _skipped("memory", "interpreter")
+    if skipped:
+        yield {**skipped, "count": count}
+        return
+    before = procfs.smaps_rollup_kb(os.getpid())
+    before_vm = procfs.memory_kb()
+    interps: list = []
+    try:
+        for _ in range(count):
+            interps.append(subinterpreters.Subinterpreter())
+            interps[-1].exec("pass")  # its first call, as the create part times it
+        after = procfs.smaps_rollup_kb(os.getpid())
+        after_vm = procfs.memory_kb()
+    finally:
+        for interp in interps:
+            interp.close()
+
+    def each(key: str) -> float:
+        return (after.get(key, 0) - before.get(key, 0)) / count
+
+    yield {
+        "part": "memory",
+        "method": "interpreter",
+        "count": count,
+        "rss_kb_each": each("Rss"),
+        "virtual_kb_each": (after_vm["VmSize"] - before_vm["VmSize"]) / count,
+        "uss_kb_each": each("Uss"),
+        "pss_kb_each": each("Pss"),
+        "stack_limit_kb": None,
+    }
+
+
 def _process_memory(worker: str, pids: list[int]) -> dict[str, Any]:
     rollups = [procfs.smaps_rollup_kb(pid) for pid in pids]
 
@@ -326,7 +418,12 @@ def _process_memory(worker: str, pids: list[int]) -> dict[str, Any]:
 
 
 def _memory(params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    kinds = {"thread": _idle_threads, "fork": _idle_forks, "mp_spawn": _idle_spawned}
+    kinds = {
+        "thread": _idle_threads,
+        "fork": _idle_forks,
+        "mp_spawn": _idle_spawned,
+        "interpreter": _idle_interpreters,
+    }
     yield from kinds[params["method"]](params["count"])
 
 

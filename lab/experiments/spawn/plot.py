@@ -12,7 +12,8 @@ every figure: a thread is the threads' blue, fork the processes' red):
           fork rises, posix_spawn and a thread stay flat; the band reaches
           from the fastest creation to p95
   right   memory per idle worker (log scale): a thread's RSS against its
-          stack reservation; a forked and a spawned process's USS
+          stack reservation; a forked and a spawned process's USS, and
+          what an idle subinterpreter adds to its process's USS
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ Record = dict[str, Any]
 LINESTYLES = ("-", "--", ":", "-.")
 #: A thread is drawn in the threads' colour, multiprocessing's workers in the pool's
 #: (the axis names which start method); fork, posix_spawn, subprocess in their own.
-KIN = {"thread": "threads", "mp_fork": "pool", "mp_forkserver": "pool", "mp_spawn": "pool"}
+KIN = {
+    "thread": "threads",
+    "mp_fork": "pool",
+    "mp_forkserver": "pool",
+    "mp_spawn": "pool",
+    "interpreter": "interpreters",  # the cpu lesson's strategy of that name
+}
 
 
 def _colour(method: str) -> str:
@@ -42,7 +49,8 @@ def _colour(method: str) -> str:
 
 
 def _part(name: str):
-    return lambda r: r.get("part") == name
+    # a skipped record ("no subinterpreters in Python 3.11.7") has nothing to draw
+    return lambda r: r.get("part") == name and not r.get("skipped")
 
 
 def _pythons(records: list[Record]) -> list[str]:
