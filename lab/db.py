@@ -68,6 +68,7 @@ __all__ = [
     "down",
     "explain",
     "parse_url",
+    "query_tag",
     "repair",
     "resolve_server",
     "server",
@@ -616,6 +617,14 @@ def capacity(srv: Server, connections: int) -> Iterator[tuple[int, int] | None]:
 
     with leases.hold(srv, connections + HEADROOM, clients=connections) as raised:
         yield raised
+
+
+def query_tag() -> str:
+    """The tag for one run's queries, `/* daemonlab TAG */`: what lets the run's
+    max_connections keeper find and end them if the run is killed (lab/capacity.py)."""
+    from lab import capacity as leases
+
+    return leases.query_tag()
 
 
 def repair(srv: Server) -> str | None:

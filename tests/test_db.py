@@ -527,10 +527,20 @@ def _set_limit(srv: db.Server, value: int) -> None:
         conn.query(f"SET GLOBAL max_connections={value}")
 
 
-def _schema(srv: db.Server) -> bool:
+def _schema(srv: db.Server, name: str | None = None) -> bool:
+    from lab import capacity
+
     with db.connect(srv) as conn, conn.cursor() as cur:
-        cur.execute("SHOW DATABASES LIKE 'daemonlab'")
+        cur.execute("SHOW DATABASES LIKE %s", (name or capacity.SCHEMA,))
         return cur.fetchone() is not None
+
+
+def _admin(srv: db.Server, *statements: str) -> list:
+    """Run statements as the server's admin; the last one's rows."""
+    with db.connect(srv, autocommit=True) as conn, conn.cursor() as cur:
+        for sql in statements:
+            cur.execute(sql)
+        return list(cur.fetchall())
 
 
 def _leases(srv: db.Server) -> list:
@@ -640,6 +650,58 @@ def test_a_raise_whose_run_and_keeper_both_died_is_undone_by_the_next_run_or_doc
             assert f"max_connections put back to {before} (left raised by {who})" in done
         assert max_connections(lease_server) == before
         assert _leases(lease_server) == []
+
+
+@pytest.mark.db
+def test_a_database_named_daemonlab_survives_the_last_lease(lease_server):
+    """Issue 22 #1: the lab kept its leases in schema `daemonlab` and dropped it when the
+    last lease went back, a results store of that name with it."""
+    _admin(lease_server, "CREATE DATABASE daemonlab", "CREATE TABLE daemonlab.runs (id INT)",
+           "INSERT INTO daemonlab.runs VALUES (1)")  # fmt: skip
+    try:
+        with db.capacity(lease_server, 400) as raised:
+            assert raised is not None
+        assert _admin(lease_server, "SELECT id FROM daemonlab.runs") == [(1,)]
+        assert not _schema(lease_server), "the lab's own schema went, with nothing left in it"
+    finally:
+        _admin(lease_server, "DROP DATABASE IF EXISTS daemonlab")
+
+
+@pytest.fixture
+def lab_schema(lease_server):
+    """The lab's lease schema's name; whatever a test left under it is dropped after."""
+    from lab import capacity
+
+    yield capacity.SCHEMA
+    _admin(lease_server, f"DROP DATABASE IF EXISTS {capacity.SCHEMA}")
+
+
+@pytest.mark.db
+def test_a_schema_of_the_labs_name_it_did_not_make_is_refused_untouched(lease_server, lab_schema):
+    before = max_connections(lease_server)
+    _admin(
+        lease_server, f"CREATE DATABASE {lab_schema}", f"CREATE TABLE {lab_schema}.leases (id INT)"
+    )
+    with pytest.raises(LabError, match="was not made by the lab.*left untouched"):
+        with db.capacity(lease_server, 400):
+            pass
+    assert max_connections(lease_server) == before
+    assert _admin(lease_server, f"SHOW TABLES FROM {lab_schema}") == [("leases",)]
+
+
+@pytest.mark.db
+def test_the_labs_schema_with_a_table_of_someone_elses_is_not_dropped(lease_server, lab_schema):
+    from lab import capacity
+
+    before = max_connections(lease_server)
+    with db.capacity(lease_server, 400):
+        _admin(lease_server, f"CREATE TABLE {lab_schema}.notes (id INT)")
+    assert max_connections(lease_server) == before
+    tables = {name for (name,) in _admin(lease_server, f"SHOW TABLES FROM {lab_schema}")}
+    assert tables == {"notes", *capacity.OUR_TABLES}
+    with db.capacity(lease_server, 400):  # still the lab's: used again, and put back
+        assert max_connections(lease_server) == before + 402
+    assert max_connections(lease_server) == before
 
 
 @pytest.mark.db

@@ -60,7 +60,6 @@ import contextlib
 import dataclasses
 import functools
 import resource
-import secrets
 import statistics
 import time
 from collections.abc import Iterator
@@ -255,7 +254,7 @@ def _measure(params: Params, session: Session, first) -> Iterator[dict[str, Any]
     handlings = params.thread_handling or (None,)
     session.env["servers"] = []
     tasks.load(params.loop, params.driver)  # imported now, not inside a measured client's costs
-    tag = secrets.token_hex(4)  # this run's mark on its queries (hex: no LIKE wildcards)
+    tag = db.query_tag()  # this run's mark on its queries (its keeper's too, after a kill -9)
     for i, handling in enumerate(handlings):
         with contextlib.ExitStack() as stack:
             if i == 0:
