@@ -7,6 +7,7 @@ The only fakes are the probes in the choice-logic tests: Docker cannot run here,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -739,6 +740,60 @@ def test_the_run_command_puts_the_limit_back_after_kill_9_of_the_cli(lease_serve
             os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     assert _until(lambda: max_connections(lease_server) == before), "put back after kill -9"
+
+
+def _tagged_sleeps(srv: db.Server) -> int:
+    rows = _admin(
+        srv,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+        " WHERE COMMAND = 'Query' AND INFO LIKE 'SELECT %/* daemonlab % */'",
+    )
+    return rows[0][0]
+
+
+@pytest.mark.db
+def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
+    lease_server, tmp_path
+):
+    """Issue 22 #7: the keeper put the old limit back while the dead run's 300 SLEEPs
+    still held their connections, and every other client got 1040 until they ended."""
+    import pymysql
+
+    before = max_connections(lease_server)
+    _admin(lease_server, "CREATE USER IF NOT EXISTS probe@'%'")  # not SUPER: no spare slot
+    probe = db.Server(lease_server.host, lease_server.port, "probe", "", "", source="probe")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAB_MYSQL_URL": _url(lease_server),
+        "LAB_DB_PATHS": "url",
+        "LAB_RESULTS": str(tmp_path / "lab.db"),
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "sleep", "--clients", "300", "--strategy",
+         "threads", "--seconds", "60", "--server", "found"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    refused = []
+    try:
+        assert _until(lambda: _tagged_sleeps(lease_server) >= 300, 90), "all 300 sleep"
+        os.kill(run.pid, signal.SIGKILL)  # the run alone: its keeper sees EOF
+        run.wait()
+        deadline = time.monotonic() + 30
+        while max_connections(lease_server) != before and time.monotonic() < deadline:
+            try:
+                pymysql.connect(**probe.pymysql_kwargs(connect_timeout=5)).close()
+            except pymysql.err.OperationalError as exc:
+                refused.append(exc.args)
+            time.sleep(0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        _admin(lease_server, "DROP USER IF EXISTS probe@'%'")
+    assert refused == [], "nobody is locked out while the dead run's connections linger"
+    assert max_connections(lease_server) == before, "put back well before the SLEEPs end"
+    assert _tagged_sleeps(lease_server) == 0, "its queries were ended, not waited out"
 
 
 # -- what dead runs leave: found and removed ----------------------------------------
