@@ -163,6 +163,98 @@ def test_unreachable_port_is_one_line():
     assert "pw-not-shown" not in str(err.value)
 
 
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections (the kernel does, from the listen queue) and never
+    says a word, like Redis to a client that waits for it to speak first."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener
+
+
+def test_a_port_that_never_greets_is_one_line_not_a_hang(silent_port):
+    """Issue 22 #9: `db status` against such a port waited for ever."""
+    from tests.conftest import assert_refused, run_cli
+
+    port = silent_port.getsockname()[1]
+    started = time.monotonic()
+    result = run_cli("db", "status", env={"LAB_MYSQL_URL": f"mysql://root@127.0.0.1:{port}/test"},
+                     timeout=60)  # fmt: skip
+    assert_refused(result, f"port {port} did not greet within {db.GREETING_TIMEOUT_S} s")
+    assert time.monotonic() - started < db.GREETING_TIMEOUT_S + 20
+
+
+def test_a_run_stopped_while_it_waits_for_a_greeting_says_nothing_was_stored(silent_port, tmp_path):
+    """Issue 22 #9: stopped by TERM before the run began, it said "stored as interrupted"."""
+    import select
+
+    port = silent_port.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAB_RESULTS": str(tmp_path / "lab.db"),
+        "LAB_MYSQL_URL": f"mysql://root@127.0.0.1:{port}/test",
+        "LAB_DB_PATHS": "url",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "sleep", "--clients", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert select.select([silent_port], [], [], 60)[0], "the run connects to the port"
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode != 0 and "interrupted by SIGTERM" in err, err
+    assert "stored" not in err, err
+    from lab.results import ResultsStore
+
+    with ResultsStore(tmp_path / "lab.db", readonly=True) as store:
+        assert store.runs() == [], "nothing was stored, and nothing was said to be"
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """A throwaway MariaDB with a self-signed certificate that takes logins only over TLS
+    (require_secure_transport=ON, set once it runs: the lab's own start-up check logs
+    in without TLS)."""
+    if mysqld.find_binary() is None or shutil.which("openssl") is None:
+        missing("no mariadbd/mysqld or openssl installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    settings = mysqld.Settings(max_connections=151, tls=(str(cert), str(key)))
+    with mysqld.throwaway(settings) as m:
+        FIXTURE_SERVERS.add(m.pid)
+        srv = db.Server("127.0.0.1", m.port, "root", "", "test", source="tls test", pid=m.pid)
+        _admin(srv, "SET GLOBAL require_secure_transport = ON")
+        yield srv
+
+
+@pytest.mark.db
+def test_tls_only_server_ssl_preferred_works_and_without_ssl_the_line_says_tls(tls_server):
+    """Issue 22 #8: ?ssl=preferred logged in without TLS to read the server's flags and was
+    refused; without ?ssl the line blamed the password."""
+    from tests.conftest import assert_refused, run_cli
+
+    url = f"mysql://root@127.0.0.1:{tls_server.port}/test"
+    preferred = run_cli("db", "status", env={"LAB_MYSQL_URL": url + "?ssl=preferred"})
+    assert preferred.returncode == 0 and "have_ssl: YES" in preferred.stdout, preferred.stderr
+    plain = run_cli("db", "status", env={"LAB_MYSQL_URL": url})
+    assert_refused(plain, "only over TLS (require_secure_transport): add ?ssl=required")
+    wrong = run_cli("db", "status", env={"LAB_MYSQL_URL": url.replace("root@", "root:bad@")})
+    assert_refused(wrong, "wrong user or password")
+    assert "bad" not in wrong.stderr
+
+
 # -- LAB_MYSQL_URL parsing --------------------------------------------------------
 
 

@@ -103,6 +103,9 @@ class ResultsStore:
         label: str | None = None,
     ) -> None:
         self.label = label if label is not None else (os.environ.get("LAB_LABEL") or None)
+        #: How many runs begin() stored here: none means an interrupted front door
+        #: has nothing to say was stored (a run stopped while it looked for a server).
+        self.begun = 0
         self._open(str(where if where is not None else location()), readonly)
 
     # -- what a backend provides -------------------------------------------------------
@@ -153,6 +156,7 @@ class ResultsStore:
                 run.label,
             ),
         )
+        self.begun += 1
 
     def add(self, run: Run, record: Record) -> None:
         self._write(
