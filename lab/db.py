@@ -48,9 +48,9 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote
 
-from lab import mysqld
+from lab import mysqld, urls
 from lab.errors import LabError
 
 if TYPE_CHECKING:
@@ -180,20 +180,14 @@ def parse_url(url: str, name: str = "LAB_MYSQL_URL") -> tuple[Server, str]:
     def bad(what: str) -> LabError:
         return LabError(f"{name} is not {_URL_FORM}: {what}")
 
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("mysql", "mariadb"):
-        raise bad(f"scheme is {parts.scheme or 'missing'!r}, expected 'mysql'")
+    # The scheme, then brackets, ports, NUL: one line each (lab/urls.py).
+    parts = urls.split(url, name, _URL_FORM, schemes=("mysql", "mariadb"))
     if not parts.hostname:
         raise bad("no host")
     if not parts.username:
         raise bad("no user")
-    try:
-        port = LOCAL_PORT if parts.port is None else parts.port
-    except ValueError:  # not a number, or above 65535
-        port = 0
-    if not 1 <= port <= 65535:
-        raise bad("the port is not a number from 1 to 65535")
-    database = unquote(parts.path.lstrip("/"))
+    port = LOCAL_PORT if parts.port is None else parts.port
+    database = urls.decode(parts.path.lstrip("/"), name, _URL_FORM, "database")
     if not database or "/" in database:
         raise bad("no database after the port (e.g. /test)")
     query = parse_qs(parts.query, keep_blank_values=True)
@@ -206,8 +200,8 @@ def parse_url(url: str, name: str = "LAB_MYSQL_URL") -> tuple[Server, str]:
     srv = Server(
         host=parts.hostname,
         port=port,
-        user=unquote(parts.username),
-        password=unquote(parts.password or ""),
+        user=urls.decode(parts.username, name, _URL_FORM, "user"),
+        password=urls.decode(parts.password or "", name, _URL_FORM, "password"),
         database=database,
         source=name,
         tls=mode == "required",

@@ -40,7 +40,7 @@ from lab import experiments
 from lab import params as params_mod
 from lab.daemon.steps import check_umask
 from lab.errors import LabError
-from lab.results import default_path
+from lab.results import default_path, is_url
 
 __all__ = [
     "Config",
@@ -55,8 +55,6 @@ __all__ = [
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DAEMON_KEYS = {"pidfile", "log", "results", "umask", "user"}
 _RUN_KEYS = {"experiment", "every", "params"}
-#: What a URL starts with (RFC 3986's scheme, then "://"): never a results file.
-_URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def parse_umask(value: Any) -> int:
 def results_path(results: str, where: Path) -> Path:
     """The results file `results` names, from folder `where`; a URL is refused without
     being repeated (see the header)."""
-    if _URL.match(results):
+    if is_url(results):
         raise LabError(
             "the daemon's results store must be a file (its pidfile, log and status live"
             " beside it), not a URL: give a path; for a MySQL store run `daemonlab run`"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,10 @@ def location() -> str:
 
 
 def is_url(where: str | os.PathLike[str]) -> bool:
-    return str(where).startswith(("mysql://", "mariadb://"))
+    """Does `where` name a server rather than a file? Any `scheme://` does: taken as a
+    path, MYSQL://user:password@... would name a folder after its password; the
+    MySQL store then refuses a scheme that is not mysql:// in one line."""
+    return re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*://", str(where)) is not None
 
 
 def default_path() -> Path:
