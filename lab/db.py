@@ -567,7 +567,11 @@ def shortfall(srv: Server, need: Need) -> str | None:
 @contextlib.contextmanager
 def server(probes: Probes | None = None, need: Need = Need()) -> Iterator[Server]:
     """Resolve a server that can take `need` and yield it; stop what was started for it
-    on exit, Ctrl-C included. Server.why says why, when it is not the one found first."""
+    on exit, Ctrl-C included. Server.why says why, when it is not the one found first.
+
+    First, what runs killed with -9 left (their throwaway servers' data directories,
+    126 MB each) goes, whichever server this run uses (lab.mysqld.sweep)."""
+    mysqld.sweep()
     if need.where == "throwaway":
         with _throwaway(need, "--server throwaway") as srv:
             yield srv

@@ -8,8 +8,10 @@ The only fakes are the probes in the choice-logic tests: Docker cannot run here,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -937,3 +939,73 @@ def test_db_down_stops_the_server_a_dead_run_left_and_removes_its_directory(requ
     lines = db.down()
     assert any(f"stopped its server (pid {server.pid}), removed {top}" in line for line in lines)
     assert server.wait(5) is not None and not top.exists()
+
+
+# -- the lab owns nothing it did not create, and leaves nothing after kill -9 ----------
+
+
+def _owned_by(pid: int) -> list[Path]:
+    """The throwaway data directories run `pid` made (their owner file names it)."""
+    found = []
+    for top in Path(tempfile.gettempdir()).glob(mysqld.DIR_PREFIX + "*"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads((top / mysqld.OWNER_FILE).read_text()).get("pid") == pid:
+                found.append(top)
+    return found
+
+
+def _servers_in(dirs: list[Path]) -> list[int]:
+    flags = {f"--datadir={top / 'data'}" for top in dirs}
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if flags & set(p.info["cmdline"] or ())]
+
+
+def _nothing_left(srv: db.Server, made: list[Path], limit: int) -> bool:
+    return (
+        not any(top.exists() for top in made)
+        and not _servers_in(made)
+        and max_connections(srv) == limit
+        and not _schema(srv)
+        and _tagged_sleeps(srv) == 0
+    )
+
+
+@pytest.mark.db
+def test_a_run_killed_at_a_random_point_leaves_nothing_after_doctor_or_the_next_run(
+    lease_server, tmp_path
+):
+    """Issue 22: everything docs/owned.md lists, after kill -9 at a point chosen at
+    random (connecting, raising, sleeping, giving back), is gone once `daemonlab doctor`
+    or the next run has run: data directories and their servers, the raised limit, the
+    lease schema, the run's queries."""
+    from tests.conftest import run_cli, wait_until
+
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    before = max_connections(lease_server)
+    env = {"LAB_MYSQL_URL": _url(lease_server), "LAB_DB_PATHS": "url",
+           "LAB_RESULTS": str(tmp_path / "lab.db")}  # fmt: skip
+    for where, then in [("throwaway", "doctor"), ("found", "doctor"),
+                        ("throwaway", "next run"), ("found", "next run")]:  # fmt: skip
+        run = _sleep_run(lease_server, tmp_path, "--clients", "300", "--strategy", "threads",
+                         "--seconds", "10", "--server", where)  # fmt: skip
+        try:
+            if where == "throwaway":  # from the moment its data directory exists
+                wait_until(functools.partial(_owned_by, run.pid), 60, "a data directory")
+            time.sleep(rng.uniform(0.0, 6.0))  # the random point is the test: no event to wait on
+            made = _owned_by(run.pid)
+            os.kill(run.pid, signal.SIGKILL)
+            run.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        made += _owned_by(run.pid)
+        if then == "doctor":
+            done = run_cli("doctor", env=env)
+        else:
+            done = run_cli("run", "sleep", "--clients", "2", "--seconds", "0.1", "--server",
+                           "found", env=env)  # fmt: skip
+        assert done.returncode == 0, (seed, where, then, done.stderr)
+
+        what = f"nothing left (seed {seed}, {where}, then {then})"
+        wait_until(functools.partial(_nothing_left, lease_server, made, before), 30, what)
