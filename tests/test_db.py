@@ -854,11 +854,13 @@ def _tagged_sleeps(srv: db.Server) -> int:
 
 
 @pytest.mark.db
+@pytest.mark.parametrize("keeper", ["gives back", "killed too: doctor"])
 def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
-    lease_server, tmp_path
+    lease_server, tmp_path, keeper
 ):
     """Issue 22 #7: the keeper put the old limit back while the dead run's 300 SLEEPs
-    still held their connections, and every other client got 1040 until they ended."""
+    still held their connections, and every other client got 1040 until they ended.
+    With the keeper killed as well, `daemonlab doctor` ends them (from the lease's tag)."""
     import pymysql
 
     before = max_connections(lease_server)
@@ -866,11 +868,22 @@ def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
     probe = db.Server(lease_server.host, lease_server.port, "probe", "", "", source="probe")
     run = _sleep_run(lease_server, tmp_path, "--clients", "300", "--strategy", "threads",
                      "--seconds", "60", "--server", "found")  # fmt: skip
-    refused = []
+    refused, doctor = [], None
     try:
         assert _until(lambda: _tagged_sleeps(lease_server) >= 300, 90), "all 300 sleep"
-        os.kill(run.pid, signal.SIGKILL)  # the run alone: its keeper sees EOF
+        if keeper != "gives back":
+            keepers = [p for p in psutil.Process(run.pid).children()
+                       if "lab.capacity" in " ".join(p.cmdline())]  # fmt: skip
+            assert len(keepers) == 1
+            keepers[0].kill()  # a zombie of the run's until the run dies: look at its lock
+            assert _until(lambda: not any(lease.live for lease in _leases(lease_server)))
+        os.kill(run.pid, signal.SIGKILL)  # the run alone: its keeper (if alive) sees EOF
         run.wait()
+        if keeper != "gives back":
+            env = {"LAB_MYSQL_URL": _url(lease_server), "LAB_DB_PATHS": "url"}
+            doctor = subprocess.Popen([sys.executable, "-m", "lab", "doctor"],
+                                      env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                                      stdout=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 30
         settled = False
         while not settled:  # a look after the limit is back too: lockout came just then
@@ -880,10 +893,15 @@ def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
             except pymysql.err.OperationalError as exc:
                 refused.append(exc.args)
             time.sleep(0.02)
+        if doctor is not None:
+            assert doctor.wait(60) == 0
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
         run.wait()
+        if doctor is not None and doctor.poll() is None:
+            doctor.kill()
+            doctor.wait()
         _admin(lease_server, "DROP USER IF EXISTS probe@'%'")
     assert refused == [], "nobody is locked out while the dead run's connections linger"
     assert max_connections(lease_server) == before, "put back well before the SLEEPs end"
