@@ -79,7 +79,18 @@ if TYPE_CHECKING:
 
     from lab.db import Server
 
-__all__ = ["MARK", "SCHEMA", "Lease", "hold", "leases", "main", "query_tag", "repair"]
+__all__ = [
+    "MARK",
+    "SCHEMA",
+    "Lease",
+    "hold",
+    "leases",
+    "main",
+    "ours",
+    "process_tag",
+    "query_tag",
+    "repair",
+]
 
 #: The lab's own schema on a server it raised: a name that says whose it is and
 #: what it holds, so that nobody picks it for their data (`daemonlab`, the name the
