@@ -12,12 +12,16 @@ enough, as the first version of this module learnt:
   restarted (the setting is gone) or an admin changed it (theirs now) undoes
   someone else's decision.
 
-So every raise is recorded on the server itself, in schema `daemonlab`:
+So every raise is recorded on the server itself, in a schema of the lab's own
+(SCHEMA, a name no one would give a database of theirs):
 
-    daemonlab.raises   one row per setting the lab changed: what it was before
+    made_by_daemonlab  an empty table whose comment is MARK: written right after
+                       CREATE DATABASE, it proves the lab made the schema
+    raises             one row per setting the lab changed: what it was before
                        the first raise (`was`), and what the lab set (`lab_set`)
-    daemonlab.leases   one row per run holding a raise: who (host, pid), how
-                       many connections it needs, and the name of a user lock
+    leases             one row per run holding a raise: who (host, pid), how
+                       many connections it needs, the name of a user lock, and
+                       the tag the run's queries carry (query_tag())
 
 and the rules are, under one server-wide lock (GET_LOCK, so two runs never
 interleave their read-modify-write):
@@ -29,6 +33,15 @@ interleave their read-modify-write):
     the last lease out puts `was` back - but only if the limit is still what
         the lab set; otherwise it was changed since (a restart, an admin) and
         the lab forgets its record without touching the setting
+    a dead run's connections go before its headroom does: a run killed with -9
+        leaves its SLEEPs running on the server (it notices a client is gone
+        only when the query ends), so lowering the limit at once would lock
+        every other client out ("1040 Too many connections"). Its queries carry
+        its tag; they are KILLed, and the limit goes down once they are gone
+    the schema is dropped when nothing is left in it, and only if it carries
+        MARK and holds only the lab's tables: a schema of that name the lab did
+        not make is refused and left untouched (and a results store may not
+        name it: lab.results.mysql)
 
 Each lease is held by a *keeper*: a small process in a session of its own
 that takes the lease, holds the lock on its own connection, and gives the
@@ -45,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -52,6 +66,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,35 +79,61 @@ if TYPE_CHECKING:
 
     from lab.db import Server
 
-__all__ = ["Lease", "hold", "leases", "main", "repair"]
+__all__ = [
+    "MARK",
+    "SCHEMA",
+    "Lease",
+    "hold",
+    "leases",
+    "main",
+    "ours",
+    "process_tag",
+    "query_tag",
+    "repair",
+]
 
-SCHEMA = "daemonlab"
+#: The lab's own schema on a server it raised: a name that says whose it is and
+#: what it holds, so that nobody picks it for their data (`daemonlab`, the name the
+#: lab used first, is the obvious name for a results store, and was dropped as one).
+SCHEMA = "daemonlab_capacity_leases"
+#: The comment on the lab's tables there; the table MARK_TABLE carrying it proves the
+#: lab created the schema (MySQL has no comment on a schema; MariaDB's is 10.5+).
+MARK = "daemonlab max_connections leases, format 2"
+MARK_TABLE = "made_by_daemonlab"
+OUR_TABLES = {MARK_TABLE, "raises", "leases"}
 GUARD_LOCK = "daemonlab.max_connections"
 #: How long a run waits for another run's raise or release to finish (they take ms).
 GUARD_WAIT_S = 30
 #: How long the keeper may take to answer (it starts an interpreter and imports pymysql).
 KEEPER_ANSWER_S = 60
+#: How long a dead run's KILLed queries may take to leave (they go in milliseconds).
+DRAIN_S = 10
 
 ER_SPECIFIC_ACCESS_DENIED = 1227  # SET GLOBAL without SUPER / SYSTEM_VARIABLES_ADMIN
 ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED = 1044, 1142
 ER_BAD_DB, ER_NO_SUCH_TABLE = 1049, 1146
+ER_NO_SUCH_THREAD = 1094  # KILL of a connection that has just ended
 DENIED = (ER_SPECIFIC_ACCESS_DENIED, ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED)
 
+#: In this order, under the guard lock: the schema (not IF NOT EXISTS: one that is
+#: there already is not ours to fill), then the mark, then the tables.
 _TABLES = (
-    f"CREATE DATABASE IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.raises (
+    f"CREATE DATABASE {SCHEMA}",
+    f"CREATE TABLE {SCHEMA}.{MARK_TABLE} (created DATETIME(6)) COMMENT='{MARK}'",
+    f"""CREATE TABLE {SCHEMA}.raises (
         variable VARCHAR(64) PRIMARY KEY,
         was BIGINT NOT NULL,
         lab_set BIGINT NOT NULL
-    )""",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (
+    ) COMMENT='{MARK}'""",
+    f"""CREATE TABLE {SCHEMA}.leases (
         lock_name VARCHAR(64) PRIMARY KEY,
         variable VARCHAR(64) NOT NULL,
         connections BIGINT NOT NULL,
         host VARCHAR(255) NOT NULL,
         pid BIGINT NOT NULL,
+        tag VARCHAR(64) NOT NULL,
         taken DATETIME(6) NOT NULL
-    )""",
+    ) COMMENT='{MARK}'""",
 )
 
 
@@ -103,6 +144,54 @@ class Lease:
     host: str
     pid: int
     live: bool
+    tag: str = ""
+
+
+# -- the tag on a run's queries ----------------------------------------------------------
+@functools.cache
+def _process_tag(pid: int) -> str:
+    return secrets.token_hex(4)
+
+
+def process_tag() -> str:
+    """This process's part of every query tag: what its keeper looks for after it died.
+    Keyed by pid, so that a forked child does not pass for its parent."""
+    return _process_tag(os.getpid())
+
+
+def query_tag() -> str:
+    """A tag for one run's queries (`/* daemonlab TAG */`): this process's, then the run's.
+    Hex and a dash only, so it holds no LIKE wildcard."""
+    return f"{process_tag()}-{secrets.token_hex(4)}"
+
+
+def _tagged(conn: Any, tag: str) -> list[int]:
+    """The connections running a query tagged by process `tag` (not this one)."""
+    rows = _all(
+        conn,
+        "SELECT ID FROM information_schema.PROCESSLIST"
+        " WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND INFO LIKE %s",
+        (f"SELECT %/* daemonlab {tag}-% */",),
+    )
+    return [int(i) for (i,) in rows]
+
+
+def _end_queries(conn: Any, tag: str) -> int:
+    """KILL the queries a run tagged `tag` left running, and wait until they are gone;
+    how many there were. Only ever the lab's own tagged queries: nobody else's."""
+    if not tag:
+        return 0
+    ids = _tagged(conn, tag)
+    for thread in ids:
+        try:
+            _one(conn, f"KILL CONNECTION {int(thread)}")
+        except Exception as exc:
+            if _code(exc) != ER_NO_SUCH_THREAD:
+                raise
+    deadline = time.monotonic() + DRAIN_S
+    while ids and _tagged(conn, tag) and time.monotonic() < deadline:
+        time.sleep(0.02)  # a KILLed SLEEP leaves within milliseconds
+    return len(ids)
 
 
 # -- the rules, on one connection, under the guard lock ---------------------------------
@@ -138,18 +227,53 @@ def _set_limit(conn: Any, value: int) -> None:
 
 
 def leases(conn: Any) -> list[Lease]:
-    """Every recorded lease, live or not; none when the lab never raised anything here."""
+    """Every recorded lease, live or not; none when the lab never raised anything here
+    (or when a schema of that name is not the lab's: see ours())."""
     try:
+        if not ours(conn):
+            return []
         rows = _all(
             conn,
-            f"SELECT lock_name, connections, host, pid, IS_USED_LOCK(lock_name) IS NOT NULL"
+            f"SELECT lock_name, connections, host, pid, IS_USED_LOCK(lock_name) IS NOT NULL, tag"
             f" FROM {SCHEMA}.leases WHERE variable = 'max_connections'",
         )
     except Exception as exc:
         if _code(exc) in (ER_BAD_DB, ER_NO_SUCH_TABLE, *DENIED):
             return []
         raise
-    return [Lease(name, int(n), host, int(pid), bool(live)) for name, n, host, pid, live in rows]
+    return [
+        Lease(name, int(n), host, int(pid), bool(live), tag)
+        for name, n, host, pid, live, tag in rows
+    ]
+
+
+def _schema_tables(conn: Any) -> dict[str, str] | None:
+    """The tables in SCHEMA and their comments; None when there is no such schema."""
+    found = _one(
+        conn, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (SCHEMA,)
+    )
+    if not found[0]:
+        return None
+    rows = _all(
+        conn,
+        "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+        (SCHEMA,),
+    )
+    return {name: comment for name, comment in rows}
+
+
+def ours(conn: Any) -> bool:
+    """Does SCHEMA exist, and did the lab make it (MARK_TABLE, with MARK as its comment)?"""
+    tables = _schema_tables(conn)
+    return tables is not None and tables.get(MARK_TABLE) == MARK
+
+
+def _not_ours() -> LabError:
+    return LabError(
+        f"schema {SCHEMA} on this server was not made by the lab (no {MARK_TABLE} table"
+        f" marked {MARK!r}): left untouched; drop it if it is an old lab's, or raise"
+        " max_connections by hand"
+    )
 
 
 def _raise_row(conn: Any) -> tuple[int, int] | None:
@@ -160,11 +284,15 @@ def _raise_row(conn: Any) -> tuple[int, int] | None:
 def _settle(conn: Any) -> str | None:
     """Drop dead leases and make the limit what the live ones need; what changed, in words.
 
-    Called under the guard lock, with the tables present."""
+    Called under the guard lock, with the lab's tables present (leases() reads none
+    from a schema that is not the lab's, and _raise_row is not read then)."""
+    if not ours(conn):
+        return None
     everything = leases(conn)
     dead = [lease for lease in everything if not lease.live]
     live = [lease for lease in everything if lease.live]
-    for lease in dead:
+    for lease in dead:  # its queries first: they still hold connections (see the header)
+        _end_queries(conn, lease.tag)
         _one(conn, f"DELETE FROM {SCHEMA}.leases WHERE lock_name = %s", (lease.lock_name,))
     row = _raise_row(conn)
     if row is None:
@@ -193,16 +321,35 @@ def _settle(conn: Any) -> str | None:
 
 def _forget_all(conn: Any) -> None:
     """Nothing raised, nobody holding: the lab's schema goes too, so that a shared server
-    keeps nothing of the lab's between runs. Under the guard lock, which _take also
-    takes before it creates the tables again."""
-    _one(conn, f"DROP DATABASE IF EXISTS {SCHEMA}")
+    keeps nothing of the lab's between runs - but only a schema with the lab's mark that
+    holds nothing else (its three tables, empty). Under the guard lock, which _take
+    also takes before it creates the schema again."""
+    _one(conn, f"DELETE FROM {SCHEMA}.raises WHERE variable = 'max_connections'")
+    tables = _schema_tables(conn) or {}
+    if set(tables) != OUR_TABLES or any(comment != MARK for comment in tables.values()):
+        return  # someone put a table of theirs in it: theirs is not ours to drop
+    (raises,) = _one(conn, f"SELECT COUNT(*) FROM {SCHEMA}.raises")
+    (held,) = _one(conn, f"SELECT COUNT(*) FROM {SCHEMA}.leases")
+    if raises == 0 and held == 0:
+        _one(conn, f"DROP DATABASE {SCHEMA}")
 
 
-def _take(conn: Any, connections: int, lock_name: str, pid: int, host: str) -> tuple[int, int]:
-    """Record a lease for `connections` and raise the limit to cover it; (was, now)."""
-    with _guard(conn):  # first: a run giving back may drop the schema (_forget_all)
+def _make_schema(conn: Any) -> None:
+    """Use the lab's schema, or make it; refuse one of that name the lab did not make."""
+    tables = _schema_tables(conn)
+    if tables is None:
         for sql in _TABLES:
             _one(conn, sql)
+    elif tables.get(MARK_TABLE) != MARK or not OUR_TABLES <= set(tables):
+        raise _not_ours()
+
+
+def _take(
+    conn: Any, connections: int, lock_name: str, pid: int, host: str, tag: str
+) -> tuple[int, int]:
+    """Record a lease for `connections` and raise the limit to cover it; (was, now)."""
+    with _guard(conn):  # first: a run giving back may drop the schema (_forget_all)
+        _make_schema(conn)
         _settle(conn)
         live = [lease for lease in leases(conn) if lease.live]
         now = _limit(conn)
@@ -220,9 +367,10 @@ def _take(conn: Any, connections: int, lock_name: str, pid: int, host: str) -> t
             )
         _one(
             conn,
-            f"INSERT INTO {SCHEMA}.leases (lock_name, variable, connections, host, pid, taken)"
-            " VALUES (%s, 'max_connections', %s, %s, %s, NOW(6))",
-            (lock_name, connections, host, pid),
+            f"INSERT INTO {SCHEMA}.leases"
+            " (lock_name, variable, connections, host, pid, tag, taken)"
+            " VALUES (%s, 'max_connections', %s, %s, %s, %s, NOW(6))",
+            (lock_name, connections, host, pid, tag),
         )
     return was, now
 
@@ -250,7 +398,7 @@ def repair(conn: Any) -> str | None:
 
 def _has_raise(conn: Any) -> bool:
     try:
-        return _raise_row(conn) is not None
+        return ours(conn) and _raise_row(conn) is not None
     except Exception as exc:
         if _code(exc) in (ER_BAD_DB, ER_NO_SUCH_TABLE, *DENIED):
             return False
@@ -308,6 +456,7 @@ class _Keeper:
                 "connections": self._connections,
                 "clients": self._clients,
                 "pid": os.getpid(),
+                "tag": process_tag(),
             }
             self._proc.stdin.write(json.dumps(order) + "\n")
             self._proc.stdin.flush()
@@ -394,9 +543,14 @@ def _keep() -> int:
         try:
             (got,) = _one(conn, "SELECT GET_LOCK(%s, 0)", (lock_name,))
             assert got == 1, "a fresh random lock name is free"
-            was, now = _take(conn, order["connections"], lock_name, order["pid"], _host())
+            was, now = _take(
+                conn, order["connections"], lock_name, order["pid"], _host(), order["tag"]
+            )
         except pymysql.err.MySQLError as exc:
             print(json.dumps({"error": _refusal(srv, exc, conn, order)}), flush=True)
+            return 1
+        except LabError as exc:  # a schema of the lab's name that the lab did not make
+            print(json.dumps({"error": str(exc)}), flush=True)
             return 1
         print(json.dumps({"was": was, "now": now}), flush=True)
         try:
@@ -405,6 +559,9 @@ def _keep() -> int:
             # A server that went away took the raise with it (SET GLOBAL does not
             # outlive a restart) and freed the lock: nothing is left to give back.
             with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                # A parent that finished has no query left; one killed with -9 has
+                # its SLEEPs still on the server: they go before the headroom does.
+                _end_queries(conn, order["tag"])
                 _give_back(conn, lock_name)
     finally:
         with contextlib.suppress(pymysql.err.Error, OSError):

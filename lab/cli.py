@@ -174,7 +174,8 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
         with report.progress_bar(module.NAME) as progress:
             run = module.run(chosen, progress=progress, sink=sink)
     except KeyboardInterrupt:
-        where = f"; what it finished is stored as interrupted in {sink.where}" if sink else ""
+        stored = sink is not None and sink.begun
+        where = f"; what it finished is stored as interrupted in {sink.where}" if stored else ""
         by = signal.Signals(_stopped_by).name
         raise Interrupted(f"{module.NAME} interrupted by {by}{where}") from None
     finally:

@@ -24,8 +24,14 @@
 #   threads spent 23 s connecting. So TLS is either off (ssl_disabled=True) or
 #   on with one SSLContext built once.
 # - connect_timeout bounds the TCP connect only: a server whose listen queue
-#   overflowed never sends its greeting, and the client waits for ever. Probes
-#   here also set read_timeout.
+#   overflowed never sends its greeting, nor does a service that is not MySQL
+#   (Redis waits for its client to speak first), and the client waits for ever.
+#   connect() bounds the login with GREETING_TIMEOUT_S and then lifts it (a
+#   GET_LOCK or a long SLEEP may rightly take longer); probes set read_timeout.
+# - Asking a server whether it offers TLS by logging in without it fails where
+#   TLS is required (require_secure_transport: MariaDB answers "access denied",
+#   as for a wrong password). The greeting, which a server sends before any
+#   login, carries the answer: greeting() reads just that.
 # - Reading the server's privileges to decide whether SET GLOBAL is allowed
 #   means parsing SHOW GRANTS across MySQL and MariaDB versions; trying it and
 #   catching "access denied" (1227) asks the server itself.
@@ -42,9 +48,9 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote
 
-from lab import mysqld
+from lab import mysqld, urls
 from lab.errors import LabError
 
 if TYPE_CHECKING:
@@ -67,7 +73,9 @@ __all__ = [
     "went_away",
     "down",
     "explain",
+    "greeting",
     "parse_url",
+    "query_tag",
     "repair",
     "resolve_server",
     "server",
@@ -83,6 +91,9 @@ CONTAINER_IMAGE = "mysql:8.4"
 CONNECT_TIMEOUT_S = 10
 # A server on this machine answers in milliseconds; a probe must not make `db status` slow.
 PROBE_TIMEOUT_S = 1
+# How long a login may wait for the server's first word (see the header): a server
+# greets as it accepts, within milliseconds even when busy.
+GREETING_TIMEOUT_S = 10
 # The experiment's own bookkeeping connection, plus one spare so you can still look in.
 HEADROOM = 2
 
@@ -169,20 +180,14 @@ def parse_url(url: str, name: str = "LAB_MYSQL_URL") -> tuple[Server, str]:
     def bad(what: str) -> LabError:
         return LabError(f"{name} is not {_URL_FORM}: {what}")
 
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("mysql", "mariadb"):
-        raise bad(f"scheme is {parts.scheme or 'missing'!r}, expected 'mysql'")
+    # The scheme, then brackets, ports, NUL: one line each (lab/urls.py).
+    parts = urls.split(url, name, _URL_FORM, schemes=("mysql", "mariadb"))
     if not parts.hostname:
         raise bad("no host")
     if not parts.username:
         raise bad("no user")
-    try:
-        port = LOCAL_PORT if parts.port is None else parts.port
-    except ValueError:  # not a number, or above 65535
-        port = 0
-    if not 1 <= port <= 65535:
-        raise bad("the port is not a number from 1 to 65535")
-    database = unquote(parts.path.lstrip("/"))
+    port = LOCAL_PORT if parts.port is None else parts.port
+    database = urls.decode(parts.path.lstrip("/"), name, _URL_FORM, "database")
     if not database or "/" in database:
         raise bad("no database after the port (e.g. /test)")
     query = parse_qs(parts.query, keep_blank_values=True)
@@ -195,8 +200,8 @@ def parse_url(url: str, name: str = "LAB_MYSQL_URL") -> tuple[Server, str]:
     srv = Server(
         host=parts.hostname,
         port=port,
-        user=unquote(parts.username),
-        password=unquote(parts.password or ""),
+        user=urls.decode(parts.username, name, _URL_FORM, "user"),
+        password=urls.decode(parts.password or "", name, _URL_FORM, "password"),
         database=database,
         source=name,
         tls=mode == "required",
@@ -208,13 +213,87 @@ def parse_url(url: str, name: str = "LAB_MYSQL_URL") -> tuple[Server, str]:
 
 
 def connect(srv: Server, **extra: Any) -> pymysql.connections.Connection:
-    """A pymysql connection to `srv`; expected failures become a one-line LabError."""
+    """A pymysql connection to `srv`; expected failures become a one-line LabError.
+
+    The login is bounded by GREETING_TIMEOUT_S (see the header) unless `extra`
+    sets read_timeout; after it, reads wait as long as `extra` says (for ever
+    by default, like pymysql's own)."""
     import pymysql
 
     try:
-        return pymysql.connect(**srv.pymysql_kwargs(**extra))
+        conn = pymysql.connect(**srv.pymysql_kwargs(**{"read_timeout": GREETING_TIMEOUT_S} | extra))
     except pymysql.err.MySQLError as exc:
+        if _code(exc) == ER_ACCESS_DENIED and not srv.tls and _tls_lets_in(srv):
+            raise LabError(
+                f"{srv.safe_url()} ({srv.source}): the server takes this login only over"
+                f" TLS (require_secure_transport): add ?ssl=required to {srv.source}"
+            ) from None
         raise explain(srv, exc) from None
+    # pymysql has no timeout for the login alone; it applies _read_timeout before each
+    # read (connections.py, _read_packet), so this lifts the bound from here on.
+    conn._read_timeout = extra.get("read_timeout")
+    return conn
+
+
+def _tls_lets_in(srv: Server) -> bool:
+    """Does a login refused without TLS pass with it? (Only then is TLS, not the
+    password, what is wrong; the server's message is the same for both.)"""
+    from pymysql.constants import CLIENT
+
+    try:
+        if not greeting(srv) & CLIENT.SSL:
+            return False
+        connect(replace(srv, tls=True)).close()
+    except LabError:
+        return False
+    return True
+
+
+def greeting(srv: Server) -> int:
+    """The capability flags in the server's greeting, read without logging in.
+
+    The greeting is the first packet of the protocol, sent by the server as
+    it accepts: a 3-byte length, a sequence number, then protocol version 10,
+    the server's version (NUL-terminated), a 4-byte thread id, 8 bytes of
+    scramble and a filler, and the low 16 bits of the capabilities
+    (https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_packets_protocol_handshake_v10.html).
+    CLIENT.SSL is among the low 16. An error packet (0xff: too many
+    connections, a blocked host) becomes a LabError, as a login's would."""
+    import socket
+
+    def fail(reason: str) -> LabError:
+        return LabError(f"{srv.safe_url()} ({srv.source}): {reason}")
+
+    try:
+        if srv.unix_socket:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(GREETING_TIMEOUT_S)
+            sock.connect(srv.unix_socket)
+        else:
+            sock = socket.create_connection((srv.host, srv.port), GREETING_TIMEOUT_S)
+        with sock, sock.makefile("rb") as f:
+            sock.settimeout(GREETING_TIMEOUT_S)
+            head = f.read(4)
+            body = f.read(int.from_bytes(head[:3], "little")) if len(head) == 4 else b""
+    except TimeoutError:
+        raise fail(_NO_GREETING.format(port=srv.port, s=GREETING_TIMEOUT_S)) from None
+    except OSError as exc:
+        raise fail(f"nothing answers there ({exc.strerror or exc})") from None
+    if body[:1] == b"\xff":  # an error packet: a 2-byte code, [#, 5-byte state,] message
+        message = body[9:] if body[3:4] == b"#" else body[3:]
+        code = int.from_bytes(body[1:3], "little")
+        raise fail(f"error {code}: {message.decode(errors='replace')}")
+    version_end = body.find(b"\0", 1)
+    flags = body[version_end + 1 + 4 + 8 + 1 :][:2]
+    if body[:1] != b"\x0a" or version_end < 0 or len(flags) != 2:
+        raise fail("the greeting is not MySQL's: is that a MySQL server?")
+    return int.from_bytes(flags, "little")
+
+
+_NO_GREETING = (
+    "port {port} did not greet within {s} s: is a MySQL server listening there?"
+    " (MySQL speaks first; this service waits for its client)"
+)
 
 
 #: What a server that went away looks like to a client: the driver's codes,
@@ -244,6 +323,11 @@ def explain(srv: Server, exc: BaseException, during: str = "login") -> LabError:
     reached a server that went away (stopped, killed, restarted)."""
     code = _code(exc)
     user, db = srv.user, srv.database
+    if during == "login" and code == CR_SERVER_LOST and "timed out" in str(exc):
+        return LabError(
+            f"{srv.safe_url()} ({srv.source}): "
+            + _NO_GREETING.format(port=srv.port, s=GREETING_TIMEOUT_S)
+        )
     if during == "query" and went_away(exc):
         return LabError(
             f"{srv.safe_url()} ({srv.source}): the server went away mid-query"
@@ -284,11 +368,11 @@ def _answers(srv: Server) -> bool:
 
 
 def _offers_tls(srv: Server) -> bool:
-    """For ssl=preferred: ask the server once, rather than pymysql on every connect."""
+    """For ssl=preferred: ask the server once, rather than pymysql on every connect;
+    from its greeting, since logging in without TLS may be refused (see the header)."""
     from pymysql.constants import CLIENT
 
-    with contextlib.closing(connect(srv)) as conn:
-        return bool(conn.server_capabilities & CLIENT.SSL)
+    return bool(greeting(srv) & CLIENT.SSL)
 
 
 # -- the probes, one per question resolution asks ---------------------------------
@@ -483,7 +567,11 @@ def shortfall(srv: Server, need: Need) -> str | None:
 @contextlib.contextmanager
 def server(probes: Probes | None = None, need: Need = Need()) -> Iterator[Server]:
     """Resolve a server that can take `need` and yield it; stop what was started for it
-    on exit, Ctrl-C included. Server.why says why, when it is not the one found first."""
+    on exit, Ctrl-C included. Server.why says why, when it is not the one found first.
+
+    First, what runs killed with -9 left (their throwaway servers' data directories,
+    126 MB each) goes, whichever server this run uses (lab.mysqld.sweep)."""
+    mysqld.sweep()
     if need.where == "throwaway":
         with _throwaway(need, "--server throwaway") as srv:
             yield srv
@@ -616,6 +704,14 @@ def capacity(srv: Server, connections: int) -> Iterator[tuple[int, int] | None]:
 
     with leases.hold(srv, connections + HEADROOM, clients=connections) as raised:
         yield raised
+
+
+def query_tag() -> str:
+    """The tag for one run's queries, `/* daemonlab TAG */`: what lets the run's
+    max_connections keeper find and end them if the run is killed (lab/capacity.py)."""
+    from lab import capacity as leases
+
+    return leases.query_tag()
 
 
 def repair(srv: Server) -> str | None:

@@ -115,6 +115,9 @@ class Settings:
     max_connections: int = MAX_CONNECTIONS
     back_log: int | None = None
     thread_handling: str = THREAD_HANDLINGS[0]
+    #: (certificate, key) PEM files: a server that offers TLS, as a test of the
+    #: lab's TLS paths needs (a stock throwaway server offers none).
+    tls: tuple[str, str] | None = None
 
     def argv(self) -> list[str]:
         args = [
@@ -128,6 +131,8 @@ class Settings:
             args.append(f"--back-log={self.back_log}")
         if self.thread_handling == "pool-of-threads":
             args.append(f"--thread-pool-idle-timeout={POOL_IDLE_TIMEOUT_S}")
+        if self.tls is not None:
+            args += [f"--ssl-cert={self.tls[0]}", f"--ssl-key={self.tls[1]}"]
         return args
 
 

@@ -19,6 +19,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from lab import urls
 from lab.errors import LabError
 
 __all__ = ["SERVICES", "Service", "address", "reachable", "require", "url"]
@@ -78,14 +79,20 @@ SERVICES = {
 
 
 def url(name: str) -> str:
-    """Where service `name` is: LAB_<NAME>_URL, else its usual local address."""
+    """Where service `name` is: LAB_<NAME>_URL, else its usual local address. A URL
+    no server can be reached by (a NUL, a [bracket], port 70000) is one line."""
     service = _service(name)
-    return os.environ.get(service.env) or service.default_url
+    given = os.environ.get(service.env)
+    if not given:
+        return service.default_url
+    scheme = urlsplit(service.default_url).scheme
+    urls.split(given, service.env, f"{scheme}://host:port")
+    return given
 
 
 def address(name: str) -> tuple[str, int]:
     """(host, port) of service `name`, from its URL."""
-    parts = urlsplit(url(name))
+    parts = urlsplit(url(name))  # checked by url()
     default_port = urlsplit(_service(name).default_url).port
     return parts.hostname or "127.0.0.1", parts.port or default_port or 0
 

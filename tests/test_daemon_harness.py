@@ -440,3 +440,26 @@ def test_any_value_for_any_config_key_is_a_config_or_one_line(tmp_path) -> None:
         assert config.user is None or (isinstance(config.user, str) and config.user.strip())
 
     check()
+
+
+def test_a_results_url_is_refused_in_one_line_that_never_shows_its_password(world: World) -> None:
+    """Issue 22 #3: taken as a path, it was printed by check and status, stored in the
+    status JSON, and a folder was named after the password."""
+    url = "mysql://hp:s3cr3t@127.0.0.1:3306/test"
+    config = world.dir / "url.toml"
+    config.write_text(f'[daemon]\nresults = "{url}"\n' + RUN)
+    before = set(world.dir.rglob("*"))
+    for args in [
+        ("daemon", "start", "--results", url, *QUICK),
+        ("daemon", "start", "--results", " MySQL://hp:s3cr3t@h/test", *QUICK),
+        ("daemon", "start", "--config", str(config)),
+        ("daemon", "check", "--config", str(config)),
+        ("daemon", "status", "--config", str(config)),
+        ("daemon", "stop", "--config", str(config)),
+    ]:
+        done = world.cli(*args)
+        assert done.returncode == 2 and "must be a file" in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+        assert "s3cr3t" not in done.stdout + done.stderr, args
+    assert set(world.dir.rglob("*")) == before, "nothing created, no folder named for it"
+    assert world.daemon_pid() is None

@@ -7,8 +7,11 @@ The only fakes are the probes in the choice-logic tests: Docker cannot run here,
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -160,6 +163,98 @@ def test_unreachable_port_is_one_line():
     with pytest.raises(LabError, match="nothing answers there") as err:
         db.connect(srv, connect_timeout=1)
     assert "pw-not-shown" not in str(err.value)
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections (the kernel does, from the listen queue) and never
+    says a word, like Redis to a client that waits for it to speak first."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener
+
+
+def test_a_port_that_never_greets_is_one_line_not_a_hang(silent_port):
+    """Issue 22 #9: `db status` against such a port waited for ever."""
+    from tests.conftest import assert_refused, run_cli
+
+    port = silent_port.getsockname()[1]
+    started = time.monotonic()
+    result = run_cli("db", "status", env={"LAB_MYSQL_URL": f"mysql://root@127.0.0.1:{port}/test"},
+                     timeout=60)  # fmt: skip
+    assert_refused(result, f"port {port} did not greet within {db.GREETING_TIMEOUT_S} s")
+    assert time.monotonic() - started < db.GREETING_TIMEOUT_S + 20
+
+
+def test_a_run_stopped_while_it_waits_for_a_greeting_says_nothing_was_stored(silent_port, tmp_path):
+    """Issue 22 #9: stopped by TERM before the run began, it said "stored as interrupted"."""
+    import select
+
+    port = silent_port.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LAB_RESULTS": str(tmp_path / "lab.db"),
+        "LAB_MYSQL_URL": f"mysql://root@127.0.0.1:{port}/test",
+        "LAB_DB_PATHS": "url",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "sleep", "--clients", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert select.select([silent_port], [], [], 60)[0], "the run connects to the port"
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode != 0 and "interrupted by SIGTERM" in err, err
+    assert "stored" not in err, err
+    from lab.results import ResultsStore
+
+    with ResultsStore(tmp_path / "lab.db", readonly=True) as store:
+        assert store.runs() == [], "nothing was stored, and nothing was said to be"
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """A throwaway MariaDB with a self-signed certificate that takes logins only over TLS
+    (require_secure_transport=ON, set once it runs: the lab's own start-up check logs
+    in without TLS)."""
+    if mysqld.find_binary() is None or shutil.which("openssl") is None:
+        missing("no mariadbd/mysqld or openssl installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    settings = mysqld.Settings(max_connections=151, tls=(str(cert), str(key)))
+    with mysqld.throwaway(settings) as m:
+        FIXTURE_SERVERS.add(m.pid)
+        srv = db.Server("127.0.0.1", m.port, "root", "", "test", source="tls test", pid=m.pid)
+        _admin(srv, "SET GLOBAL require_secure_transport = ON")
+        yield srv
+
+
+@pytest.mark.db
+def test_tls_only_server_ssl_preferred_works_and_without_ssl_the_line_says_tls(tls_server):
+    """Issue 22 #8: ?ssl=preferred logged in without TLS to read the server's flags and was
+    refused; without ?ssl the line blamed the password."""
+    from tests.conftest import assert_refused, run_cli
+
+    url = f"mysql://root@127.0.0.1:{tls_server.port}/test"
+    preferred = run_cli("db", "status", env={"LAB_MYSQL_URL": url + "?ssl=preferred"})
+    assert preferred.returncode == 0 and "have_ssl: YES" in preferred.stdout, preferred.stderr
+    plain = run_cli("db", "status", env={"LAB_MYSQL_URL": url})
+    assert_refused(plain, "only over TLS (require_secure_transport): add ?ssl=required")
+    wrong = run_cli("db", "status", env={"LAB_MYSQL_URL": url.replace("root@", "root:bad@")})
+    assert_refused(wrong, "wrong user or password")
+    assert "bad" not in wrong.stderr
 
 
 # -- LAB_MYSQL_URL parsing --------------------------------------------------------
@@ -527,10 +622,20 @@ def _set_limit(srv: db.Server, value: int) -> None:
         conn.query(f"SET GLOBAL max_connections={value}")
 
 
-def _schema(srv: db.Server) -> bool:
+def _schema(srv: db.Server, name: str | None = None) -> bool:
+    from lab import capacity
+
     with db.connect(srv) as conn, conn.cursor() as cur:
-        cur.execute("SHOW DATABASES LIKE 'daemonlab'")
+        cur.execute("SHOW DATABASES LIKE %s", (name or capacity.SCHEMA,))
         return cur.fetchone() is not None
+
+
+def _admin(srv: db.Server, *statements: str) -> list:
+    """Run statements as the server's admin; the last one's rows."""
+    with db.connect(srv, autocommit=True) as conn, conn.cursor() as cur:
+        for sql in statements:
+            cur.execute(sql)
+        return list(cur.fetchall())
 
 
 def _leases(srv: db.Server) -> list:
@@ -643,6 +748,58 @@ def test_a_raise_whose_run_and_keeper_both_died_is_undone_by_the_next_run_or_doc
 
 
 @pytest.mark.db
+def test_a_database_named_daemonlab_survives_the_last_lease(lease_server):
+    """Issue 22 #1: the lab kept its leases in schema `daemonlab` and dropped it when the
+    last lease went back, a results store of that name with it."""
+    _admin(lease_server, "CREATE DATABASE daemonlab", "CREATE TABLE daemonlab.runs (id INT)",
+           "INSERT INTO daemonlab.runs VALUES (1)")  # fmt: skip
+    try:
+        with db.capacity(lease_server, 400) as raised:
+            assert raised is not None
+        assert _admin(lease_server, "SELECT id FROM daemonlab.runs") == [(1,)]
+        assert not _schema(lease_server), "the lab's own schema went, with nothing left in it"
+    finally:
+        _admin(lease_server, "DROP DATABASE IF EXISTS daemonlab")
+
+
+@pytest.fixture
+def lab_schema(lease_server):
+    """The lab's lease schema's name; whatever a test left under it is dropped after."""
+    from lab import capacity
+
+    yield capacity.SCHEMA
+    _admin(lease_server, f"DROP DATABASE IF EXISTS {capacity.SCHEMA}")
+
+
+@pytest.mark.db
+def test_a_schema_of_the_labs_name_it_did_not_make_is_refused_untouched(lease_server, lab_schema):
+    before = max_connections(lease_server)
+    _admin(
+        lease_server, f"CREATE DATABASE {lab_schema}", f"CREATE TABLE {lab_schema}.leases (id INT)"
+    )
+    with pytest.raises(LabError, match="was not made by the lab.*left untouched"):
+        with db.capacity(lease_server, 400):
+            pass
+    assert max_connections(lease_server) == before
+    assert _admin(lease_server, f"SHOW TABLES FROM {lab_schema}") == [("leases",)]
+
+
+@pytest.mark.db
+def test_the_labs_schema_with_a_table_of_someone_elses_is_not_dropped(lease_server, lab_schema):
+    from lab import capacity
+
+    before = max_connections(lease_server)
+    with db.capacity(lease_server, 400):
+        _admin(lease_server, f"CREATE TABLE {lab_schema}.notes (id INT)")
+    assert max_connections(lease_server) == before
+    tables = {name for (name,) in _admin(lease_server, f"SHOW TABLES FROM {lab_schema}")}
+    assert tables == {"notes", *capacity.OUR_TABLES}
+    with db.capacity(lease_server, 400):  # still the lab's: used again, and put back
+        assert max_connections(lease_server) == before + 402
+    assert max_connections(lease_server) == before
+
+
+@pytest.mark.db
 def test_a_limit_an_admin_changed_since_is_left_alone(lease_server):
     before = max_connections(lease_server)
     try:
@@ -654,21 +811,29 @@ def test_a_limit_an_admin_changed_since_is_left_alone(lease_server):
         _set_limit(lease_server, before)
 
 
-@pytest.mark.db
-def test_the_run_command_puts_the_limit_back_after_kill_9_of_the_cli(lease_server, tmp_path):
-    before = max_connections(lease_server)
+def _sleep_run(srv: db.Server, tmp_path: Path, *options: str) -> subprocess.Popen:
+    """`daemonlab run sleep OPTIONS` against `srv`, in a session of its own (killpg it)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "LAB_MYSQL_URL": _url(lease_server),
+        "LAB_MYSQL_URL": _url(srv),
         "LAB_DB_PATHS": "url",
         "LAB_RESULTS": str(tmp_path / "lab.db"),
     }
-    run = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "sleep", "--clients", "300", "--strategy",
-         "asyncio", "--seconds", "5"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "sleep", *options],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.db
+def test_the_run_command_puts_the_limit_back_after_kill_9_of_the_cli(lease_server, tmp_path):
+    before = max_connections(lease_server)
+    run = _sleep_run(lease_server, tmp_path, "--clients", "300", "--strategy", "asyncio",
+                     "--seconds", "5")  # fmt: skip
     try:
         assert _until(lambda: max_connections(lease_server) > before, 60), "the run raised it"
         os.killpg(run.pid, signal.SIGKILL)
@@ -677,6 +842,70 @@ def test_the_run_command_puts_the_limit_back_after_kill_9_of_the_cli(lease_serve
             os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     assert _until(lambda: max_connections(lease_server) == before), "put back after kill -9"
+
+
+def _tagged_sleeps(srv: db.Server) -> int:
+    rows = _admin(
+        srv,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+        " WHERE COMMAND = 'Query' AND INFO LIKE 'SELECT %/* daemonlab % */'",
+    )
+    return rows[0][0]
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("keeper", ["gives back", "killed too: doctor"])
+def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
+    lease_server, tmp_path, keeper
+):
+    """Issue 22 #7: the keeper put the old limit back while the dead run's 300 SLEEPs
+    still held their connections, and every other client got 1040 until they ended.
+    With the keeper killed as well, `daemonlab doctor` ends them (from the lease's tag)."""
+    import pymysql
+
+    before = max_connections(lease_server)
+    _admin(lease_server, "CREATE USER IF NOT EXISTS probe@'%'")  # not SUPER: no spare slot
+    probe = db.Server(lease_server.host, lease_server.port, "probe", "", "", source="probe")
+    run = _sleep_run(lease_server, tmp_path, "--clients", "300", "--strategy", "threads",
+                     "--seconds", "60", "--server", "found")  # fmt: skip
+    refused, doctor = [], None
+    try:
+        assert _until(lambda: _tagged_sleeps(lease_server) >= 300, 90), "all 300 sleep"
+        if keeper != "gives back":
+            keepers = [p for p in psutil.Process(run.pid).children()
+                       if "lab.capacity" in " ".join(p.cmdline())]  # fmt: skip
+            assert len(keepers) == 1
+            keepers[0].kill()  # a zombie of the run's until the run dies: look at its lock
+            assert _until(lambda: not any(lease.live for lease in _leases(lease_server)))
+        os.kill(run.pid, signal.SIGKILL)  # the run alone: its keeper (if alive) sees EOF
+        run.wait()
+        if keeper != "gives back":
+            env = {"LAB_MYSQL_URL": _url(lease_server), "LAB_DB_PATHS": "url"}
+            doctor = subprocess.Popen([sys.executable, "-m", "lab", "doctor"],
+                                      env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                                      stdout=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 30
+        settled = False
+        while not settled:  # a look after the limit is back too: lockout came just then
+            settled = max_connections(lease_server) == before or time.monotonic() > deadline
+            try:
+                pymysql.connect(**probe.pymysql_kwargs(connect_timeout=5)).close()
+            except pymysql.err.OperationalError as exc:
+                refused.append(exc.args)
+            time.sleep(0.02)
+        if doctor is not None:
+            assert doctor.wait(60) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        if doctor is not None and doctor.poll() is None:
+            doctor.kill()
+            doctor.wait()
+        _admin(lease_server, "DROP USER IF EXISTS probe@'%'")
+    assert refused == [], "nobody is locked out while the dead run's connections linger"
+    assert max_connections(lease_server) == before, "put back well before the SLEEPs end"
+    assert _tagged_sleeps(lease_server) == 0, "its queries were ended, not waited out"
 
 
 # -- what dead runs leave: found and removed ----------------------------------------
@@ -728,3 +957,73 @@ def test_db_down_stops_the_server_a_dead_run_left_and_removes_its_directory(requ
     lines = db.down()
     assert any(f"stopped its server (pid {server.pid}), removed {top}" in line for line in lines)
     assert server.wait(5) is not None and not top.exists()
+
+
+# -- the lab owns nothing it did not create, and leaves nothing after kill -9 ----------
+
+
+def _owned_by(pid: int) -> list[Path]:
+    """The throwaway data directories run `pid` made (their owner file names it)."""
+    found = []
+    for top in Path(tempfile.gettempdir()).glob(mysqld.DIR_PREFIX + "*"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads((top / mysqld.OWNER_FILE).read_text()).get("pid") == pid:
+                found.append(top)
+    return found
+
+
+def _servers_in(dirs: list[Path]) -> list[int]:
+    flags = {f"--datadir={top / 'data'}" for top in dirs}
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if flags & set(p.info["cmdline"] or ())]
+
+
+def _nothing_left(srv: db.Server, made: list[Path], limit: int) -> bool:
+    return (
+        not any(top.exists() for top in made)
+        and not _servers_in(made)
+        and max_connections(srv) == limit
+        and not _schema(srv)
+        and _tagged_sleeps(srv) == 0
+    )
+
+
+@pytest.mark.db
+def test_a_run_killed_at_a_random_point_leaves_nothing_after_doctor_or_the_next_run(
+    lease_server, tmp_path
+):
+    """Issue 22: everything docs/owned.md lists, after kill -9 at a point chosen at
+    random (connecting, raising, sleeping, giving back), is gone once `daemonlab doctor`
+    or the next run has run: data directories and their servers, the raised limit, the
+    lease schema, the run's queries."""
+    from tests.conftest import run_cli, wait_until
+
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    before = max_connections(lease_server)
+    env = {"LAB_MYSQL_URL": _url(lease_server), "LAB_DB_PATHS": "url",
+           "LAB_RESULTS": str(tmp_path / "lab.db")}  # fmt: skip
+    for where, then in [("throwaway", "doctor"), ("found", "doctor"),
+                        ("throwaway", "next run"), ("found", "next run")]:  # fmt: skip
+        run = _sleep_run(lease_server, tmp_path, "--clients", "300", "--strategy", "threads",
+                         "--seconds", "10", "--server", where)  # fmt: skip
+        try:
+            if where == "throwaway":  # from the moment its data directory exists
+                wait_until(functools.partial(_owned_by, run.pid), 60, "a data directory")
+            time.sleep(rng.uniform(0.0, 6.0))  # the random point is the test: no event to wait on
+            made = _owned_by(run.pid)
+            os.kill(run.pid, signal.SIGKILL)
+            run.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        made += _owned_by(run.pid)
+        if then == "doctor":
+            done = run_cli("doctor", env=env)
+        else:
+            done = run_cli("run", "sleep", "--clients", "2", "--seconds", "0.1", "--server",
+                           "found", env=env)  # fmt: skip
+        assert done.returncode == 0, (seed, where, then, done.stderr)
+
+        what = f"nothing left (seed {seed}, {where}, then {then})"
+        wait_until(functools.partial(_nothing_left, lease_server, made, before), 30, what)

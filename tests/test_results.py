@@ -361,3 +361,48 @@ def test_a_run_into_a_read_only_store_is_refused_before_it_measures(readonly_sto
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()
     assert "read-only" in line and "Traceback" not in result.stderr
+
+
+HOLD_WAL = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA wal_autocheckpoint=0")  # the schema stays in the -wal, as an app's may
+db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+db.execute("INSERT INTO runs (name) VALUES ('precious')")
+print("ready", flush=True)
+sys.stdin.read()
+db.close()
+"""
+
+
+def test_another_applications_wal_database_held_open_is_refused_untouched(tmp_path):
+    """Issue 22 #2: its schema lives in the -wal until a checkpoint; a look that skips
+    the -wal (immutable=1) saw an empty file, and the lab altered and stamped it."""
+    theirs = tmp_path / "other.db"
+    app = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WAL, str(theirs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout.readline() == "ready\n"
+        files = ("other.db", "other.db-wal")
+        before = {name: (tmp_path / name).read_bytes() for name in files}
+        for args in (("run", "fork", "--fact", "1"), ("results",), ("export",)):
+            result = run_cli(*args, env={"LAB_RESULTS": str(theirs)})
+            assert result.returncode == 2, (args, result.stderr)
+            (line,) = result.stderr.strip().splitlines()
+            assert "another application's database (tables: runs)" in line, line
+            assert "left untouched" in line, line
+        assert {name: (tmp_path / name).read_bytes() for name in files} == before
+    finally:
+        app.stdin.close()
+        app.wait()
+        app.stdout.close()
+    with sqlite3.connect(theirs) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0
+        assert [c[1] for c in db.execute("PRAGMA table_info(runs)")] == ["id", "name"]
+        assert db.execute("SELECT name FROM runs").fetchall() == [("precious",)]
+    db.close()

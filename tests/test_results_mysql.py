@@ -128,7 +128,7 @@ def test_another_applications_tables_are_refused_and_left_untouched(store_url):
         result = run_cli(*args)
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
-        assert "cannot be used" in line and "runs table is not the lab's" in line, line
+        assert "cannot be used" in line and "the lab did not create (runs;" in line, line
     with admin.cursor() as cur:
         cur.execute(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (name,)
@@ -138,6 +138,34 @@ def test_another_applications_tables_are_refused_and_left_untouched(store_url):
         assert cur.fetchall() == ((1, 61.5),)
     with pytest.raises(LabError):
         ResultsStore(url)
+
+
+def test_a_database_with_any_table_not_the_labs_is_refused_and_left_untouched(store_url):
+    """Not only a foreign `runs`: the lab adds no table to a database it did not fill."""
+    url, _, admin, name = store_url
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{name}`.invoices (id INT PRIMARY KEY)")
+    result = run_cli("run", "fork", "--fact", "1")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "tables the lab did not create (invoices;" in line, line
+    assert "***" in line and url.split(":")[2].split("@")[0] not in line, "no password"
+    with admin.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+                    (name,))  # fmt: skip
+        assert cur.fetchall() == (("invoices",),)
+
+
+def test_a_store_naming_the_labs_lease_schema_is_refused(mysql_server):
+    from lab import capacity
+
+    url = f"mysql://{mysql_server.user}:pw@{mysql_server.host}:{mysql_server.port}/"
+    for database in (capacity.SCHEMA, capacity.SCHEMA.upper()):
+        for args in (("results",), ("run", "fork", "--fact", "1")):
+            result = run_cli(*args, env={"LAB_RESULTS": url + database})
+            assert result.returncode == 2, result.stderr
+            (line,) = result.stderr.strip().splitlines()
+            assert "max_connections leases" in line and "name another database" in line, line
 
 
 def _committed(srv: db.Server) -> int:

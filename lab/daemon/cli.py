@@ -279,7 +279,7 @@ def _changed_params(chosen: Any) -> dict[str, Any]:
 def _pidfile(args: argparse.Namespace) -> Path:
     import tomllib
 
-    from lab.daemon.config import default_pidfile
+    from lab.daemon.config import default_pidfile, results_path
     from lab.results import default_path
 
     if args.pidfile:
@@ -297,7 +297,7 @@ def _pidfile(args: argparse.Namespace) -> Path:
         if isinstance(daemon.get("pidfile"), str):
             return (path.parent / daemon["pidfile"]).absolute()
         if isinstance(daemon.get("results"), str):
-            return default_pidfile((path.parent / daemon["results"]).absolute())
+            return default_pidfile(results_path(daemon["results"], path.parent).absolute())
     return default_pidfile(default_path().absolute())
 
 

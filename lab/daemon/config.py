@@ -19,6 +19,11 @@ experiment parameters go through the same Params classes as the CLI's
 options, so a value the CLI refuses is refused here for the same reason.
 Relative paths are taken from the config file's folder (or the launcher's
 working directory for options): the daemon itself works in /.
+
+The results store here is a file: the daemon keeps its pidfile, log and
+status beside it and makes them its user's. A URL (`mysql://user:password@...`)
+is refused in one line that does not repeat it, since it may hold a password;
+taken as a path, it once named a folder after the password and printed it.
 """
 
 from __future__ import annotations
@@ -35,9 +40,17 @@ from lab import experiments
 from lab import params as params_mod
 from lab.daemon.steps import check_umask
 from lab.errors import LabError
-from lab.results import default_path
+from lab.results import default_path, is_url
 
-__all__ = ["Config", "Job", "from_options", "load", "parse_every", "parse_umask"]
+__all__ = [
+    "Config",
+    "Job",
+    "from_options",
+    "load",
+    "parse_every",
+    "parse_umask",
+    "results_path",
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DAEMON_KEYS = {"pidfile", "log", "results", "umask", "user"}
@@ -101,6 +114,18 @@ def parse_umask(value: Any) -> int:
     return check_umask(mask)
 
 
+def results_path(results: str, where: Path) -> Path:
+    """The results file `results` names, from folder `where`; a URL is refused without
+    being repeated (see the header)."""
+    if is_url(results):
+        raise LabError(
+            "the daemon's results store must be a file (its pidfile, log and status live"
+            " beside it), not a URL: give a path; for a MySQL store run `daemonlab run`"
+            " with LAB_RESULTS (the URL is not repeated here: it may hold a password)"
+        )
+    return where / results
+
+
 def default_pidfile(results: Path) -> Path:
     return results.parent / "daemonlab.pid"
 
@@ -134,8 +159,8 @@ def _paths(
     umask: Any,
     user: str | None,
 ) -> Config:
-    results_path = (where / results) if results else config.launch_dir / default_path()
-    pid_path = (where / pidfile) if pidfile else default_pidfile(results_path)
+    results_file = results_path(results, where) if results else config.launch_dir / default_path()
+    pid_path = (where / pidfile) if pidfile else default_pidfile(results_file)
     if log:
         log_path: Path | None = where / log
     else:  # a manager (supervisord, systemd, honcho) collects the foreground's stderr
@@ -144,7 +169,7 @@ def _paths(
         config,
         pidfile=pid_path.absolute(),
         log=log_path.absolute() if log_path else None,
-        results=results_path.absolute(),
+        results=results_file.absolute(),
         umask=parse_umask(umask) if umask is not None else 0o022,
         user=_user(user),
     )
@@ -249,7 +274,10 @@ def load(
             settings.get("user"),
         )
     except LabError as exc:
-        bad = next((k for k in ("umask", "user") if k in str(exc)), None)
+        text = str(exc)
+        bad = next((k for k in ("umask", "user") if k in text), None)
+        if "results store" in text:
+            bad = "results"
         raise where.error("daemon", 0, bad, str(exc)) from None
     return config
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,10 @@ def location() -> str:
 
 
 def is_url(where: str | os.PathLike[str]) -> bool:
-    return str(where).startswith(("mysql://", "mariadb://"))
+    """Does `where` name a server rather than a file? Any `scheme://` does: taken as a
+    path, MYSQL://user:password@... would name a folder after its password; the
+    MySQL store then refuses a scheme that is not mysql:// in one line."""
+    return re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*://", str(where)) is not None
 
 
 def default_path() -> Path:
@@ -103,6 +107,9 @@ class ResultsStore:
         label: str | None = None,
     ) -> None:
         self.label = label if label is not None else (os.environ.get("LAB_LABEL") or None)
+        #: How many runs begin() stored here: none means an interrupted front door
+        #: has nothing to say was stored (a run stopped while it looked for a server).
+        self.begun = 0
         self._open(str(where if where is not None else location()), readonly)
 
     # -- what a backend provides -------------------------------------------------------
@@ -153,6 +160,7 @@ class ResultsStore:
                 run.label,
             ),
         )
+        self.begun += 1
 
     def add(self, run: Run, record: Record) -> None:
         self._write(

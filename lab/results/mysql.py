@@ -11,9 +11,12 @@ guarantees are the SQLite store's, kept the way a server keeps them:
   is reset) or within WRITE_TIMEOUT_S (a server that hangs): SinkFailed, so
   lab.runs.collect keeps measuring and rescues the records; what was
   committed before stays committed;
-- a database whose `runs` or `records` is not the lab's is refused and left
-  untouched: the lab's tables carry MARK as their comment, MySQL's nearest
-  thing to SQLite's application_id;
+- a database holding any table that is not the lab's is refused and left
+  untouched (not only a foreign `runs` or `records`: the lab adds nothing to a
+  database whose tables it did not create). The lab's tables carry MARK as
+  their comment, MySQL's nearest thing to SQLite's application_id;
+- the schema lab/capacity.py keeps its max_connections leases in is refused
+  by name: it is dropped when the last lease goes back;
 - the password is held by lab.db.Server, whose repr and safe_url hide it;
   nothing here prints or stores the URL.
 
@@ -26,7 +29,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from lab import db
+from lab import capacity, db
 from lab.errors import LabError
 from lab.results import ResultsStore
 from lab.runs import Run, SinkFailed
@@ -75,6 +78,11 @@ class MysqlStore(ResultsStore):
         self.where = self.server.safe_url()
         if mode == "preferred":
             raise LabError("LAB_RESULTS: the results store takes ssl=required or ssl=disabled")
+        if self.server.database.casefold() == capacity.SCHEMA:
+            raise LabError(
+                f"LAB_RESULTS names database {capacity.SCHEMA}, where the lab keeps its"
+                " max_connections leases (and drops it when they end): name another database"
+            )
         self.readonly = readonly
         self._conn = db.connect(
             self.server,
@@ -90,20 +98,23 @@ class MysqlStore(ResultsStore):
             raise
 
     def _set_up(self) -> None:
-        """Use the lab's tables, create them where there are none, refuse anyone else's."""
+        """Use the lab's tables, create them in a database with no table at all, refuse a
+        database with any table that is not the lab's."""
         found = dict(
             self._read(
                 "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES"
-                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('runs', 'records')"
+                " WHERE TABLE_SCHEMA = DATABASE()"
             )
         )
         foreign = sorted(name for name, comment in found.items() if comment != MARK)
         if foreign:
+            more = f" and {len(foreign) - 3} more" if foreign[3:] else ""
+            named = ", ".join(foreign[:3]) + more
             raise LabError(
-                f"results store {self.where} cannot be used: its {' and '.join(foreign)} "
-                "table is not the lab's (left untouched): name another database"
+                f"results store {self.where} cannot be used: it holds tables the lab did not"
+                f" create ({named}; left untouched): name a database of the lab's own"
             )
-        if len(found) == 2:
+        if set(found) == {"runs", "records"}:
             return
         if self.readonly:
             raise LabError(f"no results store in {self.where} yet: run an experiment")

@@ -15,9 +15,20 @@ https://www.sqlite.org/fileformat.html#the_database_header). A lab store
 carries APPLICATION_ID. It gets it in the transaction that creates its
 tables, before WAL is switched on, so the mark is in the header from the
 first commit. Used: an absent or empty file, or one with the mark. A store
-made before the mark existed is recognised by its exact tables, read
-through an immutable read-only connection (which writes nothing), and
-marked. Anything else is refused.
+made before the mark existed is recognised by its exact tables, and marked.
+Anything else is refused.
+
+Reading those tables must write nothing and must see what another process
+committed but did not checkpoint yet, which sits in the -wal file beside the
+database: a reader with `immutable=1` skips the -wal (an app holding its WAL
+database open then looks empty, and the lab once altered its table that
+way). So with no -wal file the tables are read `immutable` (the main file is
+all there is); with one, `mode=ro&readonly_shm=1`, which reads the -wal
+through the existing -shm index and creates neither (a -wal with no -shm
+cannot be read without writing one: refused). The decision is taken once more
+inside the write transaction that marks the store, where SQLite itself sees
+everything: a file that is not empty or an unmarked store of ours is never
+altered or stamped, whatever the first look said.
 
 Reading without write access: a store this process cannot write (a read-only
 disk, someone else's file) is opened read-only (`mode=ro`). On a read-only
@@ -100,7 +111,11 @@ class SqliteStore(ResultsStore):
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-                _set_up(self._db)
+                try:
+                    _set_up(self._db)
+                except BaseException:
+                    self._db.close()
+                    raise
         except (sqlite3.DatabaseError, OSError) as exc:
             # Never "repair" a file we cannot read: it may be someone's results.
             raise self._refusal(str(exc)) from None
@@ -127,8 +142,8 @@ class SqliteStore(ResultsStore):
 
 def _whose(path: Path) -> str:
     """What the file at `path` is: new (absent or empty), lab (marked) or unmarked (a lab
-    store from before the mark); anything else is refused here, from the header alone,
-    before SQLite opens it."""
+    store from before the mark); anything else is refused here, before SQLite opens it
+    for writing."""
 
     def refuse(why: str) -> LabError:
         return LabError(f"results store {path} cannot be used: {why} (left untouched)")
@@ -144,31 +159,51 @@ def _whose(path: Path) -> str:
         return "new"
     if len(header) < 100 or not header.startswith(_HEADER):
         raise refuse("it is not an SQLite database")
-    app = int.from_bytes(header[68:72], "big")
-    if app == APPLICATION_ID:
-        return "lab"
+    if int.from_bytes(header[68:72], "big") == APPLICATION_ID:
+        return "lab"  # marked before WAL was switched on: in the main file for good
+    app, version, tables = _schema(path, header)
     if app != 0:
         raise refuse(f"it belongs to another application (application_id {app:#010x})")
-    tables = _tables(path)
     if tables == _UNMARKED:
         return "unmarked"
-    if not tables and int.from_bytes(header[60:64], "big") == 0:
+    if not tables and version == 0:
         return "new"  # an SQLite file with nothing in it: nobody's data to harm
     raise refuse(f"it is another application's database (tables: {', '.join(sorted(tables))})")
 
 
-def _tables(path: Path) -> dict[str, list[str]]:
-    """Every table and its columns, read through a connection that cannot write."""
-    uri = path.absolute().as_uri() + "?mode=ro&immutable=1"
+def _schema(path: Path, header: bytes) -> tuple[int, int, dict[str, list[str]]]:
+    """(application_id, user_version, every table and its columns) as SQLite sees them,
+    -wal included, through a connection that writes nothing (see the header)."""
+    wal = Path(f"{path}-wal")
+    uri = path.absolute().as_uri()
+    try:
+        in_wal = wal.stat().st_size > 0
+    except FileNotFoundError:
+        in_wal = False
+    if not in_wal:  # everything is in the main file
+        uri += "?mode=ro&immutable=1"
+    elif Path(f"{path}-shm").exists():
+        uri += "?mode=ro&readonly_shm=1"
+    else:
+        raise LabError(
+            f"results store {path} cannot be used: {wal.name} beside it holds changes that"
+            " cannot be read without writing (no -shm file) (left untouched)"
+        )
     try:
         db = sqlite3.connect(uri, uri=True)
         try:
+            app = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-            return {n: [c[1] for c in db.execute(f'PRAGMA table_info("{n}")')] for n in names}
+            return app, version, {n: _columns(db, n) for n in names}
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
         raise LabError(f"results store {path} cannot be used: {exc} (left untouched)") from None
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]
 
 
 def _writable(path: Path) -> bool:
@@ -212,17 +247,29 @@ def _set_up(db: sqlite3.Connection) -> None:
 
 
 def _mark(db: sqlite3.Connection) -> None:
-    """In one transaction: look again (another process may have just done it), then
-    create the tables or add what an unmarked store lacks, and set the mark."""
+    """In one transaction: look again (another process may have just done it, and what
+    SQLite sees here, -wal included, is the truth), then create the tables in an empty
+    file or add what an unmarked store lacks, and set the mark; anything else is
+    refused, untouched (see the header)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
-            if not names:
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        if app != APPLICATION_ID:
+            names = [n for (n,) in db.execute("SELECT name FROM sqlite_master")]
+            kept = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = {n: _columns(db, n) for (n,) in kept.fetchall()}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if app == 0 and not names and version == 0:
                 for statement in _TABLES:
                     db.execute(statement)
-            else:  # _whose() let it through, so it is an unmarked store of ours
+            elif app == 0 and tables == _UNMARKED:
                 db.execute("ALTER TABLE runs ADD COLUMN label TEXT")
+            else:
+                named = ", ".join(sorted(tables or names))
+                # A DatabaseError, so that _open says it the way it says SQLite's own.
+                raise sqlite3.DatabaseError(
+                    f"it is another application's database (tables: {named}) (left untouched)"
+                )
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute(f"PRAGMA user_version = {FORMAT}")
         db.execute("COMMIT")

@@ -80,7 +80,7 @@ def start(directory: Path) -> Server:
     """LAB_XMPP_URL's server, or a throwaway prosody in `directory` (LabError if neither)."""
     given = os.environ.get(services.SERVICES["xmpp"].env)  # LAB_XMPP_URL
     if given:
-        parts = urlsplit(given)
+        parts = urlsplit(services.url("xmpp"))  # checked there: one line if malformed
         host = parts.hostname or "127.0.0.1"
         return Server(
             host, parts.port or 5222, unquote(parts.username or "lab"),

@@ -74,7 +74,6 @@ import contextlib
 import dataclasses
 import functools
 import resource
-import secrets
 import statistics
 import time
 from collections.abc import Iterator
@@ -316,7 +315,7 @@ def _measure(params: Params, session: Session, first) -> Iterator[dict[str, Any]
     if FLOOR in params.strategy:
         params = _without_floor_if_unbuilt(params, session)
     tasks.load(params.loop, params.driver)  # imported now, not inside a measured client's costs
-    tag = secrets.token_hex(4)  # this run's mark on its queries (hex: no LIKE wildcards)
+    tag = db.query_tag()  # this run's mark on its queries (its keeper's too, after a kill -9)
     for i, handling in enumerate(handlings):
         with contextlib.ExitStack() as stack:
             if i == 0:
