@@ -74,9 +74,11 @@ SUMMARY = "supervisord, circus, honcho, monit, the lab's harness: kill -9, crash
 MANAGERS = {
     "supervisord": ("supervisord", "Supervisord"),
     "circus": ("circus", "Circus"),
+    "circus-fast": ("circus", "CircusFast"),
     "honcho": ("honcho", "Honcho"),
     "monit": ("monit", "Monit"),
     "lab": ("harness", "Harness"),
+    "lab-exec": ("harness", "HarnessExec"),
 }
 EVENTS = ("kill-9", "crash-loop", "stop")
 #: How long a kill may wait for the new daemon before it counts as not restarted:
@@ -101,6 +103,11 @@ class Params(_Params):
         "instead of measuring, be the daemon under test with these options "
         "(daemon.py; the lab's harness runs it so, see harness.py)",
     )
+    exec_daemon: bool = option(
+        False,
+        "with --daemon: exec a fresh interpreter for it, as the other managers start it, "
+        "instead of running it in this (forked, warm) process",
+    )
 
 
 FULL = {"repeat": 10, "window": 10.0}
@@ -110,10 +117,13 @@ COLUMNS = {
     "kill-9": [
         *_COMMON,
         Column("latency_ms", "restart ms", ".0f"),
+        Column("spawned_ms", "kill>fork", ".0f"),
+        Column("starting_ms", "fork>READY", ".0f"),
         Column("max_ms", "max ms", ".0f"),
-        Column("spawned_ms", "forked ms", ".0f"),
         Column("restarts", "restarts", "d"),
-        Column("final_state", "state"),
+        Column("final_state", "state", wide=True),
+        Column("setting", "setting", wide=True),
+        Column("seen_setting", "seen setting", wide=True),
         Column("setup_ms", "setup ms", ".0f", wide=True),
         Column("notes", "how it noticed", wide=True),
     ],
@@ -170,7 +180,7 @@ def _manager(name: str) -> Any:
 
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     if params.daemon:
-        yield from _be_the_daemon(params.daemon)
+        yield from _be_the_daemon(params.daemon, params.exec_daemon)
         return
     from lab.experiments.managers import events
 
@@ -202,10 +212,23 @@ def _with_backoff(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _be_the_daemon(options: str) -> Iterator[dict[str, Any]]:
-    """This process becomes the daemon under test (the harness's run child does this)."""
+def _be_the_daemon(options: str, fresh: bool) -> Iterator[dict[str, Any]]:
+    """This process becomes the daemon under test (the harness's run child does this):
+    in process, warm, or (`fresh`) by exec of a new interpreter, as other managers do."""
     from lab.experiments.managers import daemon
 
+    if fresh:
+        import os
+        import sys
+
+        from lab.daemon import steps
+
+        # What a manager's fork + exec starts from: default signal dispositions and an
+        # empty mask (both survive exec; the harness's run child has handlers of its own).
+        steps.reset_signal_handlers()
+        steps.reset_signal_mask()
+        argv = [sys.executable, "-m", daemon.__name__, *shlex.split(options)]
+        os.execv(sys.executable, argv)
     code = daemon.main(shlex.split(options))
     if code:
         raise LabError(f"the daemon exited {code}")
