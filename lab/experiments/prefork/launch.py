@@ -230,15 +230,17 @@ def cpu_seconds(pids: list[int]) -> float:
 def serving(pid: int) -> dict[str, object]:
     """What the server under `pid` really runs: its workers (the processes of the tree
     that have no children: prefork's, gunicorn's and uWSGI's workers), and for gunicorn
-    the HTTP parser its workers loaded (gunicorn_h1c is a shared object in their maps)."""
+    the HTTP parser its workers loaded (gunicorn_h1c is a shared object in their maps,
+    once a worker has parsed a request: ask after some load)."""
     pids = tree(pid)
     workers = [p for p in pids[1:] if not worker_pids(p)]
     parser = None
-    for worker in workers[:1]:
+    for worker in workers:
         try:
+            cmdline = Path(f"/proc/{worker}/cmdline").read_bytes()
             maps = Path(f"/proc/{worker}/maps").read_text()
         except OSError:
             continue
-        if "gunicorn" in maps:
-            parser = "fast" if "gunicorn_h1c" in maps else "python"
+        if b"gunicorn" in cmdline:  # a worker is a fork of gunicorn's master: its argv
+            parser = "fast" if parser == "fast" or "gunicorn_h1c" in maps else "python"
     return {"seen_workers": len(workers), "seen_parser": parser}
