@@ -55,8 +55,10 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-@pytest.mark.parametrize(("cls", "runs"), [(Harness, "lab daemon start"),
-                                           (HarnessExec, "lab.experiments.managers.daemon")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("cls", "runs"),
+    [(Harness, "lab daemon start"), (HarnessExec, "lab.experiments.managers.daemon")],
+)
 def test_the_harness_runs_the_daemon_warm_or_execs_a_fresh_interpreter(cls, runs):
     with events.managed(cls) as session:
         ready = session.ready(events.START_TIMEOUT_S)
