@@ -12,13 +12,16 @@ at once (paho does when no loop thread is running), and `poll` turns the
 loop (`client.loop`: one select, read, callbacks) until a message is in.
 With `loop_start` instead, messages arrived on paho's own thread and were
 handed over through a queue.Queue: every small message then cost two GIL
-hand-offs between threads, and at 64 B MQTT streamed 1,464 messages a
-second against 22,003 at 4 KiB (the hand-offs, not the broker: the larger
-messages batch in paho's reads).
+hand-offs between threads. Measured alternately under a load average of
+about 20: the 64 B round trip took 2,629-2,959 µs with paho's thread and
+720-1,154 µs without. The 64 B stream did not gain as much (707-969 msg/s
+before, 834-885 after, against about 2,000 at 4 KiB): what holds it back
+was not found in this session (docs/ipc.md).
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 
@@ -46,6 +49,12 @@ class MqttEndpoint(Endpoint):
             self.client.connect(host, port)
         except OSError as exc:
             raise PeerGone(f"Mosquitto (MQTT) does not answer on {host}:{port}: {exc}") from None
+        # paho leaves Nagle's algorithm on (RFC 896): a small PUBLISH, such as the stream's
+        # ACK, may wait for the broker to acknowledge what is in flight. The lab's TCP
+        # links turn it off (tcp(7) TCP_NODELAY), and so does this one. Measured under a
+        # load average of 19: 1,065-1,117 msg/s in the 64 B stream with it off, 834-885
+        # without (two runs each, noisy).
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.subscribe(own, qos=0)
         deadline = time.monotonic() + wire.TIMEOUT_S
         while not self.subscribed and not self.lost and time.monotonic() < deadline:
