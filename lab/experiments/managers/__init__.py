@@ -9,7 +9,11 @@ examples/ only configures:
 
 - kill -9: from the kill to the new daemon being ready, as the daemon itself
   reports it (READY=1 on a notify socket, sd_notify's format), median and
-  max over repeated kills; and how the manager noticed.
+  max over repeated kills, split at the new daemon's fork into the manager's
+  part and the daemon's start; and how the manager noticed. Nothing asks the
+  manager anything while it restarts (a question would wake it). circus-fast
+  (check_delay 0.1) and lab-exec (the harness exec'ing a fresh interpreter,
+  as the others do) are rows of their own.
 - a crash loop: a daemon that dies right after start. How many restarts,
   the back-off between them, and where the manager ends up (supervisord
   FATAL, circus' flapping, monit's restart limit, honcho stopping

@@ -219,9 +219,15 @@ TOUR = [
         "**The daily daemon.** Unicorn's design: a master binds one socket, forks "
         "workers that all `accept()` on it, and only supervises. `daemonlab serve` is "
         "that server in a few hundred lines of Python; here it serves a tiny app under "
-        "wrk beside gunicorn's sync workers, the same number of processes each. "
-        "`served` is the app's own count: it agrees with what the load generator read.",
-        {"part": "compare", "duration": 1},
+        "wrk beside gunicorn's sync workers, the same number of processes each, three "
+        "rounds taking turns. `served` is the app's own count: it agrees with what the load "
+        "generator read; `cpu µs` is what the server's processes spent per request.",
+        {
+            "part": "compare",
+            "duration": 1,
+            "server": ["prefork", "gunicorn-sync"],
+            "setup": ["default"],
+        },
     ),
     (
         "**Zero downtime.** Under load, the master is sent HUP (fresh workers, app "
