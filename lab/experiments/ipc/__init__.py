@@ -20,7 +20,10 @@ C pipe round trip in 2 µs), on two the other CPU may first wake from idle
 (40-60 µs, in C and Python alike), and shared memory wins only when each side
 has a CPU to spin on for a moment. `--cores same|apart` pins both (and the C
 floor) to one CPU or one each; the default leaves it to the scheduler, as a
-program usually does.
+program usually does, and then gives no `x C` (the floor runs on one CPU,
+Python wherever it lands: two placements, no ratio). floor.c does the same
+checks as the Python side (crc32 at the peer, sequence numbers, the echo
+compared), in one run as Python has one.
 
 What a learner would try first, and why it does not do here:
 - Time `conn.send(x); conn.recv()` once with time.time(): one sample of a few
