@@ -21,6 +21,7 @@ import pytest
 from lab.experiments import prefork
 from lab.experiments.prefork import launch, wsgi
 from lab.experiments.prefork.config import ServeConfig
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -125,3 +126,11 @@ def test_a_graceful_close_sends_fin_first_and_waits_for_the_clients():
         client.close()
         closing.join(5)
     assert not closing.is_alive() and server.fileno() == -1
+
+
+def test_a_setup_the_server_does_not_have_is_refused_in_one_line():
+    done = run_cli("serve", "--server", "uwsgi", "--setup", "linger", "--port", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "daemonlab: --setup: uwsgi has no setup 'linger' (choose from default, tuned)"
+    ]
