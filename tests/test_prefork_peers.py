@@ -31,7 +31,10 @@ def _heartbeat_dirs(workers: list[int]) -> set[str]:
     dirs = set()
     for pid in workers:
         for fd in os.listdir(f"/proc/{pid}/fd"):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue  # a client's socket, closed since the listing
             if "wgunicorn-" in target:
                 dirs.add(str(Path(target.removesuffix(" (deleted)")).parent))
     return dirs
