@@ -20,7 +20,9 @@ KILLS = 2
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("name", ["supervisord", "circus", "monit", "lab"])
+@pytest.mark.parametrize(
+    "name", ["supervisord", "circus", "circus-fast", "monit", "lab", "lab-exec"]
+)
 def test_restart_after_kill_9(benchmark, name: str, no_leaks) -> None:
     cls = managers._manager(name)
     if cls.missing() is not None:
@@ -35,6 +37,9 @@ def test_restart_after_kill_9(benchmark, name: str, no_leaks) -> None:
         median_ms=record["latency_ms"],
         max_ms=record["max_ms"],
         forked_ms=record["spawned_ms"],
+        starting_ms=record["starting_ms"],
+        setting=record["setting"],
+        seen_setting=record["seen_setting"],
         latencies_ms=record["latencies_ms"],
         notices=cls.notices,
     )

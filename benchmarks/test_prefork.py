@@ -31,7 +31,11 @@ ROUNDS = 3
 
 def test_prefork_serves_hello_at_least_as_fast_as_gunicorn_sync(benchmark):
     params = prefork.Params(
-        part="compare", server=("prefork", "gunicorn-sync"), app=("hello",), repeat=ROUNDS
+        part="compare",
+        server=("prefork", "gunicorn-sync"),
+        setup=("default",),
+        app=("hello",),
+        repeat=ROUNDS,
     )
     run = benchmark.pedantic(prefork.run, args=(params,), rounds=1, iterations=1)
     found = _targets(run)

@@ -291,7 +291,9 @@ def test_xmpp_uses_the_server_lab_xmpp_url_names_and_starts_none(tmp_path, no_le
 
 @pytest.mark.timeout(120)
 def test_the_c_floor_is_timed_beside_python_and_without_a_compiler_says_so(tmp_path, no_leaks):
-    run = ipc.run(ipc.Params(transport=("pipe", "tcp"), size=(64,), seconds=0.05, samples=200))
+    run = ipc.run(
+        ipc.Params(transport=("pipe", "tcp"), size=(64,), seconds=0.05, samples=200, cores="same")
+    )
     floors = {r["transport"]: r for r in run.records if r["pattern"] == "C floor"}
     assert set(floors) == {"pipe", "tcp"}
     python = {r["transport"]: r for r in run.records if r["pattern"] != "C floor"}

@@ -574,6 +574,7 @@ def _local_ports(pid: int) -> set[int]:
 def test_the_experiment_records_both_counts_the_events_and_the_targets(tmp_path):
     done = run_cli(
         "run", "prefork", "--duration", "1", "--event", "HUP,USR2,kill-worker", "--json",
+        "--server", "prefork,gunicorn-sync", "--setup", "default", "--repeat", "1",
         timeout=200,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -668,7 +669,7 @@ def test_rounds_that_overlap_are_said_in_a_warning():
     assert prefork._overlaps(apart) == []
     close = rounds("prefork", 9000.0, 5000.0) + rounds("gunicorn-sync", 4000.0, 6000.0)
     (warning,) = prefork._overlaps(close)
-    assert "gunicorn-sync and prefork overlap" in warning
+    assert "gunicorn-sync default and prefork default overlap" in warning
 
 
 def test_bad_experiment_options_are_refused_in_one_line():

@@ -1,20 +1,35 @@
-/* floor.c: the kernel's own cost, with no Python in the way.
+/* floor.c: the kernel's own cost, with no Python in the way, doing what the Python side does.
  *
  * The same ping-pong and one-way stream the ipc experiment times in Python,
  * written in C over a pipe pair, a Unix stream socket pair and loopback TCP
- * (TCP_NODELAY). One process forks a peer that echoes; the parent times each
- * round trip with clock_gettime(CLOCK_MONOTONIC) and prints one line of JSON.
+ * (TCP_NODELAY). One process forks a peer; the parent times each round trip
+ * with clock_gettime(CLOCK_MONOTONIC) and prints one line of JSON.
  *
  *   floor TRANSPORT SIZE SECONDS MAX_SAMPLES [CPU CPU]     TRANSPORT: pipe, unix, tcp
+ *
+ * The same work per message as wire.py and measure.py, so that the difference
+ * is Python's and not a lighter job:
+ *   - a message is wire.py's: a 16-byte header (kind, ack_every, the payload's
+ *     crc32, a sequence number) and SIZE - 16 random bytes, built for each send
+ *     with one copy of the payload (Messages.make), sent behind a 4-byte length
+ *     in one writev (kernel.py's FdEndpoint);
+ *   - the peer checks every message's crc32 with zlib's crc32 (the very
+ *     function Python's zlib.crc32 calls) and, in the stream, its sequence
+ *     number; PING comes back as it came, DATA is counted and acknowledged
+ *     every half window (measure.window: at most 4 MiB or 64 messages in flight);
+ *   - the parent compares each echo with what it sent, byte for byte.
  *
  * With two CPU numbers the parent runs on the first and the peer on the second
  * (sched_setaffinity): the same CPU twice, or two, decides the floor (a write
  * on one core runs the reader at once; across cores the other core may first
  * have to wake from idle).
  *
- * Built by floor.py with the system's cc on first use (cc -O2), cached by the
- * hash of this file. The stream has no acknowledgements: the kernel's buffers
- * are the flow control, as they are for the Python version of these three.
+ * FLOOR_DAMAGE=N in the environment flips a payload byte of round trip N after its
+ * checksum was taken, as a transport that damages data would: the peer must refuse
+ * it and the run fail (tests/test_ipc_floor.py), as the Python peer does.
+ *
+ * Built by floor.py with the system's cc on first use (cc -O2 ... -lz), cached by
+ * the hash of this file.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,9 +44,31 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
+
+/* wire.py's HEADER, "<BxHIQ": kind, pad, ack_every, crc32(payload), seq */
+enum { PING = 1, DATA = 2, END = 3, STATS = 4, ACK = 5 };
+#define HEADER 16
+#define WINDOW_BYTES (4 << 20)
+#define WINDOW_MAX 64
+
+static void put_header(unsigned char *m, int kind, unsigned ack_every, uint32_t crc, uint64_t seq) {
+    m[0] = (unsigned char)kind;
+    m[1] = 0;
+    memcpy(m + 2, &(uint16_t){(uint16_t)ack_every}, 2); /* little-endian on x86 and arm64 */
+    memcpy(m + 4, &crc, 4);
+    memcpy(m + 8, &seq, 8);
+}
+
+static uint64_t seq_of(const unsigned char *m) {
+    uint64_t seq;
+    memcpy(&seq, m + 8, 8);
+    return seq;
+}
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -69,23 +106,64 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The peer: echo SIZE-byte messages until a zero-length "message" (EOF); for the
- * stream, count bytes until EOF and answer with one byte. */
-static void echo(int in, int out, char *buf, size_t size) {
-    for (;;) {
-        ssize_t first = read(in, buf, 1);
-        if (first <= 0) break;
-        if (buf[0] == 'S') { /* a stream follows: drain until EOF on the next write end */
-            for (;;) {
-                ssize_t got = read(in, buf, size);
-                if (got <= 0) break;
-                if (buf[got - 1] == 'E') break; /* the stream's last message ends in E */
-            }
-            if (full(out, "k", 1, 1) < 0) break;
-            continue;
+/* One length-prefixed message: the 4-byte length and the message in one writev. */
+static int send_msg(int fd, unsigned char *m, uint32_t n) {
+    struct iovec iov[2] = {{&n, 4}, {m, n}};
+    ssize_t done = writev(fd, iov, 2);
+    if (done < 0) return -1;
+    if ((size_t)done < 4 + (size_t)n) { /* a short write: the rest, as FdEndpoint.send */
+        size_t off = (size_t)done;
+        if (off < 4) {
+            if (full(fd, (char *)&n + off, 4 - off, 1) < 0) return -1;
+            off = 4;
         }
-        if (full(in, buf + 1, size - 1, 0) < 0) break;
-        if (full(out, buf, size, 1) < 0) break;
+        return full(fd, (char *)m + (off - 4), n - (off - 4), 1);
+    }
+    return 0;
+}
+
+/* One length-prefixed message into m (room for `room` bytes); its length, or -1. */
+static long recv_msg(int fd, unsigned char *m, size_t room) {
+    uint32_t n;
+    if (full(fd, (char *)&n, 4, 0) < 0 || n > room || n < HEADER) return -1;
+    return full(fd, (char *)m, n, 0) < 0 ? -1 : (long)n;
+}
+
+/* The peer: wire.Receiver in C. Every message's crc32 checked; PING echoed; DATA in
+ * order, counted, acknowledged every ack_every; END answered with the count. */
+static void peer(int in, int out, unsigned char *m, size_t size) {
+    uint64_t expected = 0, counted = 0;
+    unsigned char control[HEADER];
+    for (;;) {
+        long n = recv_msg(in, m, size);
+        if (n < 0) break; /* EOF: the parent is done (QUIT) */
+        uint32_t crc;
+        memcpy(&crc, m + 4, 4);
+        if (crc32(0L, m + HEADER, (uInt)(n - HEADER)) != crc) {
+            fprintf(stderr, "message %llu failed its checksum\n", (unsigned long long)seq_of(m));
+            _exit(3);
+        }
+        if (m[0] == PING) {
+            if (send_msg(out, m, (uint32_t)n) < 0) break;
+        } else if (m[0] == DATA) {
+            if (seq_of(m) != expected) {
+                fprintf(stderr, "message %llu arrived where %llu was due\n",
+                        (unsigned long long)seq_of(m), (unsigned long long)expected);
+                _exit(3);
+            }
+            expected++;
+            counted++;
+            uint16_t ack_every;
+            memcpy(&ack_every, m + 2, 2);
+            if (ack_every && counted % ack_every == 0) {
+                put_header(control, ACK, 0, 0, counted);
+                if (send_msg(out, control, HEADER) < 0) break;
+            }
+        } else if (m[0] == END) {
+            put_header(control, STATS, 0, 0, counted);
+            expected = counted = 0;
+            if (send_msg(out, control, HEADER) < 0) break;
+        }
     }
     _exit(0);
 }
@@ -135,10 +213,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "unknown transport %s\n", transport);
         return 2;
     }
-    char *buf = malloc(size), *back = malloc(size);
+    if (size < HEADER) {
+        fprintf(stderr, "SIZE must be at least %d (the header)\n", HEADER);
+        return 2;
+    }
+    /* the payload: random bytes once (Messages.payload), its crc32 once (Messages.crc) */
+    unsigned char *payload = malloc(size - HEADER + 1), *msg = malloc(size), *back = malloc(size);
     int64_t *rtt = malloc(sizeof(int64_t) * (size_t)max_samples);
-    if (!buf || !back || !rtt || size < 2) die("malloc");
-    memset(buf, 'x', size);
+    if (!payload || !msg || !back || !rtt) die("malloc");
+    srandom((unsigned)now_ns());
+    for (size_t i = 0; i < size - HEADER; i++) payload[i] = (unsigned char)random();
+    uint32_t crc = (uint32_t)crc32(0L, payload, (uInt)(size - HEADER));
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
@@ -147,46 +232,69 @@ int main(int argc, char **argv) {
         /* the parent's ends go, or the peer would never see EOF: it would hold a writer */
         close(to_peer[1]);
         if (from_peer[0] != to_peer[1]) close(from_peer[0]);
-        echo(to_peer[0], from_peer[1], back, size);
+        peer(to_peer[0], from_peer[1], back, size);
     }
     close(to_peer[0]); /* the peer's ends: the parent must not hold them either */
     if (from_peer[1] != to_peer[0]) close(from_peer[1]);
-    /* warm-up, then round trips for SECONDS or MAX_SAMPLES, whichever ends first */
+    /* warm-up (measure.WARMUP), then round trips for SECONDS or MAX_SAMPLES */
     long samples = 0, warmup = 20;
     int64_t deadline = 0;
-    for (long i = 0; samples < max_samples; i++) {
-        buf[0] = 'P';
+    const char *damage = getenv("FLOOR_DAMAGE");
+    uint64_t damaged = damage ? strtoull(damage, NULL, 10) : UINT64_MAX;
+    for (uint64_t seq = 0; samples < max_samples; seq++) {
         int64_t t0 = now_ns();
-        if (full(to_peer[1], buf, size, 1) < 0 || full(from_peer[0], back, size, 0) < 0)
+        put_header(msg, PING, 0, crc, seq); /* Messages.make: the header, one payload copy */
+        memcpy(msg + HEADER, payload, size - HEADER);
+        if (seq == damaged) msg[size - 1] ^= 1;
+        if (send_msg(to_peer[1], msg, (uint32_t)size) < 0 ||
+            recv_msg(from_peer[0], back, size) != (long)size)
             die("round trip");
         int64_t t1 = now_ns();
-        if (i == warmup) deadline = t1 + (int64_t)(seconds * 1e9);
-        if (i >= warmup) {
+        if (memcmp(back, msg, size) != 0) { /* the echo, byte for byte */
+            errno = EIO;
+            die("the echo came back different");
+        }
+        if ((long)seq == warmup) deadline = t1 + (int64_t)(seconds * 1e9);
+        if ((long)seq >= warmup) {
             rtt[samples++] = t1 - t0;
             if (t1 > deadline) break;
         }
     }
     qsort(rtt, (size_t)samples, sizeof rtt[0], cmp);
-    /* the stream: SIZE-byte writes for SECONDS, the last one marked, then one byte back */
-    buf[0] = 'S';
-    if (full(to_peer[1], buf, 1, 1) < 0) die("stream start");
-    long messages = 0;
+    /* the stream (measure.stream): DATA for SECONDS, a window in flight, then END */
+    long allowed = (long)(WINDOW_BYTES / size);
+    allowed = allowed > WINDOW_MAX ? WINDOW_MAX : allowed < 2 ? 2 : allowed;
+    unsigned ack_every = allowed / 2 > 1 ? (unsigned)(allowed / 2) : 1;
+    uint64_t sent = 0, acked = 0;
     int64_t start = now_ns(), stop = start + (int64_t)(seconds * 1e9);
-    buf[size - 1] = 'x';
     while (now_ns() < stop) {
-        if (full(to_peer[1], buf, size, 1) < 0) die("stream");
-        messages++;
+        while ((long)(sent - acked) >= allowed) {
+            if (recv_msg(from_peer[0], back, size) < 0 || back[0] != ACK) die("stream ack");
+            acked = seq_of(back);
+        }
+        put_header(msg, DATA, ack_every, crc, sent);
+        memcpy(msg + HEADER, payload, size - HEADER);
+        if (send_msg(to_peer[1], msg, (uint32_t)size) < 0) die("stream");
+        sent++;
     }
-    buf[size - 1] = 'E';
-    if (full(to_peer[1], buf, size, 1) < 0 || full(from_peer[0], back, 1, 0) < 0) die("stream end");
-    messages++;
+    put_header(msg, END, 0, crc, 0);
+    if (send_msg(to_peer[1], msg, (uint32_t)size) < 0) die("stream end");
+    for (;;) { /* the ACKs still on their way, then the peer's count */
+        if (recv_msg(from_peer[0], back, size) < 0) die("stream stats");
+        if (back[0] == STATS) break;
+        acked = seq_of(back);
+    }
     double elapsed = (now_ns() - start) / 1e9;
+    if (seq_of(back) != sent) {
+        errno = EIO;
+        die("the peer counted another number of messages");
+    }
     close(to_peer[1]);
     if (from_peer[0] != to_peer[1]) close(from_peer[0]);
     waitpid(pid, NULL, 0);
     printf("{\"samples\": %ld, \"rtt_median_us\": %.3f, \"rtt_p99_us\": %.3f, "
            "\"msgs_per_s\": %.1f, \"mb_per_s\": %.1f}\n",
            samples, rtt[samples / 2] / 1e3, rtt[(long)((samples - 1) * 0.99)] / 1e3,
-           messages / elapsed, messages * (double)size / elapsed / 1e6);
+           sent / elapsed, sent * (double)size / elapsed / 1e6);
     return 0;
 }

@@ -9,7 +9,11 @@ examples/ only configures:
 
 - kill -9: from the kill to the new daemon being ready, as the daemon itself
   reports it (READY=1 on a notify socket, sd_notify's format), median and
-  max over repeated kills; and how the manager noticed.
+  max over repeated kills, split at the new daemon's fork into the manager's
+  part and the daemon's start; and how the manager noticed. Nothing asks the
+  manager anything while it restarts (a question would wake it). circus-fast
+  (check_delay 0.1) and lab-exec (the harness exec'ing a fresh interpreter,
+  as the others do) are rows of their own.
 - a crash loop: a daemon that dies right after start. How many restarts,
   the back-off between them, and where the manager ends up (supervisord
   FATAL, circus' flapping, monit's restart limit, honcho stopping
@@ -74,11 +78,16 @@ SUMMARY = "supervisord, circus, honcho, monit, the lab's harness: kill -9, crash
 MANAGERS = {
     "supervisord": ("supervisord", "Supervisord"),
     "circus": ("circus", "Circus"),
+    "circus-fast": ("circus", "CircusFast"),
     "honcho": ("honcho", "Honcho"),
     "monit": ("monit", "Monit"),
     "lab": ("harness", "Harness"),
+    "lab-exec": ("harness", "HarnessExec"),
 }
 EVENTS = ("kill-9", "crash-loop", "stop")
+#: Managers that differ from another only in how soon they restart (circus at check_delay
+#: 0.1, the harness exec'ing a fresh interpreter): they take part in the kill -9 alone.
+RESTART_VARIANTS = ("circus-fast", "lab-exec")
 #: How long a kill may wait for the new daemon before it counts as not restarted:
 #: monit's cycle, plus a zombie cycle (see monit.py), plus a loaded machine.
 PATIENCE_S = 10.0
@@ -101,6 +110,11 @@ class Params(_Params):
         "instead of measuring, be the daemon under test with these options "
         "(daemon.py; the lab's harness runs it so, see harness.py)",
     )
+    exec_daemon: bool = option(
+        False,
+        "with --daemon: exec a fresh interpreter for it, as the other managers start it, "
+        "instead of running it in this (forked, warm) process",
+    )
 
 
 FULL = {"repeat": 10, "window": 10.0}
@@ -110,10 +124,13 @@ COLUMNS = {
     "kill-9": [
         *_COMMON,
         Column("latency_ms", "restart ms", ".0f"),
+        Column("spawned_ms", "kill>fork", ".0f"),
+        Column("starting_ms", "fork>READY", ".0f"),
         Column("max_ms", "max ms", ".0f"),
-        Column("spawned_ms", "forked ms", ".0f"),
         Column("restarts", "restarts", "d"),
-        Column("final_state", "state"),
+        Column("final_state", "state", wide=True),
+        Column("setting", "setting", wide=True),
+        Column("seen_setting", "seen setting", wide=True),
         Column("setup_ms", "setup ms", ".0f", wide=True),
         Column("notes", "how it noticed", wide=True),
     ],
@@ -170,18 +187,24 @@ def _manager(name: str) -> Any:
 
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     if params.daemon:
-        yield from _be_the_daemon(params.daemon)
+        yield from _be_the_daemon(params.daemon, params.exec_daemon)
         return
     from lab.experiments.managers import events
 
     session.env["missing"] = {}
-    total, done = len(params.manager) * len(params.event), 0
+    plan = [
+        (name, event)
+        for name in params.manager
+        for event in params.event
+        if event == "kill-9" or name not in RESTART_VARIANTS
+    ]
+    total, done = len(plan), 0
     for name in params.manager:
         cls = _manager(name)
         why = cls.missing()
         if why is not None:
             session.env["missing"][name] = why
-        for event in params.event:
+        for event in [e for n, e in plan if n == name]:
             session.step(done, total, f"{name}: {event}")
             done += 1
             if why is not None:
@@ -202,10 +225,23 @@ def _with_backoff(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _be_the_daemon(options: str) -> Iterator[dict[str, Any]]:
-    """This process becomes the daemon under test (the harness's run child does this)."""
+def _be_the_daemon(options: str, fresh: bool) -> Iterator[dict[str, Any]]:
+    """This process becomes the daemon under test (the harness's run child does this):
+    in process, warm, or (`fresh`) by exec of a new interpreter, as other managers do."""
     from lab.experiments.managers import daemon
 
+    if fresh:
+        import os
+        import sys
+
+        from lab.daemon import steps
+
+        # What a manager's fork + exec starts from: default signal dispositions and an
+        # empty mask (both survive exec; the harness's run child has handlers of its own).
+        steps.reset_signal_handlers()
+        steps.reset_signal_mask()
+        argv = [sys.executable, "-m", daemon.__name__, *shlex.split(options)]
+        os.execv(sys.executable, argv)
     code = daemon.main(shlex.split(options))
     if code:
         raise LabError(f"the daemon exited {code}")

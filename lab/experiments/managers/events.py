@@ -7,8 +7,15 @@ event cannot leave anything to the next, whatever happened in it.
 
 kill_9      waits `uptime` s after READY (so supervisord counts the daemon as
             RUNNING, not as a failed start), sends SIGKILL, and times kill to
-            the new daemon's READY, `repeat` times. A manager that does not
-            restart (honcho) is recorded as such after `patience` s.
+            the new daemon's READY, `repeat` times, split at the new daemon's
+            fork (its start time in /proc): kill to fork is the manager's part
+            (noticing, deciding, forking), fork to READY the daemon's own start
+            (a fresh interpreter, or the harness's warm fork). While it waits it
+            asks the manager nothing: a question on supervisord's XML-RPC socket
+            wakes its 1 s poll() and would hurry the very restart being timed;
+            the daemon's READY on the notify socket, and waitpid on the manager
+            (honcho leaves once it stopped everything), are all it watches. A
+            manager that does not restart is recorded as such after `patience` s.
 crash_loop  runs a daemon that exits right after READY and counts its starts
             until the manager gives up or `window` s pass.
 stop        runs a daemon with a child and a grandchild, asks the manager to
@@ -88,7 +95,7 @@ def managed(cls: type[Manager], **daemon: bool) -> Iterator[Session]:
 
 
 def _record(cls: type[Manager], event: str, session: Session, **figures: Any) -> dict[str, Any]:
-    notes = figures.pop("notes", [])
+    notes = [note for note in figures.pop("notes", []) if note]
     if session.exit_code == -9:
         notes.append(f"the manager did not stop within {CLOSE_GRACE_S:g} s of TERM: KILLed")
     if session.left:
@@ -106,6 +113,7 @@ def _record(cls: type[Manager], event: str, session: Session, **figures: Any) ->
 def kill_9(cls: type[Manager], repeat: int, uptime: float, patience: float) -> dict[str, Any]:
     latencies: list[float] = []
     spawned: list[float] = []
+    starting: list[float] = []
     notes: list[str] = []
     with managed(cls) as session:
         began = stamp_ns()
@@ -123,8 +131,11 @@ def kill_9(cls: type[Manager], repeat: int, uptime: float, patience: float) -> d
             forked = started_ns(new.pid)
             if forked is not None:
                 spawned.append(_ms(max(0, forked - killed)))
+                starting.append(_ms(max(0, new.stamp_ns - forked)))
             ready = new
-        state = session.manager.state()
+        state = session.manager.state()  # asked once, after the last restart was timed
+        seen = session.manager.effective()
+        notes.append(session.manager.explain())
     notes.append(cls.notices)
     return _record(
         cls,
@@ -133,6 +144,9 @@ def kill_9(cls: type[Manager], repeat: int, uptime: float, patience: float) -> d
         latency_ms=statistics.median(latencies) if latencies else None,
         max_ms=max(latencies) if latencies else None,
         spawned_ms=statistics.median(spawned) if spawned else None,
+        starting_ms=statistics.median(starting) if starting else None,
+        setting=cls.setting,
+        seen_setting=seen,
         restarts=len(latencies),
         kills=len(latencies) + (len(latencies) < repeat),
         latencies_ms=latencies,
@@ -142,13 +156,17 @@ def kill_9(cls: type[Manager], repeat: int, uptime: float, patience: float) -> d
 
 
 def _restarted(session: Session, killed: int, patience: float) -> Notice | None:
-    """The new daemon's READY, or None once the manager gave up or `patience` ran out."""
+    """The new daemon's READY, or None once the manager left or `patience` ran out.
+
+    Only the notify socket and waitpid on the manager (our child) are watched:
+    nothing here talks to the manager while it restarts the daemon.
+    """
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         try:
             return session.ready(STATE_POLL_S, not_pid=killed)
         except TimeoutError:
-            if session.manager.gave_up(session.manager.state()):
+            if not session.manager.running():
                 return None
     return None
 

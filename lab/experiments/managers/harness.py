@@ -19,6 +19,13 @@ child *be* the daemon (daemon.py's main, in process) until it ends. So:
   EOF, and a child the run left behind held the write end.)
 Its config is the TOML file `daemonlab daemon start --config` reads; it runs
 with --foreground, as under systemd or supervisord.
+
+`lab` runs the daemon in the forked run child, warm: no interpreter starts,
+which is most of what the others pay per restart. `lab-exec` (HarnessExec)
+has the run child exec a fresh interpreter for it (`exec_daemon = true`), as
+supervisord, circus and monit do, so the two halves of a restart can be
+compared like for like: kill to fork (the manager) and fork to READY (the
+daemon's start).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import sys
 
 from lab.experiments.managers.manager import Manager
 
-__all__ = ["Harness"]
+__all__ = ["Harness", "HarnessExec"]
 
 #: The schedule: a run every second (the daemon runs longer, so a restart is at once).
 EVERY = "1s"
@@ -45,6 +52,7 @@ experiment = "managers"
 every = "{every}"
 [run.params]
 daemon = {daemon}
+exec_daemon = {exec_daemon}
 """
 
 
@@ -52,6 +60,8 @@ class Harness(Manager):
     name = "lab"
     command = "daemonlab"
     notices = "SIGCHLD (its wakeup pipe), reaped at once; restarted on its schedule"
+    setting = f"every {EVERY}, the daemon run in the forked child"
+    exec_daemon = False
     stop_signal = "TERM to the run's pid; KILL to its group once it ended (or after STOP_GRACE)"
     stop_wait_s = 10.0
     gives_up = f"never: a failed run is stored, the next starts every {EVERY}, no back-off"
@@ -64,7 +74,11 @@ class Harness(Manager):
         config = self.place.dir / "harness.toml"
         # The daemon's own options, as one string: the run's child parses them (daemon.py).
         options = shlex.join(self.daemon[3:])
-        config.write_text(CONFIG.format(every=EVERY, daemon=json.dumps(options)))
+        config.write_text(
+            CONFIG.format(
+                every=EVERY, daemon=json.dumps(options), exec_daemon=str(self.exec_daemon).lower()
+            )
+        )
         start = ["daemon", "start", "--foreground", "--config", str(config)]
         return [sys.executable, "-m", "lab", *start]
 
@@ -79,3 +93,11 @@ class Harness(Manager):
     def stop_daemon(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)  # what `daemonlab daemon stop` sends
+
+
+class HarnessExec(Harness):
+    """The harness, its run child exec'ing a fresh interpreter for the daemon."""
+
+    name = "lab-exec"
+    setting = f"every {EVERY}, the daemon exec'd in the forked child"
+    exec_daemon = True

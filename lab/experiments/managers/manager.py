@@ -78,6 +78,7 @@ class Manager:
     gives_up: ClassVar[str]  # what a crash loop ends in, as its documentation says
     final_states: ClassVar[tuple[str, ...]] = ()  # states() that mean "it gave up"
     command: ClassVar[str]  # the executable that must be installed
+    setting: ClassVar[str] = ""  # the setting that decides how soon it restarts, as configured
 
     def __init__(self, place: Place, *, children: bool = False, crash: bool = False) -> None:
         self.place = place
@@ -102,6 +103,14 @@ class Manager:
     def state(self) -> str:
         """The daemon's state in the manager's own words (supervisord's FATAL...)."""
         raise NotImplementedError
+
+    def explain(self) -> str:
+        """A measurement that explains this manager's restart time here ("" if none)."""
+        return ""
+
+    def effective(self) -> str | None:
+        """`setting` as the running manager reports it (None: it has no way to say)."""
+        return None
 
     # -- the same for all ------------------------------------------------------------------
     @classmethod

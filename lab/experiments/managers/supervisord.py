@@ -66,6 +66,7 @@ class Supervisord(Manager):
     name = "supervisord"
     command = "supervisord"
     notices = "SIGCHLD, acted on when its poll() returns (the daemon's pipes close)"
+    setting = "poll() timeout 1 s (fixed)"
     stop_signal = "TERM to the process group (stopasgroup)"
     stop_wait_s = 2.0
     gives_up = "FATAL after startretries (back-off 1 s, 2 s, ...)"

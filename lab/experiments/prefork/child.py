@@ -50,7 +50,10 @@ async def _client(
                     reader, writer = await asyncio.open_connection(host, port)
                 sent = time.perf_counter_ns()
                 writer.write(request)
-                keep = await asyncio.wait_for(_answer(reader), TIMEOUT_S)
+                # A client that sent `close` sends nothing more on that connection
+                # (RFC 9112 §9.6), whether or not the answer says `close` too: uWSGI's
+                # does not, and a next request there would meet a closed socket.
+                keep = await asyncio.wait_for(_answer(reader), TIMEOUT_S) and cfg["keepalive"]
                 latencies.append(time.perf_counter_ns() - sent)
                 stats["requests"] += 1
                 if not keep:

@@ -19,6 +19,7 @@ examples:
   daemonlab serve --live                           # ... watching its workers; in another
   kill -TTIN $(cat prefork.pid)                    #   terminal (with --pid prefork.pid)
   daemonlab serve --server gunicorn-sync --app cpu # the peer, the same app
+  daemonlab serve --server uwsgi --setup tuned     # uWSGI (pyuwsgi), as its docs tune it
   daemonlab serve --app io --no-db                 # io without MySQL: time.sleep instead
 """
 
@@ -47,6 +48,12 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--threads", default=str(default.threads), help="threads per gunicorn-gthread worker"
+    )
+    p.add_argument(
+        "--setup",
+        default=default.setup,
+        help="default; tuned (gunicorn, uwsgi: as their docs tune them); linger (prefork: "
+        "a graceful close, as gunicorn's); abrupt (gunicorn-sync without its close drain)",
     )
     p.add_argument("--app", default=default.app, help=f"{', '.join(APPS)}, or module:callable")
     p.add_argument("--host", default=default.host)
@@ -80,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         no_db=args.no_db,
         live=args.live,
         count=args.count,
+        setup=args.setup,
     )
     return serve.run(config)
 

@@ -7,7 +7,11 @@
     stop       gracefully; everything reaped
 
 The record carries both counts: `requests`, what the generator read in full,
-and `served`, what the app answered. They agree, within one request per
+and `served`, what the app answered; beside req/s, `cpu_us`: the CPU time
+the server's processes spent in the measured window (/proc, launch.py), per
+request served, which a busy neighbour on a shared machine changes far less
+than req/s. And what the server really ran (launch.serving): its workers and,
+for gunicorn, its HTTP parser, read from its processes. They agree, within one request per
 connection for wrk (it drops the answers in flight at its deadline; the
 asyncio clients wait for them and agree exactly).
 """
@@ -45,14 +49,19 @@ def measure(
     start_s = (time.perf_counter_ns() - began) / 1e9
     try:
         Load(tool, server.url, clients, WARMUP_S, keepalive, where.load).result()
+        seen = launch.serving(server.proc.pid)
         before = server.settled()
+        pids = launch.tree(server.proc.pid)
+        cpu_before = launch.cpu_seconds(pids)
         result = Load(tool, server.url, clients, seconds, keepalive, where.load).result()
         served = server.settled() - before
+        cpu_s = launch.cpu_seconds(pids) - cpu_before
     finally:
         server.stop()
     return {
         "part": "compare",
         "server": config.server,
+        "setup": config.setup,
         "workers": 1 if config.server == "asyncio" else config.workers,
         "threads": config.threads if config.server == "gunicorn-gthread" else 1,
         "app": config.app,
@@ -64,6 +73,8 @@ def measure(
         "errors": result.errors,
         "requests": result.requests,
         "served": served,
+        "cpu_us": round(cpu_s * 1e6 / served, 1) if served else None,
+        **seen,
         "seconds": seconds,
         "start_s": start_s,
         "load": result.tool,

@@ -13,11 +13,25 @@ from dataclasses import dataclass
 
 from lab.errors import LabError
 
-__all__ = ["APPS", "MAX_WORKERS", "SERVERS", "ServeConfig"]
+__all__ = ["APPS", "MAX_WORKERS", "SERVERS", "SETUPS", "ServeConfig"]
 
 #: The servers, in the order the lesson compares them: the lab's own preforking
-#: master, a thread pool, one event loop, and the peer Python users pick.
-SERVERS = ("prefork", "threads", "asyncio", "gunicorn-sync", "gunicorn-gthread")
+#: master, a thread pool, one event loop, and the peers Python users pick.
+SERVERS = ("prefork", "threads", "asyncio", "gunicorn-sync", "gunicorn-gthread", "uwsgi")
+
+#: How each server can be set up, beside `default` (what its users get as installed).
+#: A peer's `tuned` is what its own docs tell an expert to set (gunicorn.py, uwsgi.py);
+#: the lab's `linger` closes as gunicorn does since 23 (RFC 9112 §9.6: shutdown the
+#: write side, read to the client's FIN), and gunicorn's `abrupt` is the reverse (its
+#: drain patched out, gunicorn_abrupt.py), so the one wait is measured on each side.
+SETUPS = {
+    "prefork": ("default", "linger"),
+    "threads": ("default",),
+    "asyncio": ("default",),
+    "gunicorn-sync": ("default", "tuned", "abrupt"),
+    "gunicorn-gthread": ("default", "tuned"),
+    "uwsgi": ("default", "tuned"),
+}
 
 #: The built-in WSGI apps (apps.py); `module:callable` names any other one.
 APPS = ("hello", "cpu", "io")
@@ -40,6 +54,7 @@ class ServeConfig:
     no_db: bool = False  # the io app sleeps in Python instead of SELECT SLEEP on MySQL
     live: bool = False
     count: str | None = None  # a file the app appends one byte to per request it answers
+    setup: str = "default"  # SETUPS: as installed, as tuned by experts, or one wait changed
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
@@ -59,6 +74,11 @@ class ServeConfig:
                 f"--app: unknown app {self.app!r} (choose from {', '.join(APPS)}, "
                 "or name one as module:callable)"
             )
+        if self.setup not in SETUPS[self.server]:
+            raise LabError(
+                f"--setup: {self.server} has no setup {self.setup!r} "
+                f"(choose from {', '.join(SETUPS[self.server])})"
+            )
         if self.live and self.server != "prefork":
             raise LabError("--live shows a prefork master and its workers: use --server prefork")
 
@@ -67,7 +87,7 @@ class ServeConfig:
         args = [python, "-m", "lab", "serve", "--server", self.server]
         args += ["--workers", str(self.workers), "--threads", str(self.threads)]
         args += ["--app", self.app, "--host", self.host, "--port", str(self.port)]
-        args += ["--timeout", f"{self.timeout:g}"]
+        args += ["--timeout", f"{self.timeout:g}", "--setup", self.setup]
         if self.pid:
             args += ["--pid", self.pid]
         if self.count:

@@ -9,40 +9,48 @@ lab's master: bind, fork workers, supervise. Two of its worker classes:
     gthread   a thread pool per process with a reactor for kept-alive
               connections (the lab's threads server, in each of N processes)
 
+Three setups (config.SETUPS), each a labelled row in the comparison:
+
+    default   what `pip install gunicorn` runs: the pure-Python HTTP parser
+              (`--http-parser python`, said out loud since this lab installs
+              gunicorn_h1c, which `auto` would pick), the heartbeat file in
+              the temporary directory (/tmp), the workers the lab asks for
+    tuned     as gunicorn's docs tune it: (2 x cores) + 1 workers (the
+              experiment counts the server's cores), `--worker-tmp-dir
+              /dev/shm` (the heartbeat's utime on a memory file system, "Blocking
+              OS calls" in its FAQ), `--http-parser fast` (gunicorn_h1c, the C
+              parser that `gunicorn[fast]` installs)
+    abrupt    the default with its close drain patched out (gunicorn_abrupt.py):
+              what the RFC 9112 §9.6 wait costs gunicorn
+
+What a sync worker does per request, read in gunicorn 27's workers/sync.py,
+http/message.py and http/wsgi.py: touch its heartbeat file, accept, parse
+and validate the request into objects, build the environ, call the app,
+write head and body in two calls, then close gracefully (shutdown, read to
+the client's FIN: one more round trip with `Connection: close`).
+
 The lab binds the socket (so a port in use is refused in the same one line
-for every server, and port 0 tells us the port) and hands it over as
-`--bind fd://N`. The app is the lab's own (apps.from_environment reads which
-one from the environment). This wrapper forwards every signal it gets to
-gunicorn's master and waits for it, so `daemonlab serve --server
-gunicorn-sync` answers HUP, TTIN, QUIT... with gunicorn's own meaning (TERM
-is graceful there). gunicorn runs in a process group of its own: a
-terminal's ^C reaches it once, through the wrapper, not twice.
+for every server, and port 0 tells us the port) and hands it over as `--bind
+fd://N`; peers.py runs the command and forwards signals (TERM is graceful
+for gunicorn).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
 import socket
-import subprocess
 import sys
 from typing import Any
 
-from lab import children
-from lab.daemon.signals import SignalWakeup
 from lab.errors import LabError
-from lab.experiments.prefork import apps
+from lab.experiments.prefork import peers
 from lab.experiments.prefork.config import ServeConfig
-from lab.experiments.prefork.master import SIGNALS as MASTER_SIGNALS
 
-__all__ = ["FORWARDED", "WORKER_CLASS", "command", "serve"]
+__all__ = ["PARSER", "WORKER_CLASS", "command", "serve"]
 
 WORKER_CLASS = {"gunicorn-sync": "sync", "gunicorn-gthread": "gthread"}
-
-#: Every signal gunicorn's arbiter answers: the very set the lab's master answers,
-#: each passed on as it comes (SIGCHLD is the wrapper's own: gunicorn has exited).
-FORWARDED = tuple(sig for sig in MASTER_SIGNALS if sig != signal.SIGCHLD)
+#: The HTTP parser of each setup: what a plain install gets, and the C one experts add.
+PARSER = {"default": "python", "abrupt": "python", "tuned": "fast"}
 
 APP = "lab.experiments.prefork.apps:from_environment()"
 
@@ -50,7 +58,7 @@ APP = "lab.experiments.prefork.apps:from_environment()"
 def command(config: ServeConfig, fd: int) -> list[str]:
     """The gunicorn command line for `config`, serving on descriptor `fd`."""
     sync = WORKER_CLASS[config.server] == "sync"
-    return [
+    argv = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"fd://{fd}",
         "--workers", str(config.workers),
@@ -60,33 +68,19 @@ def command(config: ServeConfig, fd: int) -> list[str]:
         "--timeout", str(max(1, round(config.timeout))),
         "--graceful-timeout", str(max(1, round(config.timeout))),
         "--log-level", "warning",
-        APP,
+        "--http-parser", PARSER[config.setup],
     ]  # fmt: skip
+    if config.setup == "tuned":
+        argv += ["--worker-tmp-dir", "/dev/shm"]
+    if config.setup == "abrupt":
+        argv += ["-c", "python:lab.experiments.prefork.gunicorn_abrupt"]
+    return [*argv, APP]
 
 
 def serve(config: ServeConfig, sock: socket.socket, server: Any) -> int:
     """Run gunicorn on `sock` until it exits; its exit code."""
     if importlib.util.find_spec("gunicorn") is None:
         raise LabError("gunicorn is not installed here: pip install gunicorn")
-    env = {**os.environ, apps.APP_ENV: config.app}
-    if config.count:
-        env[apps.COUNT_ENV] = config.count
-    if server is not None:
-        env[apps.DB_ENV] = apps.server_url(server)
-    wakeup = SignalWakeup(MASTER_SIGNALS)
-    proc = subprocess.Popen(
-        command(config, sock.fileno()),
-        pass_fds=(sock.fileno(),),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        process_group=0,
-    )
-    try:
-        while proc.poll() is None:
-            for sig in wakeup.wait(1.0):
-                if sig != signal.SIGCHLD and proc.poll() is None:
-                    proc.send_signal(sig)
-    finally:
-        wakeup.close()
-        code = children.stop_popen(proc, grace=config.timeout, group=True)
-    return code
+    if config.setup == "tuned" and importlib.util.find_spec("gunicorn_h1c") is None:
+        raise LabError("--setup tuned needs gunicorn's C parser: pip install gunicorn_h1c")
+    return peers.run(command(config, sock.fileno()), config, sock, server)

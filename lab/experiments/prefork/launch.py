@@ -10,6 +10,10 @@ would fill and block the master's log), its stdout read for the one line
 From outside, /proc is the truth: a worker is a child of its master whose
 name (/proc/PID/comm, set by worker.set_name) says `prefork w[N]`, which it
 takes once it has booted. `served()` is the app's own count (apps.Counted).
+What a server spent is read there too (`cpu_seconds` over its `tree`: the
+wrapper, the master, the workers), and what a peer runs with (`serving`:
+its worker processes, and which HTTP parser their memory maps hold), so a
+row's label is checked against the server itself, not against our argv.
 """
 
 from __future__ import annotations
@@ -28,7 +32,17 @@ from lab.errors import LabError, last_line
 from lab.experiments.prefork import placement
 from lab.experiments.prefork.config import ServeConfig
 
-__all__ = ["STOP_SIGNAL", "Launched", "ready_workers", "start", "wait_for", "worker_pids"]
+__all__ = [
+    "STOP_SIGNAL",
+    "Launched",
+    "cpu_seconds",
+    "ready_workers",
+    "serving",
+    "start",
+    "tree",
+    "wait_for",
+    "worker_pids",
+]
 
 #: Starting may include a throwaway mariadbd for the io app (lab.db): seconds, not ms.
 START_TIMEOUT_S = 60.0
@@ -188,3 +202,45 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
             return False
         time.sleep(POLL_S)
     return True
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its descendants, as /proc has them now."""
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += worker_pids(found[-1])
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of `pids` (/proc/PID/stat fields 14 and 15, in clock ticks:
+    10 ms each here, so a round of thousands of requests is counted to within 1%)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile (a replaced worker): its time is its parent's now
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def serving(pid: int) -> dict[str, object]:
+    """What the server under `pid` really runs: its workers (the processes of the tree
+    that have no children: prefork's, gunicorn's and uWSGI's workers), and for gunicorn
+    the HTTP parser its workers loaded (gunicorn_h1c is a shared object in their maps,
+    once a worker has parsed a request: ask after some load)."""
+    pids = tree(pid)
+    workers = [p for p in pids[1:] if not worker_pids(p)]
+    parser = None
+    for worker in workers:
+        try:
+            cmdline = Path(f"/proc/{worker}/cmdline").read_bytes()
+            maps = Path(f"/proc/{worker}/maps").read_text()
+        except OSError:
+            continue
+        if b"gunicorn" in cmdline:  # a worker is a fork of gunicorn's master: its argv
+            parser = "fast" if parser == "fast" or "gunicorn_h1c" in maps else "python"
+    return {"seen_workers": len(workers), "seen_parser": parser}

@@ -377,7 +377,10 @@ class Master:
         os.close(self.alive_w)  # else the master's death would never read as EOF here
         if self.pidfile is not None:
             os.close(self.pidfile.fd)  # fcntl locks are per process: closing ours frees nothing
-        worker = Worker(slot, self.sock, self.app, self.board, self.alive_r, self.config.timeout)
+        worker = Worker(
+            slot, self.sock, self.app, self.board, self.alive_r, self.config.timeout,
+            linger=self.config.setup == "linger",
+        )  # fmt: skip
         return worker.run()  # it unblocks the signals once its own handlers are in place
 
     def reexec(self) -> str:

@@ -35,14 +35,20 @@ def _group(record: dict[str, Any]) -> str:
     return f"{record['app']}\n{record['workers']} w, {record['concurrency']} conns, {keepalive}"
 
 
+def _row(record: dict[str, Any]) -> str:
+    """The server, and its setup when it is not the default (tuned, linger, abrupt)."""
+    setup = record.get("setup", "default")
+    return record["server"] if setup == "default" else f"{record['server']} {setup}"
+
+
 def _bars(ax: Axes, records: list[dict[str, Any]], key: str, label: str) -> None:
     groups = list(dict.fromkeys(_group(r) for r in records))
-    servers = list(dict.fromkeys(r["server"] for r in records))
+    servers = list(dict.fromkeys(_row(r) for r in records))
     width = 0.8 / len(servers)
     for i, server in enumerate(servers):
         xs, mids, lows, highs = [], [], [], []
         for g, group in enumerate(groups):
-            values = [r[key] for r in records if r["server"] == server and _group(r) == group]
+            values = [r[key] for r in records if _row(r) == server and _group(r) == group]
             if not values:
                 continue
             mid = statistics.median(values)
@@ -50,7 +56,8 @@ def _bars(ax: Axes, records: list[dict[str, Any]], key: str, label: str) -> None
             mids.append(mid)
             lows.append(mid - min(values))
             highs.append(max(values) - mid)
-        ax.bar(xs, mids, width * 0.9, color=colour(server), label=server)
+        hatch = "//" if " " in server else None  # a setup other than the default
+        ax.bar(xs, mids, width * 0.9, color=colour(server), hatch=hatch, label=server)
         if any(lows) or any(highs):
             ax.errorbar(xs, mids, yerr=[lows, highs], fmt="none", ecolor="black", capsize=3)
     ax.set_xticks(range(len(groups)), groups, fontsize="small")
@@ -88,7 +95,7 @@ def draw(runs: Sequence[Run]) -> Figure:
     if compare:
         throughput, tail = axes.pop(0), axes.pop(0)
         _bars(throughput, compare, "rps", "requests per second")
-        throughput.set_title("throughput, same workers for every server", fontsize="medium")
+        throughput.set_title("throughput (tuned peers: 2 x cores + 1 workers)", fontsize="medium")
         throughput.legend(fontsize="small")
         _bars(tail, compare, "p99_ms", "p99 latency, ms")
         tail.set_title("the tail", fontsize="medium")

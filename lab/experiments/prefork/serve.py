@@ -7,7 +7,7 @@ process is forked, and leave as one line and a non-zero exit (LabError).
     load the app          hello, cpu, io or module:callable (a typo is refused here)
     the database          io only: the server lab.db resolves, logged into once
     the socket            inherited after a USR2, else bound (port in use: refused)
-    serve                 prefork (master.py), threads, asyncio, gunicorn sync/gthread
+    serve                 prefork (master.py), threads, asyncio, gunicorn sync/gthread, uwsgi
 
 stdout says two things a script can read: `listening on http://HOST:PORT`
 once the socket is bound, and `served N requests` at the end. What the
@@ -51,7 +51,7 @@ def run(config: ServeConfig) -> int:
 
 
 def _serve(config: ServeConfig, sock: Any, app: Any, server: Any) -> int | None:
-    """Run the server; requests served (None where gunicorn counted them, not us)."""
+    """Run the server; requests served (None where a peer counted them, not us)."""
     if config.server == "prefork":
         return _prefork(config, sock, app, server)
     _announce(sock)
@@ -64,11 +64,14 @@ def _serve(config: ServeConfig, sock: Any, app: Any, server: Any) -> int | None:
             from lab.experiments.prefork import eventloop
 
             return eventloop.serve(sock, app)
-        from lab.experiments.prefork import gunicorn  # its workers build their own app
+        if config.server == "uwsgi":
+            from lab.experiments.prefork import uwsgi as peer  # its workers build their own app
+        else:
+            from lab.experiments.prefork import gunicorn as peer
 
-        code = gunicorn.serve(config, sock, server)
-        if code not in (0, -15):  # -15: gunicorn's own quick exit after a forwarded TERM
-            raise LabError(f"gunicorn exited with {code}")
+        code = peer.serve(config, sock, server)
+        if code not in (0, -15):  # -15: the peer's own quick exit after a forwarded TERM
+            raise LabError(f"{config.server} exited with {code}")
         return None
     finally:
         apps.close(app)

@@ -86,6 +86,7 @@ class Worker:
     board: Scoreboard
     master_alive: int  # read end of a pipe only the master can write: EOF = the master is gone
     timeout: float  # the master kills a worker whose heartbeat is older than this
+    linger: bool = False  # close gracefully (wsgi.graceful_close), as gunicorn does
     address: tuple[str, int] = field(init=False, default=("", 0))  # SERVER_NAME and PORT
 
     def run(self) -> int:
@@ -151,6 +152,8 @@ class Worker:
                     multiprocess=True,
                 )
                 conn.sendall(response)
+                if self.linger:  # one more round trip: the client's FIN answers ours
+                    wsgi.graceful_close(conn)
                 return True
             except wsgi.BadRequest as exc:
                 _send_quietly(conn, wsgi.bad_request(str(exc)))

@@ -13,16 +13,30 @@ Only what a benchmark's GET and a curl need: no chunked request bodies, no
 100-continue, no pipelining beyond keeping what was read after a request.
 The whole response is built before it is sent (the apps answer a few bytes),
 with a Content-Length, so a client always knows where it ends.
+
+What an origin server owes every answer, done here as gunicorn does it:
+- a Date header (RFC 9110 §6.6.1: "An origin server with a clock MUST
+  generate a Date header field"), formatted once a second, as nginx does;
+- headers checked on the way in (RFC 9110 §5.1, RFC 9112 §5.1): a name is a
+  token with no space before its colon, a value holds no NUL, CR or bare LF,
+  and two different Content-Lengths are refused (request smuggling's way in);
+- `graceful_close` (RFC 9112 §9.6): shut the write side, read until the
+  client's FIN, then close, so unread bytes cannot make the kernel answer
+  with a reset that destroys the response. gunicorn does it on every close
+  since benoitc/gunicorn#3590; the lab's worker does it with `--setup linger`.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -31,6 +45,8 @@ __all__ = [
     "MAX_HEAD",
     "BadRequest",
     "Request",
+    "graceful_close",
+    "http_date",
     "parse_head",
     "read_request",
     "respond",
@@ -44,6 +60,14 @@ HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 64 * 1024
 #: One recv takes what a request usually is, head and all, in one system call.
 RECV_SIZE = 64 * 1024
+#: A header name is a token (RFC 9110 §5.6.2): no space, no separator, before its colon.
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: A value may not carry these (RFC 9110 §5.5): a bare LF would end the header for some readers.
+FORBIDDEN_IN_VALUE = re.compile(r"[\x00\r\n]")
+#: How long a graceful close waits for the client's FIN, and how much it reads at most
+#: (gunicorn's util.close_graceful: 2 s, 64 KiB).
+LINGER_S = 2.0
+LINGER_MAX = 64 * 1024
 
 
 class BadRequest(Exception):
@@ -81,9 +105,14 @@ def parse_head(head: bytes) -> Request:
     headers: dict[str, str] = {}
     for header in header_lines:
         name, sep, value = header.partition(":")
-        if not sep:
+        if not sep or not TOKEN.fullmatch(name):
             raise BadRequest(f"malformed header {header!r}")
-        headers[name.strip().lower()] = value.strip()
+        if FORBIDDEN_IN_VALUE.search(value):
+            raise BadRequest(f"a forbidden character in header {name!r}")
+        name, value = name.lower(), value.strip(" \t")
+        if name == "content-length" and headers.get(name, value) != value:
+            raise BadRequest("two different Content-Lengths")
+        headers[name] = value
     return Request(method, target, version, headers)
 
 
@@ -137,9 +166,44 @@ def respond(
     return render(status, headers, body, keep_alive)
 
 
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """Now as an IMF-fixdate (RFC 9110 §5.6.7), formatted at most once a second."""
+    global _date
+    now = int(time.time())  # wall clock: a Date is a calendar time
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True))  # English names, whatever the locale
+    return _date[1]
+
+
+def graceful_close(sock: socket.socket) -> None:
+    """Close as RFC 9112 §9.6 asks: FIN first, read until the client's, then close.
+
+    The wait is one round trip to the client (its FIN answers ours); a client
+    that keeps quiet gets LINGER_S, one that keeps sending LINGER_MAX bytes.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER_S)
+        drained = 0
+        while drained < LINGER_MAX:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except OSError:  # reset, or silent past LINGER_S: closing is all that is left
+        pass
+    finally:
+        sock.close()
+
+
 def render(status: str, headers: list[tuple[str, str]], body: bytes, keep_alive: bool) -> bytes:
     names = {name.lower() for name, _ in headers}
     lines = [f"HTTP/1.1 {status}"]
+    if "date" not in names:
+        lines.append(f"Date: {http_date()}")
     lines += [f"{name}: {value}" for name, value in headers if name.lower() != "connection"]
     if "content-length" not in names:
         lines.append(f"Content-Length: {len(body)}")
