@@ -70,6 +70,9 @@ class Supervisord(Manager):
     stop_wait_s = 2.0
     gives_up = "FATAL after startretries (back-off 1 s, 2 s, ...)"
     final_states = ("FATAL",)
+    #: Three starts (an interpreter each, up to 2 s on a loaded machine) and the
+    #: back-off between them, 1 s + 2 s: FATAL within about 9 s.
+    gives_up_within_s = 15.0
 
     @classmethod
     def missing(cls) -> str | None:
