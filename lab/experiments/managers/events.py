@@ -189,6 +189,11 @@ def crash_loop(cls: type[Manager], window: float) -> dict[str, Any]:
         watched_s = watch - max(0.0, deadline - time.monotonic())
     stamps = [n.stamp_ns for n in starts]
     gaps = [_ms(b - a) for a, b in zip(stamps, stamps[1:], strict=False)]
+    # Each start's fork and READY, in ms after the first fork: the manager's schedule
+    # itself, without the daemon's own start-up (an import, a daemonizing launcher).
+    first = int(starts[0].fields.get("FORKED_NS") or 0)
+    forks = [_ms(int(n.fields.get("FORKED_NS") or 0) - first) for n in starts]
+    readies = [_ms(n.stamp_ns - first) for n in starts]
     gave_up = cls.gave_up(state)
     notes = [cls.gives_up]
     if not gave_up:
@@ -200,6 +205,8 @@ def crash_loop(cls: type[Manager], window: float) -> dict[str, Any]:
         latency_ms=_ms(stamps[-1] - stamps[0]),
         restarts=len(starts) - 1,
         gaps_ms=gaps,
+        forks_ms=forks,
+        readies_ms=readies,
         gave_up=gave_up,
         final_state=state,
         notes=notes,
