@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from lab.experiments.daemonize.observe import observe
 from lab.results import ResultsStore
+from tests.test_daemon_access import nobody_world  # noqa: F401 - a fixture
 from tests.test_daemon_support import (  # noqa: F401 - subreaper and world are fixtures
     World,
     proc_state,
@@ -385,39 +384,38 @@ def test_stop_with_a_timeout_of_nan_is_refused_and_kills_nothing(world: World) -
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 def test_started_as_root_with_user_nobody_runs_as_nobody_and_its_files_work(
-    no_leaks, subreaper
+    no_leaks, nobody_world
 ) -> None:
+    """Run from a copy of the lab that nobody may read (test_daemon_access's fixture), not
+    from the checkout: a checkout in a 0700 folder, as a fresh clone under /root is, is
+    refused in one line instead, and test_daemon_access tests that refusal."""
     import pwd
 
+    world, checkout = nobody_world
     nobody = pwd.getpwnam("nobody")
-    # pytest's tmp dirs are root-only (0700): nobody could not even reach them.
-    base = tempfile.mkdtemp(prefix="daemonlab-nobody-")
-    os.chmod(base, 0o755)
-    world = World(Path(base) / "w")
-    world.dir.mkdir()
-    try:
-        pid = start(world, "--user", "nobody")
-        seen = observe(pid, {})
-        assert (seen["uid"], seen["gid"]) == (nobody.pw_uid, nobody.pw_gid)
-        groups = Path(f"/proc/{pid}/status").read_text().split("Groups:")[1].split("\n")[0].split()
-        assert "0" not in groups, "root's supplementary groups kept: initgroups missing"
-        answer = status(world)  # the status file is written by nobody
-        assert answer["uid"] == nobody.pw_uid
-        assert os.stat(world.results).st_uid == nobody.pw_uid  # the store is nobody's
-        assert os.stat(world.log).st_uid == nobody.pw_uid
-        assert world.cli("daemon", "reload").returncode == 0  # HUP works across the uid change
-        assert "status:" in world.log.read_text()  # USR1 reopened the log as nobody
-        # The run itself is stored by nobody. (Here the daemonize run then fails:
-        # it execs a Python that lives under root-only /root; elsewhere it passes.)
-        (run,) = wait_until(lambda: runs(world), 30, "a run stored by nobody")
-        assert run.status in ("ok", "failed"), run.status
-        assert run.status == "ok" or "Permission" in (run.error or ""), run.error
-        done = world.cli("daemon", "stop")
-        assert "with TERM" in done.stdout
-        world.wait_gone(pid)
-    finally:
-        world.clean_up()
-        shutil.rmtree(base, ignore_errors=True)
+    started = world.cli(
+        "daemon", "start", "--every", "1h", *QUICK, "--user", "nobody", PYTHONPATH=str(checkout)
+    )
+    assert started.returncode == 0, started.stderr
+    pid = world.daemon_pid()
+    seen = observe(pid, {})
+    assert (seen["uid"], seen["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+    groups = Path(f"/proc/{pid}/status").read_text().split("Groups:")[1].split("\n")[0].split()
+    assert "0" not in groups, "root's supplementary groups kept: initgroups missing"
+    answer = status(world)  # the status file is written by nobody
+    assert answer["uid"] == nobody.pw_uid
+    assert os.stat(world.results).st_uid == nobody.pw_uid  # the store is nobody's
+    assert os.stat(world.log).st_uid == nobody.pw_uid
+    assert world.cli("daemon", "reload").returncode == 0  # HUP works across the uid change
+    assert "status:" in world.log.read_text()  # USR1 reopened the log as nobody
+    # The run itself is stored by nobody. (Here the daemonize run then fails:
+    # it execs a Python that lives under root-only /root; elsewhere it passes.)
+    (run,) = wait_until(lambda: runs(world), 30, "a run stored by nobody")
+    assert run.status in ("ok", "failed"), run.status
+    assert run.status == "ok" or "Permission" in (run.error or ""), run.error
+    done = world.cli("daemon", "stop")
+    assert "with TERM" in done.stdout
+    world.wait_gone(pid)
 
 
 # -- any value for any key: a config, or one line ------------------------------------------

@@ -132,17 +132,46 @@ def open_to_nobody():
     """A results store folder and a Python that the user nobody can use.
 
     The venv's interpreter lives under /root (mode 700 here): nobody runs the
-    system's python3.11 with this checkout and the venv's packages on its path."""
+    system's python3.11 with this checkout and the venv's packages on its path.
+    A checkout nobody cannot read (a fresh clone in a 0700 folder: "No module
+    named lab") is copied first, the lab and the venv's packages, into a folder
+    nobody may read (the packages hard-linked where the file system allows)."""
     python = shutil.which("python3.11", path="/usr/bin:/usr/local/bin")
     if os.geteuid() != 0 or python is None:
         pytest.skip("needs root (to become nobody) and a system python3.11")
     folder = Path(tempfile.mkdtemp(prefix="lab-scale-"))
     folder.chmod(0o777)
     site = next(Path(sys.prefix).glob("lib/python3.*/site-packages"))
+    path = f"{ROOT}:{site}"
     try:
-        yield python, folder, f"{ROOT}:{site}"
+        if not _nobody_imports(python, path):
+            copy = folder / "readable"
+            skip = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(ROOT / "lab", copy / "lab", ignore=skip)
+            shutil.copytree(site, copy / "site", copy_function=_link_or_copy, symlinks=True)
+            path = f"{copy}:{copy / 'site'}"
+            assert _nobody_imports(python, path), "nobody cannot import the copy either"
+        yield python, folder, path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _nobody_imports(python: str, path: str) -> bool:
+    """Can nobody import the lab and its MySQL client from `path`?"""
+    done = subprocess.run(
+        [python, "-c", "import lab.cli, pymysql"],
+        env={"PYTHONPATH": path, "PATH": os.environ.get("PATH", "")},
+        user=65534, group=65534, extra_groups=[], cwd="/",
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system (EXDEV), or links not allowed
+        shutil.copy2(source, target)
 
 
 def _tasks_of(uid: int) -> int:
