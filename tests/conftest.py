@@ -239,3 +239,14 @@ def throwaway_redis(tmp_path):
         yield f"redis://127.0.0.1:{port}/0", proc
     finally:
         children.stop_popen(proc)
+
+
+def narrowest_width(renderable) -> int:
+    """The fewest columns `renderable` (a rich Table) fits in without cropping a word or a
+    number, measured on a console wide enough not to clamp it. Rendered at 80 columns,
+    rich crops to fit, so the rendered lines are never wider than 80 whatever the table:
+    only this measure can say that a table needs more."""
+    from rich.console import Console
+
+    with open(os.devnull, "w") as sink:
+        return Console(width=10_000, file=sink).measure(renderable).minimum
