@@ -90,8 +90,11 @@ def test_the_ladder_doubles_from_64_and_ends_at_the_top():
 def test_the_sweep_stops_at_a_limit_a_budget_or_too_little_overlap():
     """The sweep's own rules, fed measurements: where each one stops, and the cause it says."""
 
+    asked: list[int] = []  # every count a measure was called with
+
     def measuring(per_client: float, efficiency: float, broke_at: int | None = None):
         def measure(clients: int) -> dict:
+            asked.append(clients)
             if clients == broke_at:
                 raise Broke("threads", "can't start new thread")
             used = 30 + per_client * clients
@@ -102,10 +105,11 @@ def test_the_sweep_stops_at_a_limit_a_budget_or_too_little_overlap():
 
     limit = list(scale.sweep(1000, 8192, measuring(0.03, 0.99, broke_at=256)))
     assert [r["clients"] for r in limit] == [64, 128, 256] and limit[-1]["broke"] == "threads"
+    asked.clear()
     budget = list(scale.sweep(10_000, 1000, measuring(2.0, 0.99)))  # 512 x 2 MiB: over 1000
     assert [r["clients"] for r in budget] == [64, 128, 256, 512]
     assert budget[-1]["broke"] == "rss" and "would use about 1,054 MiB" in budget[-1]["detail"]
-    assert "wall_s" not in budget[-1], "looked ahead: 512 was never tried"
+    assert asked == [64, 128, 256], "looked ahead: 512 was never tried"
     overlap = list(scale.sweep(1000, 8192, measuring(0.03, 0.45)))
     assert [r["broke"] for r in overlap] == ["efficiency"]
 
