@@ -695,6 +695,22 @@ def test_targets_come_from_the_records_alone():
     assert found["a killed worker replaced within 100 ms"]["met"] is False
 
 
+@pytest.mark.parametrize(
+    "p99_ms, met",
+    [(5.0 * prefork.P99_NOISE, True), (5.0 * prefork.P99_NOISE + 0.01, False)],
+    ids=["at-the-tolerance", "just-over"],
+)
+def test_the_p99_target_allows_its_noise_tolerance_and_not_a_hair_more(p99_ms, met):
+    records = [
+        {"part": "compare", "server": "prefork", "app": "hello", "workers": 2, "concurrency": 16,
+         "keepalive": False, "rps": 3000.0, "p99_ms": p99_ms},
+        {"part": "compare", "server": "gunicorn-sync", "app": "hello", "workers": 2,
+         "concurrency": 16, "keepalive": False, "rps": 2000.0, "p99_ms": 5.0},
+    ]  # fmt: skip
+    found = {t["target"].split(" (")[0]: t for t in prefork.targets(records)}
+    assert found["prefork p99 <= gunicorn-sync p99"]["met"] is met
+
+
 def test_rounds_that_overlap_are_said_in_a_warning():
     def rounds(server, *rps):
         return [{"part": "compare", "server": server, "app": "hello", "workers": 2,
