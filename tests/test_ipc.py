@@ -120,6 +120,38 @@ def test_the_peer_refuses_a_damaged_or_out_of_order_message(name, no_leaks) -> N
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["pipe/pipe", "shm/ring"])
+def test_an_echo_that_comes_back_damaged_fails_the_measurement_in_one_line(
+    name, no_leaks
+) -> None:
+    """The parent's own compare: the peer checks what it gets, the parent what comes back.
+    Here the peer is real and its echo is damaged on the way back (one bit of the last
+    byte): the round trips stop with the one line that names the message."""
+    from lab.experiments.ipc import measure
+
+    link = transports.find(name)
+    ctx = links.Context(largest=4096)
+    try:
+        with links.conversation(link, ctx) as talk:
+            endpoint = talk.endpoint
+            real_poll = endpoint.poll
+
+            def damaged_poll(timeout: float) -> bytes | None:
+                message = real_poll(timeout)
+                if message is None or wire.kind_of(message) != wire.PING:
+                    return message
+                return bytes(message[:-1]) + bytes([message[-1] ^ 0x01])
+
+            endpoint.poll = damaged_poll
+            with pytest.raises(wire.PeerGone) as said:
+                measure.round_trips(endpoint, 64, 0.2, 50)
+            assert str(said.value) == "the echo of message 0 (64 bytes) came back different"
+    finally:
+        ctx.remove()
+        stop_multiprocessing_servers()
+
+
+@pytest.mark.timeout(60)
 def test_the_lab_unlinks_its_shm_segment_itself(no_leaks) -> None:
     """Checked before multiprocessing's resource tracker stops: the tracker would unlink a
     segment the lab forgot (its safety net for a parent killed with -9), hiding the bug."""
