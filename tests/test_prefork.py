@@ -247,8 +247,9 @@ def test_term_and_int_stop_at_once_cutting_the_request_in_hand(tmp_path, no_leak
             os.kill(server.master, sig)
             answer = read_all(sock)
             assert server.proc.wait(10) == 0
-        assert answer == b""  # the worker ended before it could answer
-        assert time.monotonic() - sent < 2.0  # not the request's 5 s
+        assert answer == b""  # the worker ended before it could answer: the evidence
+        # Not the request's 5 s (2.6 s was seen at a load average of 17 on 2 cores).
+        assert time.monotonic() - sent < 4.5
         assert all(gone(pid) for pid in workers)
 
 
