@@ -92,14 +92,30 @@ ALLOWED_SKIPS = ("no Docker engine",)
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    report = outcome.get_result()
-    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+    _no_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped (pytest.skip(..., allow_module_level=True)) is a collect
+    report, not a test's: without this hook it passed under CI=true."""
+    outcome = yield
+    _no_skip_in_ci(outcome.get_result())
+
+
+def _no_skip_in_ci(report) -> None:
+    """Under CI=true, turn a skip (or an xfail: pytest.xfail() or a non-strict marker,
+    which CI would otherwise count as not failing) into a failure, unless allowed."""
+    if os.environ.get("CI") != "true" or not report.skipped:
         return
-    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    reason = reason.removeprefix("Skipped: ")
+    if hasattr(report, "wasxfail"):
+        how, reason = "expected to fail", str(report.wasxfail)
+    else:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        how, reason = "skipped", reason.removeprefix("Skipped: ")
     if not reason.startswith(ALLOWED_SKIPS):
         report.outcome = "failed"
-        report.longrepr = f"CI=true: skipped, and {reason!r} is not in ALLOWED_SKIPS (conftest.py)"
+        report.longrepr = f"CI=true: {how}, and {reason!r} is not in ALLOWED_SKIPS (conftest.py)"
 
 
 @pytest.fixture(scope="session")
@@ -223,3 +239,14 @@ def throwaway_redis(tmp_path):
         yield f"redis://127.0.0.1:{port}/0", proc
     finally:
         children.stop_popen(proc)
+
+
+def narrowest_width(renderable) -> int:
+    """The fewest columns `renderable` (a rich Table) fits in without cropping a word or a
+    number, measured on a console wide enough not to clamp it. Rendered at 80 columns,
+    rich crops to fit, so the rendered lines are never wider than 80 whatever the table:
+    only this measure can say that a table needs more."""
+    from rich.console import Console
+
+    with open(os.devnull, "w") as sink:
+        return Console(width=10_000, file=sink).measure(renderable).minimum

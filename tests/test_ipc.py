@@ -120,6 +120,38 @@ def test_the_peer_refuses_a_damaged_or_out_of_order_message(name, no_leaks) -> N
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["pipe/pipe", "shm/ring"])
+def test_an_echo_that_comes_back_damaged_fails_the_measurement_in_one_line(
+    name, no_leaks
+) -> None:
+    """The parent's own compare: the peer checks what it gets, the parent what comes back.
+    Here the peer is real and its echo is damaged on the way back (one bit of the last
+    byte): the round trips stop with the one line that names the message."""
+    from lab.experiments.ipc import measure
+
+    link = transports.find(name)
+    ctx = links.Context(largest=4096)
+    try:
+        with links.conversation(link, ctx) as talk:
+            endpoint = talk.endpoint
+            real_poll = endpoint.poll
+
+            def damaged_poll(timeout: float) -> bytes | None:
+                message = real_poll(timeout)
+                if message is None or wire.kind_of(message) != wire.PING:
+                    return message
+                return bytes(message[:-1]) + bytes([message[-1] ^ 0x01])
+
+            endpoint.poll = damaged_poll
+            with pytest.raises(wire.PeerGone) as said:
+                measure.round_trips(endpoint, 64, 0.2, 50)
+            assert str(said.value) == "the echo of message 0 (64 bytes) came back different"
+    finally:
+        ctx.remove()
+        stop_multiprocessing_servers()
+
+
+@pytest.mark.timeout(60)
 def test_the_lab_unlinks_its_shm_segment_itself(no_leaks) -> None:
     """Checked before multiprocessing's resource tracker stops: the tracker would unlink a
     segment the lab forgot (its safety net for a parent killed with -9), hiding the bug."""
@@ -298,8 +330,10 @@ def test_the_c_floor_is_timed_beside_python_and_without_a_compiler_says_so(tmp_p
     assert set(floors) == {"pipe", "tcp"}
     python = {r["transport"]: r for r in run.records if r["pattern"] != "C floor"}
     for name, record in python.items():
-        assert record["floor_rtt_median_us"] == floors[name]["rtt_median_us"]
-        # Python does strictly more work per round trip than the same exchange in C.
+        # The floor was measured (not the copy of it the record carries, which restated
+        # the code): C round trips timed, each faster than Python's, which does strictly
+        # more work per round trip than the same exchange in C.
+        assert floors[name]["samples"] >= 1 and floors[name]["rtt_median_us"] > 0, floors
         assert record["overhead_us"] > 0, record
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CC", "no-such-compiler")

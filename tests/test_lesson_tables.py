@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from lab import experiments, report
+from tests.conftest import narrowest_width
 
 WIDTH = 80
 
@@ -60,7 +61,7 @@ def test_every_part_has_a_table_that_fits_80_columns(lesson) -> None:
         report.records_tables(run, module.COLUMNS), parts, strict=True
     ):
         lines = _rendered(table)
-        assert max(map(len, lines)) <= WIDTH, "\n".join(lines)
+        assert narrowest_width(table) <= WIDTH, "\n".join(lines)
         assert not any("…" in line for line in lines), "\n".join(lines)
         text = "\n".join(lines)
         for record in (r for r in run.records if not part or r.get("part") == part):

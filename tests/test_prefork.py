@@ -50,10 +50,16 @@ pytestmark = [
 ]
 
 #: Custom apps live in the test's own folder; the server finds them and the lab here.
+#: A slow request (one that sleeps) first leaves a file IN_HAND beside the app: a test
+#: waits for it, not a guess. Not every request: the launcher's own probe must not.
+IN_HAND = "in-hand"
 SLOW_APP = """
+import os
 import time
 
 def app(environ, start_response):
+    if environ["QUERY_STRING"]:
+        open(os.path.join(os.path.dirname(__file__), "in-hand"), "a").close()
     time.sleep(float(environ["QUERY_STRING"] or 0))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"VERSION"]
@@ -220,7 +226,7 @@ def test_quit_lets_the_request_in_hand_finish_then_everything_exits(tmp_path, no
     with serving(tmp_path, env, workers=2, app=spec) as server:
         workers = worker_pids(server.master)
         with slow_request(server.url, 1.0) as sock:
-            time.sleep(0.3)  # the worker has it in hand
+            assert wait_for((tmp_path / IN_HAND).exists)  # the worker has it in hand
             sent = time.monotonic()
             os.kill(server.master, signal.SIGQUIT)
             answer = read_all(sock)
@@ -236,13 +242,14 @@ def test_term_and_int_stop_at_once_cutting_the_request_in_hand(tmp_path, no_leak
     with serving(tmp_path, env, workers=2, app=spec) as server:
         workers = worker_pids(server.master)
         with slow_request(server.url, 5.0) as sock:
-            time.sleep(0.3)
+            assert wait_for((tmp_path / IN_HAND).exists)
             sent = time.monotonic()
             os.kill(server.master, sig)
             answer = read_all(sock)
             assert server.proc.wait(10) == 0
-        assert answer == b""  # the worker ended before it could answer
-        assert time.monotonic() - sent < 2.0  # not the request's 5 s
+        assert answer == b""  # the worker ended before it could answer: the evidence
+        # Not the request's 5 s (2.6 s was seen at a load average of 17 on 2 cores).
+        assert time.monotonic() - sent < 4.5
         assert all(gone(pid) for pid in workers)
 
 
@@ -295,15 +302,44 @@ def test_a_worker_killed_with_9_is_replaced(tmp_path, no_leaks):
         assert get(server.url)[0] == 200
 
 
+def test_kill_9_of_a_busy_worker_costs_its_request_in_hand_and_of_an_idle_one_nothing(
+    tmp_path, no_leaks
+):
+    from lab.experiments.prefork import events
+
+    spec, env = write_app(tmp_path, "finished")
+    with serving(tmp_path, env, workers=1, app=spec) as server:
+        # Idle: not even the launcher's answered probe still open (it closes just after).
+        (worker,) = ready_workers(server.master)
+        assert wait_for(lambda: events.sockets_of(worker) == events.sockets_of(server.master))
+        idle = events.FIRE["kill-worker"](server, 1)
+        assert idle["in_hand"] == 0 and "nothing in hand" in idle["detail"], idle
+        assert idle["recovery_ms"] is not None
+        with slow_request(server.url, 5.0) as sock:
+            assert wait_for((tmp_path / IN_HAND).exists)
+            busy = events.FIRE["kill-worker"](server, 1)
+            answer = read_all(sock)
+        assert busy["in_hand"] == 1 and "a request in hand" in busy["detail"], busy
+        assert answer == b""  # the request in hand is lost: that is what the kill cost
+        with socket.create_connection(("127.0.0.1", port_of(server.url)), timeout=10) as again:
+            again.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert read_all(again).endswith(b"finished")  # its successor serves
+
+
 def test_a_worker_whose_heartbeat_stops_is_killed_after_the_timeout(tmp_path, no_leaks):
     with serving(tmp_path, workers=2, timeout=1.0) as server:
         frozen = ready_workers(server.master)[0]
         os.kill(frozen, signal.SIGSTOP)  # alive, but its heartbeat stops
         stopped = time.monotonic()
         assert wait_for(lambda: frozen not in worker_pids(server.master), timeout=10)
-        assert time.monotonic() - stopped >= 0.9  # not before --timeout
+        # An idle worker beats every timeout/2, so its last beat before the STOP was
+        # up to 0.5 s old: a correct master may kill 0.5 s after it (seen: 0.756 s).
+        assert time.monotonic() - stopped >= 0.5
         assert wait_for(lambda: len(ready_workers(server.master)) == 2)
-        assert "silent" in server.log.read_text()
+        # Not before --timeout, by the heartbeat's own age, as the master measured it.
+        said = re.search(rf"worker {frozen} silent ([0-9.]+) s > --timeout 1: killed",
+                         server.log.read_text())  # fmt: skip
+        assert said and float(said[1]) >= 1.0, server.log.read_text()
 
 
 def test_workers_exit_when_their_master_is_killed_with_9(tmp_path, no_leaks, adopting):
@@ -590,7 +626,8 @@ def test_the_experiment_records_both_counts_the_events_and_the_targets(tmp_path)
         assert record["placement"] == run["env"]["placement"]
     shocks = {r["event"]: r for r in run["records"] if r["part"] == "events"}
     assert shocks["HUP"]["failed"] == 0 and shocks["USR2"]["failed"] == 0
-    assert shocks["kill-worker"]["failed"] <= 1  # the request the killed worker had in hand
+    # Only the request the killed worker had in hand (read before the kill) can fail.
+    assert shocks["kill-worker"]["failed"] <= shocks["kill-worker"]["in_hand"] <= 1
     assert all(r["recovery_ms"] is not None for r in shocks.values())
     targets = [r["target"] for r in run["records"] if r["part"] == "targets"]
     assert any("gunicorn-sync" in t for t in targets) and any("killed worker" in t for t in targets)
@@ -658,6 +695,22 @@ def test_targets_come_from_the_records_alone():
     assert found["prefork p99 <= gunicorn-sync p99"]["met"] is True
     assert found["0 failed requests across HUP and USR2 + QUIT under load"]["met"] is False
     assert found["a killed worker replaced within 100 ms"]["met"] is False
+
+
+@pytest.mark.parametrize(
+    "p99_ms, met",
+    [(5.0 * prefork.P99_NOISE, True), (5.0 * prefork.P99_NOISE + 0.01, False)],
+    ids=["at-the-tolerance", "just-over"],
+)
+def test_the_p99_target_allows_its_noise_tolerance_and_not_a_hair_more(p99_ms, met):
+    records = [
+        {"part": "compare", "server": "prefork", "app": "hello", "workers": 2, "concurrency": 16,
+         "keepalive": False, "rps": 3000.0, "p99_ms": p99_ms},
+        {"part": "compare", "server": "gunicorn-sync", "app": "hello", "workers": 2,
+         "concurrency": 16, "keepalive": False, "rps": 2000.0, "p99_ms": 5.0},
+    ]  # fmt: skip
+    found = {t["target"].split(" (")[0]: t for t in prefork.targets(records)}
+    assert found["prefork p99 <= gunicorn-sync p99"]["met"] is met
 
 
 def test_rounds_that_overlap_are_said_in_a_warning():

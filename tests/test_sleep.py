@@ -24,7 +24,7 @@ from lab import children
 from lab.errors import LabError
 from lab.experiments import sleep
 from lab.results import ResultsStore
-from tests.conftest import ROOT, assert_refused, missing, run_cli, wait_until
+from tests.conftest import ROOT, assert_refused, missing, narrowest_width, run_cli, wait_until
 
 pytestmark = pytest.mark.db
 
@@ -186,9 +186,9 @@ def test_the_table_fits_80_columns_and_no_number_is_cut(mysql_server, tmp_path):
     out = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     for table in records_tables(run, sleep.COLUMNS):
         out.print(table)
+        assert narrowest_width(table) <= 80  # the lines below are never wider: rich crops
     out.file.close()
     lines = out.export_text().splitlines()
-    assert max(map(len, lines)) <= 80
     rows = [line for line in lines if line.strip().startswith(("sequential", "asyncio"))]
     assert len(rows) == 4, "one line per record: nothing folded"
     for record, row in zip(run.records, rows, strict=True):

@@ -104,7 +104,12 @@ class Params(_Params):
         "(1 s, or the kill is a failed start) and the harness's schedule (1 s)",
         minimum=1.0,
     )
-    window: float = option(3.5, "seconds a crash loop is watched at most", above=0)
+    window: float = option(
+        3.5,
+        "seconds a crash loop is watched (longer for a manager whose documented "
+        "give-up can take longer: until it gives up, or says it still tries)",
+        above=0,
+    )
     daemon: str = option(
         "",
         "instead of measuring, be the daemon under test with these options "

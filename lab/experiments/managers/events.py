@@ -17,7 +17,9 @@ kill_9      waits `uptime` s after READY (so supervisord counts the daemon as
             (honcho leaves once it stopped everything), are all it watches. A
             manager that does not restart is recorded as such after `patience` s.
 crash_loop  runs a daemon that exits right after READY and counts its starts
-            until the manager gives up or `window` s pass.
+            until the manager gives up, watching `window` s, or as long as the
+            manager's documented give-up may take (gives_up_within_s) when that
+            is longer; a manager still restarting then is said to be so.
 stop        runs a daemon with a child and a grandchild, asks the manager to
             stop it, and looks at who is still alive afterwards.
 """
@@ -187,7 +189,8 @@ def crash_loop(cls: type[Manager], window: float) -> dict[str, Any]:
         began = stamp_ns()
         starts.append(session.ready(START_TIMEOUT_S))
         session.setup_ms = _ms(starts[0].stamp_ns - began)
-        deadline = time.monotonic() + window
+        watch = max(window, cls.gives_up_within_s or 0.0)
+        deadline = time.monotonic() + watch
         state = session.manager.state()
         while not cls.gave_up(state) and time.monotonic() < deadline:
             try:
@@ -201,13 +204,18 @@ def crash_loop(cls: type[Manager], window: float) -> dict[str, Any]:
             for n in session.listener.drain()
             if n.state == "READY" and n.fields.get("PIDFILE") == daemon
         ]
-        watched_s = window - max(0.0, deadline - time.monotonic())
+        watched_s = watch - max(0.0, deadline - time.monotonic())
     stamps = [n.stamp_ns for n in starts]
     gaps = [_ms(b - a) for a, b in zip(stamps, stamps[1:], strict=False)]
+    # Each start's fork and READY, in ms after the first fork: the manager's schedule
+    # itself, without the daemon's own start-up (an import, a daemonizing launcher).
+    first = int(starts[0].fields.get("FORKED_NS") or 0)
+    forks = [_ms(int(n.fields.get("FORKED_NS") or 0) - first) for n in starts]
+    readies = [_ms(n.stamp_ns - first) for n in starts]
     gave_up = cls.gave_up(state)
     notes = [cls.gives_up]
     if not gave_up:
-        notes.append(f"still restarting when the watch ended after {watched_s:.1f} s")
+        notes.append(f"still trying after {watched_s:.1f} s")
     return _record(
         cls,
         "crash-loop",
@@ -215,6 +223,8 @@ def crash_loop(cls: type[Manager], window: float) -> dict[str, Any]:
         latency_ms=_ms(stamps[-1] - stamps[0]),
         restarts=len(starts) - 1,
         gaps_ms=gaps,
+        forks_ms=forks,
+        readies_ms=readies,
         gave_up=gave_up,
         final_state=state,
         notes=notes,

@@ -35,6 +35,8 @@ class Honcho(Manager):
     stop_wait_s = 5.0
     gives_up = "no restart: the first exit stops everything"
     final_states = ("exited",)
+    #: The first exit, then KILL_WAIT (5 s) at most for the others.
+    gives_up_within_s = 10.0
 
     @classmethod
     def missing(cls) -> str | None:

@@ -76,6 +76,10 @@ class Manager:
     stop_signal: ClassVar[str]  # what its stop sends, as configured here
     stop_wait_s: ClassVar[float]  # how long its stop waits before KILL, as configured here
     gives_up: ClassVar[str]  # what a crash loop ends in, as its documentation says
+    #: Seconds by which its documented give-up has come on a loaded machine, or None for
+    #: a manager that keeps trying (or only sometimes gives up): a crash loop is watched
+    #: at least this long, so its verdict does not depend on where a fixed window ends.
+    gives_up_within_s: ClassVar[float | None] = None
     final_states: ClassVar[tuple[str, ...]] = ()  # states() that mean "it gave up"
     command: ClassVar[str]  # the executable that must be installed
     setting: ClassVar[str] = ""  # the setting that decides how soon it restarts, as configured

@@ -74,6 +74,8 @@ class Monit(Manager):
     stop_wait_s = 30.0
     gives_up = "restart limit ('timeout'): unmonitor, Not monitored"
     final_states = ("Not monitored",)
+    #: Two restarts within 3 cycles of 1 s, each start a daemonizing launcher.
+    gives_up_within_s = 30.0
 
     @classmethod
     def missing(cls) -> str | None:

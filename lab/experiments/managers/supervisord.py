@@ -10,6 +10,11 @@ at the latest after its 1 s timeout.
 What the configuration below sets, and why:
 - autorestart = true, startsecs = 1: a daemon up for 1 s is RUNNING, and one
   that exits after that is started again at once, with no back-off.
+- in the crash loop, startsecs = 10 (CRASH_STARTSECS): the daemon dies right
+  after READY, but READY comes after an interpreter's start, which took more
+  than 1 s on a loaded machine; such a daemon had been up for startsecs, was
+  RUNNING, and each exit was restarted at once for ever (18 restarts in a
+  30 s watch, load average 25), never FATAL.
 - startretries = 2: a daemon that dies within startsecs is a failed start
   (BACKOFF); supervisord waits 1 s, then 2 s (one more second per retry),
   and after the last retry gives up: FATAL. The default is 3 (1+2+3 s).
@@ -51,7 +56,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [program:daemon]
 command = {command}
 autorestart = true
-startsecs = 1
+startsecs = {startsecs}
 startretries = 2
 stopsignal = TERM
 stopwaitsecs = 2
@@ -60,6 +65,10 @@ killasgroup = true
 redirect_stderr = true
 stdout_logfile = {dir}/daemon.log
 """
+
+
+#: The crash loop's startsecs: a crash within 10 s of the start is a failed start.
+CRASH_STARTSECS = 10
 
 
 class Supervisord(Manager):
@@ -71,6 +80,10 @@ class Supervisord(Manager):
     stop_wait_s = 2.0
     gives_up = "FATAL after startretries (back-off 1 s, 2 s, ...)"
     final_states = ("FATAL",)
+    #: Three starts (an interpreter each, up to 2 s on a loaded machine) and the
+    #: back-off between them, 1 s + 2 s: FATAL within about 9 s; under a load
+    #: average of 12 on 2 cores it was still STARTING after a 15 s watch.
+    gives_up_within_s = 30.0
 
     @classmethod
     def missing(cls) -> str | None:
@@ -81,7 +94,8 @@ class Supervisord(Manager):
     def argv(self) -> list[str]:
         config = self.place.dir / "supervisord.conf"
         command = " ".join(self.daemon)
-        config.write_text(CONFIG.format(dir=self.place.dir, command=command))
+        startsecs = CRASH_STARTSECS if self.crash else 1
+        config.write_text(CONFIG.format(dir=self.place.dir, command=command, startsecs=startsecs))
         found = shutil.which("supervisord", path=f"{BIN}:/usr/bin:/usr/local/bin")
         return [str(found), "-c", str(config)]
 

@@ -15,7 +15,13 @@ millisecond until the master has recovered:
 timed out, not 200) in the whole run. HUP, USR2 and TTIN/TTOU should cost
 none: the socket is never closed while anyone serves (listener.py), and a
 retired worker finishes the request in hand. A worker killed with -9 takes
-the request it was answering with it: that one is counted, not hidden.
+the request it was answering with it: that one is counted, not hidden. What
+it had in hand is read before the kill (the worker is stopped, its
+connections counted, then killed: `in_hand`), so the record says what the
+kill cost: under load a worker is nearly always busy (wrk's connections
+queue on the socket), and a busy worker's kill fails its one request (not
+if it had just answered and not yet closed); the connections still queued
+on the socket are the kernel's and lose nothing.
 `recovery_ms` is from the signal to recovered, as seen from outside.
 """
 
@@ -38,7 +44,7 @@ from lab.experiments.prefork.launch import Launched, ready_workers, wait_for, wo
 from lab.experiments.prefork.load import Load
 from lab.experiments.prefork.placement import Placement
 
-__all__ = ["AT_S", "EVENTS", "LOAD_S", "measure"]
+__all__ = ["AT_S", "EVENTS", "LOAD_S", "measure", "sockets_of"]
 
 EVENTS = ("HUP", "USR2", "TTIN", "TTOU", "kill-worker")
 #: Seconds of load around each event (wrk counts whole seconds).
@@ -60,7 +66,7 @@ def measure(
         load = Load(tool, server.url, clients, LOAD_S, False, where.load)
         try:
             time.sleep(AT_S)
-            recovery_ms, detail = FIRE[event](server, config.workers)
+            fired = FIRE[event](server, config.workers)
         except BaseException:
             load.stop()
             raise
@@ -71,14 +77,14 @@ def measure(
         "part": "events",
         "event": event,
         "failed": result.errors,
-        "recovery_ms": recovery_ms,
+        "recovery_ms": fired.pop("recovery_ms"),
         "requests": result.requests,
         "p99_ms": result.p99_ms,
         "workers": config.workers,
         "concurrency": clients,
         "load": result.tool,
         "placement": where.describe(),
-        "detail": detail,
+        **fired,  # detail, and what else the event knows (in_hand)
     }
 
 
@@ -86,7 +92,11 @@ def _after(sent_ns: int, recovered: bool) -> float | None:
     return (time.perf_counter_ns() - sent_ns) / 1e6 if recovered else None
 
 
-def _hup(server: Launched, n: int) -> tuple[float | None, str]:
+def _fired(recovery_ms: float | None, detail: str, **more: Any) -> dict[str, Any]:
+    return {"recovery_ms": recovery_ms, "detail": detail, **more}
+
+
+def _hup(server: Launched, n: int) -> dict[str, Any]:
     old = set(worker_pids(server.master))
     sent = _send(server.master, signal.SIGHUP)
 
@@ -94,10 +104,10 @@ def _hup(server: Launched, n: int) -> tuple[float | None, str]:
         none_old = not old & set(worker_pids(server.master))
         return none_old and len(ready_workers(server.master)) == n
 
-    return _after(sent, wait_for(all_fresh, RECOVERY_TIMEOUT_S)), f"{n} workers, all fresh"
+    return _fired(_after(sent, wait_for(all_fresh, RECOVERY_TIMEOUT_S)), f"{n} workers, all fresh")
 
 
-def _usr2(server: Launched, n: int) -> tuple[float | None, str]:
+def _usr2(server: Launched, n: int) -> dict[str, Any]:
     old_master = server.master
     sent = _send(old_master, signal.SIGUSR2)
 
@@ -106,49 +116,73 @@ def _usr2(server: Launched, n: int) -> tuple[float | None, str]:
         return pid not in (None, old_master) and len(ready_workers(pid)) == n
 
     if not wait_for(new_master_serves, RECOVERY_TIMEOUT_S):
-        return None, "no new master came up"
+        return _fired(None, "no new master came up")
     up_ms = _after(sent, True)
     server.master = holder(server.config.pid)  # ours to stop from now on (launch.Launched)
     os.kill(old_master, signal.SIGQUIT)
     try:
         server.proc.wait(RECOVERY_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return None, f"the old master {old_master} did not leave"
+        return _fired(None, f"the old master {old_master} did not leave")
     gone_ms = _after(sent, True)
     detail = (
         f"new master {server.master} serving after {up_ms:.0f} ms; "
         f"old master {old_master} gone after {gone_ms:.0f} ms"
     )
-    return gone_ms, detail
+    return _fired(gone_ms, detail)
 
 
-def _ttin(server: Launched, n: int) -> tuple[float | None, str]:
+def _ttin(server: Launched, n: int) -> dict[str, Any]:
     sent = _send(server.master, signal.SIGTTIN)
 
     def one_more() -> bool:
         return len(ready_workers(server.master)) == n + 1
 
-    return _after(sent, wait_for(one_more, RECOVERY_TIMEOUT_S)), f"workers {n} -> {n + 1}"
+    return _fired(_after(sent, wait_for(one_more, RECOVERY_TIMEOUT_S)), f"workers {n} -> {n + 1}")
 
 
-def _ttou(server: Launched, n: int) -> tuple[float | None, str]:
+def _ttou(server: Launched, n: int) -> dict[str, Any]:
     sent = _send(server.master, signal.SIGTTOU)
 
     def one_fewer() -> bool:
         return len(worker_pids(server.master)) == n - 1
 
-    return _after(sent, wait_for(one_fewer, RECOVERY_TIMEOUT_S)), f"workers {n} -> {n - 1}"
+    return _fired(_after(sent, wait_for(one_fewer, RECOVERY_TIMEOUT_S)), f"workers {n} -> {n - 1}")
 
 
-def _kill_worker(server: Launched, n: int) -> tuple[float | None, str]:
+def _kill_worker(server: Launched, n: int) -> dict[str, Any]:
     victim = ready_workers(server.master)[0]
+    # Stopped first, so what it holds cannot change while we look: a connection the
+    # master does not hold is a client's, accepted and not yet closed (a sync worker
+    # holds one at a time).
+    os.kill(victim, signal.SIGSTOP)
+    in_hand = len(sockets_of(victim) - sockets_of(server.master))
     sent = _send(victim, signal.SIGKILL)
 
     def replaced() -> bool:
         gone = victim not in worker_pids(server.master)
         return gone and len(ready_workers(server.master)) == n
 
-    return _after(sent, wait_for(replaced, RECOVERY_TIMEOUT_S)), f"worker {victim} killed (-9)"
+    recovered = _after(sent, wait_for(replaced, RECOVERY_TIMEOUT_S))
+    held = "a request in hand (lost, unless just answered)" if in_hand else "nothing in hand"
+    return _fired(recovered, f"worker {victim} killed (-9) with {held}", in_hand=in_hand)
+
+
+def sockets_of(pid: int) -> set[str]:
+    """The sockets `pid` holds, by inode (/proc/PID/fd links read "socket:[INODE]")."""
+    found = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 def _send(pid: int, sig: signal.Signals) -> int:
@@ -157,7 +191,7 @@ def _send(pid: int, sig: signal.Signals) -> int:
     return sent
 
 
-FIRE: dict[str, Callable[[Launched, int], tuple[float | None, str]]] = {
+FIRE: dict[str, Callable[[Launched, int], dict[str, Any]]] = {
     "HUP": _hup,
     "USR2": _usr2,
     "TTIN": _ttin,

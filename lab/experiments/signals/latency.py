@@ -57,6 +57,10 @@ _GAP = 0.005
 INTO_CALL = 0.005
 _BUSY_THREADS = 2  # one per core of the 2-core machines the lab targets
 _START_TIMEOUT = 20.0  # a fresh interpreter starting on a loaded machine
+#: How long a sample may take before the run is called hung. Only a bound on a hang:
+#: a handler runs in microseconds to milliseconds, but 5 s was once too short in a CI
+#: suite with a receiver whose main thread shares the GIL with two busy threads.
+_SAMPLE_TIMEOUT = 20.0
 
 
 def _call_timeout(call_size: int) -> float:
@@ -135,7 +139,7 @@ def measure_state(state: str, samples: int, call_size: int) -> list[float]:
         for fd in child_ends:
             os.close(fd)
     latencies = []
-    wait = _call_timeout(call_size) if state in _PACED_BY_CALL else 5.0
+    wait = _call_timeout(call_size) if state in _PACED_BY_CALL else _SAMPLE_TIMEOUT
     try:
         read_exact(ready_r, 1, _START_TIMEOUT)
         for i in range(samples):
