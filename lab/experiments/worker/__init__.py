@@ -67,19 +67,29 @@ __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "ratios", "ru
 NAME = "worker"
 SUMMARY = "a Sidekiq-style job daemon on Redis (reliable fetch) against rq and arq: jobs/s, pick-up"
 
-SYSTEMS = ("lab", "rq", "arq")
-MODELS = ("threads", "processes", "asyncio", "fork-per-job", "simple")
+SYSTEMS = ("lab", "rq", "arq", "celery", "dramatiq")
+MODELS = ("threads", "processes", "asyncio", "fork-per-job", "simple", "prefork", "solo")
+SETTINGS = ("default", "tuned")
 JOBS = ("noop", "io", "cpu")
 
 
 @dataclass(frozen=True)
 class Params(_Params):
-    system: tuple[str, ...] = option(SYSTEMS, "which workers: the lab's, rq, arq", choices=SYSTEMS)
+    system: tuple[str, ...] = option(
+        SYSTEMS, "which workers: the lab's, rq, arq, Celery, Dramatiq", choices=SYSTEMS
+    )
     model: tuple[str, ...] = option(
-        ("threads", "asyncio", "fork-per-job", "simple"),
+        ("threads", "asyncio", "fork-per-job", "simple", "prefork"),
         "how jobs run at once (each system runs those it has: lab threads, processes, asyncio;"
-        " rq fork-per-job, simple; arq asyncio)",
+        " rq fork-per-job, simple; arq asyncio; celery prefork, threads, solo;"
+        " dramatiq processes, threads)",
         choices=MODELS,
+    )
+    setting: tuple[str, ...] = option(
+        SETTINGS,
+        "each peer as installed (default) and as its docs tune it for throughput (tuned);"
+        " Celery and Dramatiq have both, the others their defaults only",
+        choices=SETTINGS,
     )
     workers: tuple[int, ...] = option(
         (4,), "jobs at once: lab slots, arq max_jobs, rq processes", minimum=1
@@ -95,6 +105,12 @@ class Params(_Params):
     )
     samples: int = option(20, "jobs queued spread out in time, for the pick-up latency", minimum=2)
     gap: float = option(0.05, "seconds between those jobs, on average", above=0)
+    crash: int = option(
+        200,
+        "io jobs per row of the crash table (kill -9 of the process holding a job, four"
+        " times; 0: no crash table)",
+        minimum=0,
+    )
 
 
 FULL = {
@@ -104,13 +120,29 @@ FULL = {
     "queued": 10000,
     "seconds": 4.0,
     "samples": 100,
+    "crash": 1000,
 }
 
 COLUMNS = {
+    "crash": [
+        Column("system"),
+        Column("model"),
+        Column("setting"),
+        Column("done", "done", ",d"),
+        Column("lost", "lost", ",d"),
+        Column("twice", "twice", ",d"),
+        Column("back_p50_s", "back s", ".1f"),
+        Column("verdict"),
+        Column("hit", "hit", "d", wide=True),
+        Column("back_max_s", "back max s", ".1f", wide=True),
+        Column("knob", wide=True),
+        Column("jobs", "jobs", ",d", wide=True),
+    ],
     "throughput": [
         Column("system"),
         Column("model"),
-        Column("workers", "workers", "d"),
+        Column("setting"),
+        Column("workers", "at once", "d"),
         Column("job"),
         Column("jobs_per_s", "jobs/s", ",.0f"),
         Column("pickup_p50_ms", "p50 ms", ".2f"),
@@ -156,14 +188,22 @@ def cells(params: Params) -> list[Any]:
     """Every (system, model, workers, job) asked for, in the order measured."""
     from lab.experiments.worker.measure import Cell
     from lab.experiments.worker.peers import MODELS as BY_SYSTEM
+    from lab.experiments.worker.peers import SETTINGS as SETTINGS_OF
 
     chosen = [
-        (system, model)
+        (system, model, setting)
         for system in params.system
         for model in BY_SYSTEM[system]
         if model in params.model
+        for setting in SETTINGS_OF[system]
+        if setting in params.setting or len(SETTINGS_OF[system]) == 1
     ]
-    return [Cell(s, m, w, j) for j in params.job for w in params.workers for s, m in chosen]
+    return [
+        Cell(s, m, w, j, setting)
+        for j in params.job
+        for w in params.workers
+        for s, m, setting in chosen
+    ]
 
 
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
@@ -173,15 +213,19 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     services.require("redis")
     session.env["redis_url"] = services.url("redis")
     session.env.update(_versions())
+    yield from _crash_table(params, session)
     todo = cells(params)
     done: list[dict[str, Any]] = []
     for i, cell in enumerate(todo):
-        session.step(i, len(todo), f"{cell.system} {cell.model} x{cell.workers} {cell.job}")
+        session.step(
+            i, len(todo), f"{cell.system} {cell.model} {cell.setting} x{cell.workers} {cell.job}"
+        )
         figures = measure_cell(cell, params.queued, params.seconds, params.samples, params.gap)
         record = {
             "part": "throughput",
             "system": cell.system,
             "model": cell.model,
+            "setting": cell.setting,
             "workers": cell.workers,
             "job": cell.job,
             **figures,
@@ -190,6 +234,26 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
         yield record
     yield from ratios(done)
     session.step(len(todo), len(todo), "done")
+
+
+def _crash_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    """The headline: who loses a job to kill -9 (crash.py)."""
+    from lab.experiments.worker import crash
+
+    if not params.crash:
+        return
+    rows = [row for row in crash.ROWS if row[0] in params.system]
+    for i, (system, model, setting) in enumerate(rows):
+        session.step(i, len(rows), f"crash: {system} {model} {setting}, kill -9 x{crash.KILLS}")
+        figures = crash.crash_row(system, model, setting, params.crash)
+        yield {
+            "part": "crash",
+            "system": system,
+            "model": model,
+            "setting": setting,
+            **figures,
+            "verdict": crash.verdict(figures),
+        }
 
 
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -226,7 +290,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for package in ("redis", "rq", "arq"):
+    for package in ("redis", "rq", "arq", "celery", "kombu", "dramatiq"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
