@@ -469,6 +469,8 @@ def _stored_records(path: Path, experiment: str = "worker") -> int:
         (["--workers", "0"], "--workers must be at least 1, got 0"),
         (["--model", "greenlets"], "--model: unknown value 'greenlets'"),
         (["--system", "sidekiq"], "--system: unknown value 'sidekiq'"),
+        (["--setting", "fast"], "--setting: unknown value 'fast'"),
+        (["--crash", "-1"], "--crash must be at least 0, got -1"),
         (["--job", "sleep"], "--job: unknown value 'sleep'"),
         (["--seconds", "0"], "--seconds must be greater than 0"),
     ],

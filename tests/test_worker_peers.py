@@ -99,18 +99,3 @@ def test_crash_verdicts(system, model, setting, private_redis):
         assert row["lost"] == 0, row
         if row["hit"]:  # its main process rejects the job back at once: no visibility wait
             assert row["twice"] >= 1, row
-
-
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize(
-    "options, says",
-    [
-        (["--crash", "-1"], "--crash must be at least 0, got -1"),
-        (["--setting", "fast"], "--setting: unknown value 'fast'"),
-        (["--system", "sidekiq"], "--system: unknown value 'sidekiq'"),
-    ],
-)
-def test_bad_peer_options_are_refused_in_one_line(options, says):
-    from tests.conftest import assert_refused, run_cli
-
-    assert_refused(run_cli("run", "worker", *options, "--no-store"), says)
