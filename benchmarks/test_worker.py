@@ -25,22 +25,23 @@ QUEUED, SECONDS, SAMPLES, GAP = 2000, 2.0, 10, 0.02
 SYSTEMS = (("lab", "threads"), ("rq", "simple"), ("rq", "fork-per-job"))
 
 
+def _record(system: str, model: str, setting: str = "default", round_: int = 1) -> dict:
+    """One cell measured, as the experiment's own record of it."""
+    cell = Cell(system, model, WORKERS, "noop", setting)
+    return {
+        "part": "throughput",
+        "round": round_,
+        "system": system,
+        "model": model,
+        "setting": setting,
+        "workers": WORKERS,
+        "job": "noop",
+        **measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP),
+    }
+
+
 def _round() -> list[dict]:
-    records = []
-    for system, model in SYSTEMS:
-        cell = Cell(system, model, WORKERS, "noop")
-        figures = measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP)
-        records.append(
-            {
-                "part": "throughput",
-                "system": system,
-                "model": model,
-                "workers": WORKERS,
-                "job": "noop",
-                **figures,
-            }
-        )
-    return records
+    return [_record(system, model) for system, model in SYSTEMS]
 
 
 @pytest.mark.timeout(300)
@@ -70,24 +71,7 @@ ROUNDS = 3
 
 
 def _tuned_rounds() -> list[dict]:
-    records = []
-    for n in range(ROUNDS):
-        for system, model, setting in TUNED:
-            cell = Cell(system, model, WORKERS, "noop", setting)
-            figures = measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP)
-            records.append(
-                {
-                    "part": "throughput",
-                    "round": n + 1,
-                    "system": system,
-                    "model": model,
-                    "setting": setting,
-                    "workers": WORKERS,
-                    "job": "noop",
-                    **figures,
-                }
-            )
-    return records
+    return [_record(*peer, round_=n + 1) for n in range(ROUNDS) for peer in TUNED]
 
 
 @pytest.mark.timeout(600)
