@@ -105,6 +105,9 @@ class Params(_Params):
     )
     samples: int = option(20, "jobs queued spread out in time, for the pick-up latency", minimum=2)
     gap: float = option(0.05, "seconds between those jobs, on average", above=0)
+    stop: bool = option(
+        False, "the stop table: TERM (and Celery's cold QUIT) with 2 s jobs in hand (~2 min)"
+    )
     rounds: int = option(
         1,
         "times every throughput cell is measured, alternating (ratios: median and range)",
@@ -127,6 +130,7 @@ FULL = {
     "samples": 100,
     "crash": 1000,
     "rounds": 3,
+    "stop": True,
 }
 
 COLUMNS = {
@@ -143,6 +147,18 @@ COLUMNS = {
         Column("back_max_s", "back max s", ".1f", wide=True),
         Column("knob", wide=True),
         Column("jobs", "jobs", ",d", wide=True),
+    ],
+    "stop": [
+        Column("system"),
+        Column("model"),
+        Column("setting"),
+        Column("signal"),
+        Column("deadline_s", "deadline s", ".1f"),
+        Column("exit_s", "exit s", ".2f"),
+        Column("in_hand", "in hand", "d"),
+        Column("finished", "finished", "d"),
+        Column("back", "ran again", "d"),
+        Column("lost", "lost", "d"),
     ],
     "throughput": [
         Column("system"),
@@ -249,6 +265,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     session.env["redis_url"] = services.url("redis")
     session.env.update(_versions())
     yield from _crash_table(params, session)
+    yield from _stop_table(params, session)
     # Rounds alternate: every cell once, then every cell again, so a slow spell of a
     # shared machine falls on all systems rather than on one.
     todo = [(r, cell) for r in range(params.rounds) for cell in cells(params)]
@@ -304,6 +321,24 @@ PEERS = (
     ("vs_celery_prefork", "celery", "prefork", "tuned"),
     ("vs_dramatiq", "dramatiq", "threads", "tuned"),
 )
+
+
+def _stop_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    """What each does with the jobs in hand when told to stop (stop.py)."""
+    from lab.experiments.worker import stop
+
+    if not params.stop:
+        return
+    rows = [row for row in stop.ROWS if row[0] in params.system]
+    for i, (system, model, setting, signame, deadline) in enumerate(rows):
+        session.step(i, len(rows), f"stop: {system} {model} {setting}, {signame}")
+        yield {
+            "part": "stop",
+            "system": system,
+            "model": model,
+            "setting": setting,
+            **stop.stop_row(system, model, setting, signame, deadline),
+        }
 
 
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -81,6 +81,7 @@ RECOVER_S = 2.0
 QUIET_S = {"celery": RECOVER_S + 12.0}
 QUIET_DEFAULT_S = RECOVER_S + 4.0
 KILLS = 4
+HUNT_S = 2.0  # how long to look for a process inside a job before taking the newest to begin
 END_S = 20.0  # Dramatiq's main process: notice (a 1 s join), TERM the rest, their jobs end
 BOUND_S = 120.0  # the longest a row may take
 
@@ -140,9 +141,12 @@ def _kill_holder(
     """kill -9 the process that began the newest job not yet ended (the lab: its daemon,
     which writes no marks); (its pid, when). A process that ended on its own meanwhile
     (a prefork child replaced) is passed over."""
-    deadline = time.monotonic() + BOUND_S
-    while time.monotonic() < deadline:
-        pid = tops[0].proc.pid if system == "lab" else _holder(conn, ns, killed)
+    began = time.monotonic()
+    while time.monotonic() < began + BOUND_S:
+        # A process in a job's own code, if one is found within HUNT_S (rq spends most of a
+        # 10 ms job's time on its bookkeeping around it); else the newest to begin one.
+        hunting = time.monotonic() < began + HUNT_S
+        pid = tops[0].proc.pid if system == "lab" else _holder(conn, ns, killed, hunting)
         if pid is None:
             time.sleep(0.005)
             continue
@@ -156,13 +160,13 @@ def _kill_holder(
     raise LabError(f"no process held a job for {BOUND_S:g}s")
 
 
-def _holder(conn, ns: str, killed: list[int]) -> int | None:
+def _holder(conn, ns: str, killed: list[int], running_only: bool) -> int | None:
     ledger = queue.Keys(ns).ledger
     newest = [marks.Mark.parse(raw) for raw in conn.lrange(marks.key(ledger), -16, -1)]
     ended = {(e.pid, e.start) for e in map(work.Entry.parse, conn.lrange(ledger, -64, -1))}
     alive = [m for m in newest if m.pid not in killed]
     running = [m for m in alive if (m.pid, m.start) not in ended]
-    chosen = running or alive
+    chosen = running if running_only else running or alive
     return chosen[-1].pid if chosen else None
 
 

@@ -301,16 +301,19 @@ def run_worker(
     setting: str = "default",
     broker_url: str | None = None,
     recover_s: float | None = None,
+    deadline_s: float = 2.0,
 ) -> None:
     """Run one worker process of `system` until TERM; ready() once set up, gate() before work
     (GATED systems only). `recover_s`: how soon a dead worker's job may come back, where the
-    system lets one say it (the crash table); None keeps every system's default."""
+    system lets one say it (the crash table); None keeps every system's default.
+    `deadline_s`: the lab's --deadline (the experiment stops its workers once idle)."""
     if system == "lab":
         from lab.experiments.worker.daemon import Config, Worker
 
-        # A short deadline: the experiment stops its workers only once they are idle.
         ttl = {} if recover_s is None else {"heartbeat_ttl": recover_s}
-        config = Config(namespace=namespace, model=model, concurrency=workers, deadline=2.0, **ttl)
+        config = Config(
+            namespace=namespace, model=model, concurrency=workers, deadline=deadline_s, **ttl
+        )
         Worker(config).serve(ready=ready, gate=gate)
     elif system == "rq":
         from redis import Redis

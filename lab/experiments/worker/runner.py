@@ -6,7 +6,8 @@
 READY and GATE are descriptors, or `-` for a system that cannot be held at a
 gate (peers.GATED). From the environment: LAB_WORKER_BROKER (a broker other
 than the Redis, Celery's RabbitMQ), LAB_WORKER_RECOVER_S (how soon a dead
-worker's job may come back, the crash table's), LAB_WORKER_MARK=1 (jobs
+worker's job may come back, the crash table's), LAB_WORKER_DEADLINE_S (the
+lab's --deadline, 2 s unless the stop table sets it), LAB_WORKER_MARK=1 (jobs
 write start marks, marks.py).
 
 `work` sets the worker up (imports, connection, registration), writes one
@@ -74,6 +75,7 @@ def _work(
         setting=setting,
         broker_url=os.environ.get("LAB_WORKER_BROKER"),
         recover_s=float(recover) if recover else None,
+        deadline_s=float(os.environ.get("LAB_WORKER_DEADLINE_S", "2")),
     )
 
 
