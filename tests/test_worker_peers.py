@@ -99,3 +99,20 @@ def test_crash_verdicts(system, model, setting, private_redis):
         assert row["lost"] == 0, row
         if row["hit"]:  # its main process rejects the job back at once: no visibility wait
             assert row["twice"] >= 1, row
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("signame, warm", [("TERM", True), ("QUIT", False)], ids=["warm", "cold"])
+def test_celery_warm_shutdown_finishes_the_jobs_in_hand_and_cold_loses_them(
+    signame, warm, private_redis
+):
+    """Celery as installed: TERM lets the prefork children finish their 2 s jobs; QUIT
+    stops them at once, and (acked as they began) they never run again."""
+    from lab.experiments.worker import stop
+
+    row = stop.stop_row("celery", "prefork", "default", signame, None)
+    assert row["in_hand"] >= 1, row
+    if warm:
+        assert row["finished"] == row["in_hand"] and row["lost"] == 0, row
+    else:
+        assert row["finished"] == 0 and row["lost"] == row["in_hand"], row

@@ -1,9 +1,9 @@
-"""worker: a Sidekiq-style job daemon on Redis, measured against rq and arq.
+"""worker: a Sidekiq-style job daemon on Redis, measured against rq, arq, Celery and Dramatiq.
 
 The talk's "daily usage" slide: Sidekiq, a daemon that takes jobs from
 Redis and runs many at once. This lesson builds one (`daemonlab worker
 start|stop|status|enqueue`, on the lab's own daemonizing steps) and runs
-the same jobs through it and through two workers people use, rq and arq,
+the same jobs through it and through the workers people use, rq, arq, Celery and Dramatiq,
 against the same Redis, measuring what a worker costs per job:
 
 - jobs_per_s: a queue filled beforehand, every worker process released at
@@ -46,9 +46,12 @@ Reading map: queue.py (the Redis keys, the reliable fetch, heartbeats,
 recovery: read first), slot.py (one slot's loop: fetch, run, ack),
 threads.py, processes.py and tasks.py (the three concurrency models),
 daemon.py (the main loop and its signals), cli.py (`daemonlab worker`,
-on lab/daemon/steps.py), peers.py (rq and arq behind the same interface),
+on lab/daemon/steps.py), peers.py (rq, arq, Celery and Dramatiq behind one interface),
+celery_peer.py and dramatiq_peer.py (the two queues most Python users run),
 runner.py (the processes an experiment starts), measure.py (one
-measurement, step by step), plot.py (the figure).
+measurement, step by step), crash.py (the crash table: kill -9 of the
+process holding a job) with marks.py, stop.py (TERM and the deadline),
+plot.py (the figure).
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ from lab.runs import Run, Session, collect
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "ratios", "run"]
 
 NAME = "worker"
-SUMMARY = "a Sidekiq-style job daemon on Redis (reliable fetch) against rq and arq: jobs/s, pick-up"
+SUMMARY = (
+    "a Sidekiq-style job daemon on Redis (reliable fetch) against rq, arq, Celery and Dramatiq:"
+    " who loses a job to kill -9, jobs/s, pick-up"
+)
 
 SYSTEMS = ("lab", "rq", "arq", "celery", "dramatiq")
 MODELS = ("threads", "processes", "asyncio", "fork-per-job", "simple", "prefork", "solo")
