@@ -66,7 +66,7 @@ PEERS = {
     ("celery", "threads"): PALETTE[12],
     ("celery", "solo"): PALETTE[6],
     ("dramatiq", "processes"): PALETTE[10],
-    ("dramatiq", "threads"): PALETTE[1],
+    ("dramatiq", "threads"): PALETTE[13],
 }
 
 
