@@ -92,11 +92,13 @@ def test_crash_verdicts(system, model, setting, private_redis):
     assert row["done"] + row["lost"] == 100
     if system == "lab":
         assert row["lost"] == 0 and row["twice"] >= 1, row  # 4 slots busy at every kill
+        assert crash.verdict(row) == "runs twice"
     elif setting == "default":
         assert row["hit"] >= 1, row  # a kill found a job in hand...
         assert row["lost"] >= 1 and row["twice"] == 0, row  # ...and it was never run again
+        assert crash.verdict(row) == "loses jobs"
     else:
-        assert row["lost"] == 0, row
+        assert row["lost"] == 0 and crash.verdict(row) != "loses jobs", row
         if row["hit"]:  # its main process rejects the job back at once: no visibility wait
             assert row["twice"] >= 1, row
 

@@ -257,5 +257,5 @@ def verdict(row: dict[str, Any]) -> str:
     if row["lost"]:
         return "loses jobs"
     if row["twice"]:
-        return "runs some twice"
-    return "loses none"
+        return "runs twice"
+    return "keeps all"
