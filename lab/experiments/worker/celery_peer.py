@@ -20,10 +20,10 @@ Settings, each row labelled with the one it ran under (SETTINGS):
              results ignored, prefetch multiplier 16, `-O fair`, no rate limits,
              and the worker's gossip, mingle and heartbeat events off
 
-What is the lab's on the broker: on Redis every key starts with the run's
-namespace (kombu's `global_keyprefix`, the result backend's too); on
-RabbitMQ the run has a vhost of its own (broker.py). The queue, its exchange
-and routing key, and the worker's node name are the namespace.
+What is the lab's on Redis: every key starts with the run's namespace
+(kombu's `global_keyprefix`, the result backend's too). The queue, its
+exchange and routing key, and the worker's node name are the namespace.
+(Celery on RabbitMQ, its other common broker, is not measured here yet.)
 
 Sources read: celery/app/defaults.py (prefetch_multiplier 4, acks_late
 False), celery/bin/worker.py (`-O` default 'default'), kombu/transport/redis.py
@@ -85,9 +85,8 @@ def make_app(
     """A Celery app whose every name on the broker is the namespace's."""
     from celery import Celery
 
-    on_redis = broker_url.startswith("redis")
     prefix = {"global_keyprefix": f"{namespace}:celery:"}
-    transport: dict[str, Any] = dict(prefix) if on_redis else {}
+    transport: dict[str, Any] = dict(prefix)
     if visibility_s is not None:
         transport["visibility_timeout"] = visibility_s
     app = Celery(namespace, broker=broker_url, set_as_current=False)

@@ -77,7 +77,6 @@ class Cell:
     workers: int
     job: str
     setting: str = "default"  # peers.SETTINGS
-    broker: str = "redis"  # or "amqp": Celery on RabbitMQ (broker.py)
 
 
 def namespace() -> str:
@@ -102,15 +101,14 @@ class Child:
 
 
 def measure_cell(
-    cell: Cell, queued: int, seconds: float, samples: int, gap: float, broker_url: str = ""
+    cell: Cell, queued: int, seconds: float, samples: int, gap: float
 ) -> dict[str, Any]:
-    """`broker_url`: where Celery's broker is when it is not the Redis (RabbitMQ)."""
     import redis
 
     ns = namespace()
     conn = None
     started: list[Child] = []
-    env = {"LAB_WORKER_BROKER": broker_url} if broker_url else {}
+    env: dict[str, str] = {}
     try:
         conn = queue.connect(services.url("redis"))
         producer = start_producer(cell, ns, started, env)

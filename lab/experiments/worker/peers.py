@@ -149,12 +149,11 @@ class Producer:
         namespace: str,
         url: str,
         setting: str = "default",
-        broker_url: str | None = None,
         mark: bool = False,
     ) -> None:
         self.system, self.namespace, self.url = system, namespace, url
         self.ledger = ledger(namespace)
-        self.setting, self.broker_url, self.mark = setting, broker_url or url, mark
+        self.setting, self.mark = setting, mark
 
     def fill(self, kind: str, count: int) -> None:
         """`count` jobs, queued before the workers may start (not timed)."""
@@ -224,7 +223,7 @@ class Producer:
     def sender(self, kind: str) -> Iterator[Callable[[str], None]]:
         """Celery's or Dramatiq's own way to queue one job of `kind` by id, on one connection."""
         if self.system == "celery":
-            app = celery_peer.make_app(self.namespace, self.broker_url, self.url, self.setting)
+            app = celery_peer.make_app(self.namespace, self.url, self.url, self.setting)
             with app.producer_or_acquire() as producer:
                 yield lambda i: celery_peer.send(
                     app, producer, kind, i, self.ledger, self.url, self.mark
@@ -299,7 +298,6 @@ def run_worker(
     ready: Callable[[], None],
     gate: Callable[[], None],
     setting: str = "default",
-    broker_url: str | None = None,
     recover_s: float | None = None,
     deadline_s: float = 2.0,
 ) -> None:
@@ -351,7 +349,7 @@ def run_worker(
     elif system == "celery":
         app = celery_peer.make_app(
             namespace,
-            broker_url or url,
+            url,
             url,
             "tuned" if setting == "tuned" else "default",
             acks_late=setting.startswith("acks-late"),

@@ -4,8 +4,7 @@
     python -m lab.experiments.worker.runner produce SYSTEM NS SETTING
 
 READY and GATE are descriptors, or `-` for a system that cannot be held at a
-gate (peers.GATED). From the environment: LAB_WORKER_BROKER (a broker other
-than the Redis, Celery's RabbitMQ), LAB_WORKER_RECOVER_S (how soon a dead
+gate (peers.GATED). From the environment: LAB_WORKER_RECOVER_S (how soon a dead
 worker's job may come back, the crash table's), LAB_WORKER_DEADLINE_S (the
 lab's --deadline, 2 s unless the stop table sets it), LAB_WORKER_MARK=1 (jobs
 write start marks, marks.py).
@@ -73,7 +72,6 @@ def _work(
         ready,
         gate,
         setting=setting,
-        broker_url=os.environ.get("LAB_WORKER_BROKER"),
         recover_s=float(recover) if recover else None,
         deadline_s=float(os.environ.get("LAB_WORKER_DEADLINE_S", "2")),
     )
@@ -88,7 +86,6 @@ def _produce(system: str, namespace: str, setting: str) -> None:
         namespace,
         services.url("redis"),
         setting,
-        broker_url=os.environ.get("LAB_WORKER_BROKER"),
         mark=os.environ.get("LAB_WORKER_MARK") == "1",
     )
     for line in sys.stdin:
