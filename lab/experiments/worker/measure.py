@@ -96,7 +96,22 @@ class Child:
         return last_line(self.err.read().decode(errors="replace"), f"exit {self.proc.returncode}")
 
     def stop(self) -> None:
+        """TERM, a grace, KILL; then KILL whatever it had forked and left behind: a Celery
+        prefork child or a Dramatiq worker process whose main process was KILLed at the end
+        of the grace would go on taking jobs and writing keys after the run has deleted them."""
+        import psutil
+
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
         children.stop_popen(self.proc, grace=STOP_GRACE_S)
+        for member in family:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(family, timeout=STOP_GRACE_S)
         self.err.close()
 
 
