@@ -25,22 +25,23 @@ QUEUED, SECONDS, SAMPLES, GAP = 2000, 2.0, 10, 0.02
 SYSTEMS = (("lab", "threads"), ("rq", "simple"), ("rq", "fork-per-job"))
 
 
+def _record(system: str, model: str, setting: str = "default", round_: int = 1) -> dict:
+    """One cell measured, as the experiment's own record of it."""
+    cell = Cell(system, model, WORKERS, "noop", setting)
+    return {
+        "part": "throughput",
+        "round": round_,
+        "system": system,
+        "model": model,
+        "setting": setting,
+        "workers": WORKERS,
+        "job": "noop",
+        **measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP),
+    }
+
+
 def _round() -> list[dict]:
-    records = []
-    for system, model in SYSTEMS:
-        cell = Cell(system, model, WORKERS, "noop")
-        figures = measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP)
-        records.append(
-            {
-                "part": "throughput",
-                "system": system,
-                "model": model,
-                "workers": WORKERS,
-                "job": "noop",
-                **figures,
-            }
-        )
-    return records
+    return [_record(system, model) for system, model in SYSTEMS]
 
 
 @pytest.mark.timeout(300)
@@ -57,3 +58,31 @@ def test_lab_threads_against_rq_on_noop_jobs(benchmark):
     benchmark.extra_info["x_rq_fork_per_job"] = ratio["vs_fork"]
     assert ratio["vs_simple"] >= 1.0, ratio
     assert ratio["vs_fork"] >= 10.0, ratio
+
+
+#: Celery's and Dramatiq's tuned rows (their docs' advice for throughput), threads each:
+#: three rounds alternating with the lab's, the ratio as median and range (issue 28).
+TUNED = (
+    ("lab", "threads", "default"),
+    ("celery", "threads", "tuned"),
+    ("dramatiq", "threads", "tuned"),
+)
+ROUNDS = 3
+
+
+def _tuned_rounds() -> list[dict]:
+    return [_record(*peer, round_=n + 1) for n in range(ROUNDS) for peer in TUNED]
+
+
+@pytest.mark.timeout(600)
+def test_lab_threads_against_celery_and_dramatiq_tuned(benchmark):
+    require_service("redis")
+    records = benchmark.pedantic(_tuned_rounds, rounds=1, iterations=1)
+    (ratio,) = worker.ratios(records)
+    assert ratio["rounds"] == ROUNDS
+    for key in ("vs_celery", "vs_dramatiq"):
+        benchmark.extra_info[f"x_{key[3:]}"] = ratio[key]
+        benchmark.extra_info[f"x_{key[3:]}_range"] = ratio[f"{key}_range"]
+    # The lab's worker does less per job (three round trips): at least even with both.
+    assert ratio["vs_celery"] >= 1.0, ratio
+    assert ratio["vs_dramatiq"] >= 1.0, ratio

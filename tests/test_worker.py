@@ -310,7 +310,15 @@ def test_bad_worker_options_are_refused_in_one_line(args, says, ns, tmp_path):
 
 
 # -- the experiment ----------------------------------------------------------------------------
-SMALL = {"workers": (2,), "queued": 300, "seconds": 1.0, "samples": 6, "gap": 0.02}
+SMALL = {
+    "system": ("lab", "rq", "arq"),  # Celery and Dramatiq: tests/test_worker_peers.py
+    "workers": (2,),
+    "queued": 300,
+    "seconds": 1.0,
+    "samples": 6,
+    "gap": 0.02,
+    "crash": 0,
+}
 #: The same, small, from the command line: the lab's threads and rq's SimpleWorker only.
 SMALL_CLI = (
     "--system",
@@ -323,6 +331,8 @@ SMALL_CLI = (
     "1",
     "--samples",
     "4",
+    "--crash",
+    "0",
 )
 
 
@@ -458,7 +468,9 @@ def _stored_records(path: Path, experiment: str = "worker") -> int:
     [
         (["--workers", "0"], "--workers must be at least 1, got 0"),
         (["--model", "greenlets"], "--model: unknown value 'greenlets'"),
-        (["--system", "celery"], "--system: unknown value 'celery'"),
+        (["--system", "sidekiq"], "--system: unknown value 'sidekiq'"),
+        (["--setting", "fast"], "--setting: unknown value 'fast'"),
+        (["--crash", "-1"], "--crash must be at least 0, got -1"),
         (["--job", "sleep"], "--job: unknown value 'sleep'"),
         (["--seconds", "0"], "--seconds must be greater than 0"),
     ],

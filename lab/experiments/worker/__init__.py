@@ -1,9 +1,9 @@
-"""worker: a Sidekiq-style job daemon on Redis, measured against rq and arq.
+"""worker: a Sidekiq-style job daemon on Redis, measured against rq, arq, Celery and Dramatiq.
 
 The talk's "daily usage" slide: Sidekiq, a daemon that takes jobs from
 Redis and runs many at once. This lesson builds one (`daemonlab worker
 start|stop|status|enqueue`, on the lab's own daemonizing steps) and runs
-the same jobs through it and through two workers people use, rq and arq,
+the same jobs through it and through the workers people use, rq, arq, Celery and Dramatiq,
 against the same Redis, measuring what a worker costs per job:
 
 - jobs_per_s: a queue filled beforehand, every worker process released at
@@ -46,9 +46,12 @@ Reading map: queue.py (the Redis keys, the reliable fetch, heartbeats,
 recovery: read first), slot.py (one slot's loop: fetch, run, ack),
 threads.py, processes.py and tasks.py (the three concurrency models),
 daemon.py (the main loop and its signals), cli.py (`daemonlab worker`,
-on lab/daemon/steps.py), peers.py (rq and arq behind the same interface),
+on lab/daemon/steps.py), peers.py (rq, arq, Celery and Dramatiq behind one interface),
+celery_peer.py and dramatiq_peer.py (the two queues most Python users run),
 runner.py (the processes an experiment starts), measure.py (one
-measurement, step by step), plot.py (the figure).
+measurement, step by step), crash.py (the crash table: kill -9 of the
+process holding a job) with marks.py, stop.py (TERM and the deadline),
+plot.py (the figure).
 """
 
 from __future__ import annotations
@@ -65,21 +68,34 @@ from lab.runs import Run, Session, collect
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "ratios", "run"]
 
 NAME = "worker"
-SUMMARY = "a Sidekiq-style job daemon on Redis (reliable fetch) against rq and arq: jobs/s, pick-up"
+SUMMARY = (
+    "a Sidekiq-style job daemon on Redis (reliable fetch) against rq, arq, Celery and Dramatiq:"
+    " who loses a job to kill -9, jobs/s, pick-up"
+)
 
-SYSTEMS = ("lab", "rq", "arq")
-MODELS = ("threads", "processes", "asyncio", "fork-per-job", "simple")
+SYSTEMS = ("lab", "rq", "arq", "celery", "dramatiq")
+MODELS = ("threads", "processes", "asyncio", "fork-per-job", "simple", "prefork", "solo")
+SETTINGS = ("default", "tuned")
 JOBS = ("noop", "io", "cpu")
 
 
 @dataclass(frozen=True)
 class Params(_Params):
-    system: tuple[str, ...] = option(SYSTEMS, "which workers: the lab's, rq, arq", choices=SYSTEMS)
+    system: tuple[str, ...] = option(
+        SYSTEMS, "which workers: the lab's, rq, arq, Celery, Dramatiq", choices=SYSTEMS
+    )
     model: tuple[str, ...] = option(
-        ("threads", "asyncio", "fork-per-job", "simple"),
+        ("threads", "asyncio", "fork-per-job", "simple", "prefork"),
         "how jobs run at once (each system runs those it has: lab threads, processes, asyncio;"
-        " rq fork-per-job, simple; arq asyncio)",
+        " rq fork-per-job, simple; arq asyncio; celery prefork, threads, solo;"
+        " dramatiq processes, threads)",
         choices=MODELS,
+    )
+    setting: tuple[str, ...] = option(
+        SETTINGS,
+        "each peer as installed (default) and as its docs tune it for throughput (tuned);"
+        " Celery and Dramatiq have both, the others their defaults only",
+        choices=SETTINGS,
     )
     workers: tuple[int, ...] = option(
         (4,), "jobs at once: lab slots, arq max_jobs, rq processes", minimum=1
@@ -95,6 +111,20 @@ class Params(_Params):
     )
     samples: int = option(20, "jobs queued spread out in time, for the pick-up latency", minimum=2)
     gap: float = option(0.05, "seconds between those jobs, on average", above=0)
+    stop: bool = option(
+        False, "the stop table: TERM (and Celery's cold QUIT) with 2 s jobs in hand (~2 min)"
+    )
+    rounds: int = option(
+        1,
+        "times every throughput cell is measured, alternating (ratios: median and range)",
+        minimum=1,
+    )
+    crash: int = option(
+        200,
+        "io jobs per row of the crash table (kill -9 of the process holding a job, four"
+        " times; 0: no crash table)",
+        minimum=0,
+    )
 
 
 FULL = {
@@ -104,13 +134,43 @@ FULL = {
     "queued": 10000,
     "seconds": 4.0,
     "samples": 100,
+    "crash": 1000,
+    "rounds": 3,
+    "stop": True,
 }
 
 COLUMNS = {
+    "crash": [
+        Column("system"),
+        Column("setting"),
+        Column("done", "done", ",d"),
+        Column("lost", "lost", ",d"),
+        Column("twice", "twice", ",d"),
+        Column("back_p50_s", "back s", ".1f"),
+        Column("verdict"),
+        Column("model", wide=True),
+        Column("hit", "hit", "d", wide=True),
+        Column("back_max_s", "back max s", ".1f", wide=True),
+        Column("knob", wide=True),
+        Column("jobs", "jobs", ",d", wide=True),
+    ],
+    "stop": [
+        Column("system"),
+        Column("setting"),
+        Column("signal", "sig"),  # TERM, or QUIT (Celery's cold shutdown)
+        Column("deadline_s", "limit s", ".1f"),  # the lab's --deadline
+        Column("exit_s", "exit s", ".2f"),
+        Column("in_hand", "held", "d"),
+        Column("finished", "done", "d"),
+        Column("back", "again", "d"),
+        Column("lost", "lost", "d"),
+        Column("model", wide=True),
+    ],
     "throughput": [
         Column("system"),
         Column("model"),
-        Column("workers", "workers", "d"),
+        Column("setting"),
+        Column("workers", "n", "d"),  # jobs at once (--workers): "at once" would pass 80 columns
         Column("job"),
         Column("jobs_per_s", "jobs/s", ",.0f"),
         Column("pickup_p50_ms", "p50 ms", ".2f"),
@@ -122,11 +182,19 @@ COLUMNS = {
     ],
     "ratio": [
         Column("job"),
-        Column("workers", "workers", "d"),
-        Column("lab_threads_per_s", "lab threads/s", ",.0f"),
+        Column("workers", "at once", "d"),
+        Column("lab_threads_per_s", "lab/s", ",.0f"),
         Column("vs_simple", "x rq simple", ".2f"),
-        Column("vs_fork", "x rq fork", ".1f"),
+        Column("vs_celery", "x celery", ".2f"),
+        Column("vs_celery_prefork", "x prefork", ".2f"),
+        Column("vs_dramatiq", "x dramatiq", ".2f"),
+        Column("vs_celery_range", "celery thr range", wide=True),
+        Column("vs_celery_prefork_range", "celery pre range", wide=True),
+        Column("vs_dramatiq_range", "dramatiq range", wide=True),
+        Column("vs_simple_range", "rq simple range", wide=True),
+        Column("vs_fork", "x rq fork", ".1f", wide=True),
         Column("vs_arq", "x arq", ".1f", wide=True),
+        Column("rounds", "rounds", "d", wide=True),
     ],
 }
 
@@ -138,12 +206,33 @@ TOUR = [
         "the next worker puts its jobs back. Below, 1,000 no-op jobs through the lab's thread "
         "worker, rq (a fork per job, and SimpleWorker) and arq (asyncio, polling): jobs per "
         "second, how long an idle worker takes to pick a job up, and CPU per job.",
-        {"workers": (2,), "queued": 1000, "seconds": 1.0, "samples": 10},
+        {
+            "system": ("lab", "rq", "arq"),
+            "workers": (2,),
+            "queued": 1000,
+            "seconds": 1.0,
+            "samples": 10,
+            "crash": 0,
+        },
     ),
     (
         "**I/O-bound jobs** (a 10 ms sleep): now the number of jobs at once matters, and "
         "threads and asyncio overlap their waits; rq needs a process per job at once.",
-        {"job": ("io",), "workers": (8,), "queued": 400},
+        {
+            "system": ("lab", "rq", "arq"),
+            "job": ("io",),
+            "workers": (8,),
+            "queued": 400,
+            "crash": 0,
+        },
+    ),
+    (
+        "**Who loses a job to kill -9.** The same io jobs through the lab, rq, arq, Celery "
+        "(prefork, acks_late off, on, and on with task_reject_on_worker_lost) and Dramatiq; "
+        "the process holding a job is killed with -9 four times. Celery as installed acks a "
+        "job as it starts it: the job a killed prefork child held is gone. acks_late alone "
+        "does not bring it back either: Celery acks a job whose worker process died.",
+        {"model": ("threads",), "workers": (4,), "queued": 500, "samples": 5, "crash": 200},
     ),
 ]
 
@@ -156,14 +245,22 @@ def cells(params: Params) -> list[Any]:
     """Every (system, model, workers, job) asked for, in the order measured."""
     from lab.experiments.worker.measure import Cell
     from lab.experiments.worker.peers import MODELS as BY_SYSTEM
+    from lab.experiments.worker.peers import SETTINGS as SETTINGS_OF
 
     chosen = [
-        (system, model)
+        (system, model, setting)
         for system in params.system
         for model in BY_SYSTEM[system]
         if model in params.model
+        for setting in SETTINGS_OF[system]
+        if setting in params.setting or len(SETTINGS_OF[system]) == 1
     ]
-    return [Cell(s, m, w, j) for j in params.job for w in params.workers for s, m in chosen]
+    return [
+        Cell(s, m, w, j, setting)
+        for j in params.job
+        for w in params.workers
+        for s, m, setting in chosen
+    ]
 
 
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
@@ -173,15 +270,23 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     services.require("redis")
     session.env["redis_url"] = services.url("redis")
     session.env.update(_versions())
-    todo = cells(params)
+    yield from _crash_table(params, session)
+    yield from _stop_table(params, session)
+    # Rounds alternate: every cell once, then every cell again, so a slow spell of a
+    # shared machine falls on all systems rather than on one.
+    todo = [(r, cell) for r in range(params.rounds) for cell in cells(params)]
     done: list[dict[str, Any]] = []
-    for i, cell in enumerate(todo):
-        session.step(i, len(todo), f"{cell.system} {cell.model} x{cell.workers} {cell.job}")
+    for i, (round_, cell) in enumerate(todo):
+        session.step(
+            i, len(todo), f"{cell.system} {cell.model} {cell.setting} x{cell.workers} {cell.job}"
+        )
         figures = measure_cell(cell, params.queued, params.seconds, params.samples, params.gap)
         record = {
             "part": "throughput",
+            "round": round_ + 1,
             "system": cell.system,
             "model": cell.model,
+            "setting": cell.setting,
             "workers": cell.workers,
             "job": cell.job,
             **figures,
@@ -192,32 +297,84 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     session.step(len(todo), len(todo), "done")
 
 
+def _crash_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    """The headline: who loses a job to kill -9 (crash.py)."""
+    from lab.experiments.worker import crash
+
+    if not params.crash:
+        return
+    rows = [row for row in crash.ROWS if row[0] in params.system]
+    for i, (system, model, setting) in enumerate(rows):
+        session.step(i, len(rows), f"crash: {system} {model} {setting}, kill -9 x{crash.KILLS}")
+        figures = crash.crash_row(system, model, setting, params.crash)
+        yield {
+            "part": "crash",
+            "system": system,
+            "model": model,
+            "setting": setting,
+            **figures,
+            "verdict": crash.verdict(figures),
+        }
+
+
+#: The peers the lab's thread worker is set against: (column, system, model, setting).
+#: Celery and Dramatiq: their tuned rows, the best each gives a user who read its docs.
+PEERS = (
+    ("vs_simple", "rq", "simple", "default"),
+    ("vs_fork", "rq", "fork-per-job", "default"),
+    ("vs_arq", "arq", "asyncio", "default"),
+    ("vs_celery", "celery", "threads", "tuned"),
+    ("vs_celery_prefork", "celery", "prefork", "tuned"),
+    ("vs_dramatiq", "dramatiq", "threads", "tuned"),
+)
+
+
+def _stop_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
+    """What each does with the jobs in hand when told to stop (stop.py)."""
+    from lab.experiments.worker import stop
+
+    if not params.stop:
+        return
+    rows = [row for row in stop.ROWS if row[0] in params.system]
+    for i, (system, model, setting, signame, deadline) in enumerate(rows):
+        session.step(i, len(rows), f"stop: {system} {model} {setting}, {signame}")
+        yield {
+            "part": "stop",
+            "system": system,
+            "model": model,
+            "setting": setting,
+            **stop.stop_row(system, model, setting, signame, deadline),
+        }
+
+
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's target as records: the lab's thread worker against each peer, same job
-    and workers (x rq simple >= 1.0, x rq fork far above it)."""
-    rate = {
-        (r["system"], r["model"], r["workers"], r["job"]): r["jobs_per_s"]
-        for r in records
-        if r.get("part") == "throughput"
-    }
+    and workers: the median over the rounds of each round's ratio, and (`..._range`) the
+    lowest and highest of those ratios."""
+    import statistics
+
+    rate: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        if r.get("part") == "throughput":
+            key = (r["system"], r["model"], r.get("setting", "default"), r["workers"], r["job"])
+            rate.setdefault(key, {})[r.get("round", 1)] = r["jobs_per_s"]
     out = []
-    for (system, model, workers, job), lab in rate.items():
+    for (system, model, _setting, workers, job), lab in rate.items():
         if (system, model) != ("lab", "threads"):
             continue
         row: dict[str, Any] = {
             "part": "ratio",
             "job": job,
             "workers": workers,
-            "lab_threads_per_s": lab,
+            "rounds": len(lab),
+            "lab_threads_per_s": statistics.median(lab.values()),
         }
-        for key, peer in (
-            ("vs_simple", ("rq", "simple")),
-            ("vs_fork", ("rq", "fork-per-job")),
-            ("vs_arq", ("arq", "asyncio")),
-        ):
-            other = rate.get((*peer, workers, job))
-            row[key] = round(lab / other, 2) if other else None
-        if any(row[k] is not None for k in ("vs_simple", "vs_fork", "vs_arq")):
+        for column, *peer in PEERS:
+            other = rate.get((*peer, workers, job), {})
+            each = [lab[n] / other[n] for n in lab if other.get(n)]
+            row[column] = round(statistics.median(each), 2) if each else None
+            row[f"{column}_range"] = f"{min(each):.2f}-{max(each):.2f}" if each else None
+        if any(row[column] is not None for column, *_ in PEERS):
             out.append(row)
     return out
 
@@ -226,7 +383,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for package in ("redis", "rq", "arq"):
+    for package in ("redis", "rq", "arq", "celery", "kombu", "dramatiq"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

@@ -36,7 +36,19 @@ from lab.errors import LabError, last_line
 from lab.experiments.cron import usage, work
 from lab.experiments.worker import peers, queue
 
-__all__ = ["Cell", "measure_cell", "pickup", "throughput"]
+__all__ = [
+    "Cell",
+    "Child",
+    "ask",
+    "measure_cell",
+    "namespace",
+    "start_child",
+    "start_producer",
+    "pickup",
+    "start_worker",
+    "throughput",
+    "tree_cpu_s",
+]
 
 #: Seconds a worker process may take to start (imports, connect) on a loaded 2-core machine.
 START_TIMEOUT_S = 30.0
@@ -53,6 +65,8 @@ DRAIN_TIMEOUT_S = 10.0
 #: jobs one at a time behind arq's 0.5 s poll, take seconds; a minute means it is stuck.
 ANSWER_TIMEOUT_S = 120.0
 STOP_GRACE_S = 5.0  # TERM to a worker, then this long to finish its job and leave
+#: A worker's stdout (Celery prints its banner there) is no part of the experiment's output.
+QUIET = {"stdout": subprocess.DEVNULL}
 POLL_S = 0.002  # ledger polling: well under a pick-up of the fastest system (~0.2 ms... 1 ms)
 
 
@@ -62,6 +76,7 @@ class Cell:
     model: str
     workers: int
     job: str
+    setting: str = "default"  # peers.SETTINGS
 
 
 def namespace() -> str:
@@ -81,7 +96,22 @@ class Child:
         return last_line(self.err.read().decode(errors="replace"), f"exit {self.proc.returncode}")
 
     def stop(self) -> None:
+        """TERM, a grace, KILL; then KILL whatever it had forked and left behind: a Celery
+        prefork child or a Dramatiq worker process whose main process was KILLed at the end
+        of the grace would go on taking jobs and writing keys after the run has deleted them."""
+        import psutil
+
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
         children.stop_popen(self.proc, grace=STOP_GRACE_S)
+        for member in family:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(family, timeout=STOP_GRACE_S)
         self.err.close()
 
 
@@ -93,32 +123,39 @@ def measure_cell(
     ns = namespace()
     conn = None
     started: list[Child] = []
+    env: dict[str, str] = {}
     try:
         conn = queue.connect(services.url("redis"))
-        producer = _start(
-            ["produce", cell.system, ns], ns, started, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        workers, ready_r, gate_w = _start_workers(cell, ns, started)
-        began = time.perf_counter()
-        try:
-            _ask(producer, f"fill {cell.job} {queued}")
-            _wait_ready(ready_r, workers)
-            start_s = time.perf_counter() - began
-            cpu0 = tree_cpu_s(workers)
-            t0 = work.stamp()
-        finally:
-            os.close(gate_w)  # the gate opens (and stays open, whatever happened)
-            os.close(ready_r)
+        producer = start_producer(cell, ns, started, env)
+        if cell.system in peers.GATED:
+            workers, ready_r, gate_w = _start_workers(cell, ns, started, env)
+            began = time.perf_counter()
+            try:
+                ask(producer, f"fill {cell.job} {queued}")
+                _wait_ready(ready_r, workers)
+                start_s = time.perf_counter() - began
+                cpu0 = tree_cpu_s(workers)
+                t0 = work.stamp()
+            finally:
+                os.close(gate_w)  # the gate opens (and stays open, whatever happened)
+                os.close(ready_r)
+        else:
+            workers, start_s, cpu0, t0 = _start_ungated(
+                cell, ns, queued, producer, conn, started, env
+            )
         cap = t0 + int(seconds * 1e9)
         done = _wait_ledger(conn, ns, queued, cap, workers)
         cpu1 = tree_cpu_s(workers)
-        record = throughput(_entries(conn, ns), t0, cap, queued)
+        entries = _entries(conn, ns)
+        if cell.system not in peers.GATED:  # the clock starts at the first job's start
+            t0 = min((e.start for e in entries if peers.phase(e.job_id) == "t"), default=t0)
+        record = throughput(entries, t0, cap, queued)
         record["cpu_ms_per_job"] = round((cpu1 - cpu0) * 1000 / max(record["jobs"], 1), 4)
         if done < queued:
             conn.delete(peers.QUEUE_KEY[cell.system](ns))
         _wait_idle(conn, ns, workers)
         before = conn.llen(queue.Keys(ns).ledger)
-        _ask(producer, f"paced {cell.job} {samples} {gap}")
+        ask(producer, f"paced {cell.job} {samples} {gap}")
         tail = TAIL_S + samples * TAIL_PER_JOB_S
         _wait_ledger(conn, ns, before + samples, work.stamp() + int(tail * 1e9), workers)
         if conn.llen(queue.Keys(ns).ledger) < before + samples:
@@ -148,8 +185,15 @@ def gone(why: object) -> LabError:
     return LabError(f"Redis at {host}:{port} stopped answering mid-run: {why}")
 
 
-def _start(args: list[str], ns: str, started: list[Child], **popen: Any) -> Child:
-    env = {**os.environ, "LAB_REDIS_URL": services.url("redis"), "RQ_KEY_PREFIX": f"{ns}:rq"}
+def start_child(
+    args: list[str], ns: str, started: list[Child], more: dict[str, str], **popen: Any
+) -> Child:
+    env = {
+        **os.environ,
+        "LAB_REDIS_URL": services.url("redis"),
+        "RQ_KEY_PREFIX": f"{ns}:rq",
+        **more,
+    }
     err = tempfile.TemporaryFile()
     command = [sys.executable, "-m", "lab.experiments.worker.runner", *args]
     try:
@@ -161,16 +205,24 @@ def _start(args: list[str], ns: str, started: list[Child], **popen: Any) -> Chil
     return child
 
 
-def _start_workers(cell: Cell, ns: str, started: list[Child]) -> tuple[list[Child], int, int]:
+def _work_args(cell: Cell, ns: str, index: int) -> list[str]:
+    return ["work", cell.system, cell.model, cell.setting, str(cell.workers), ns, str(index)]
+
+
+def _start_workers(
+    cell: Cell, ns: str, started: list[Child], env: dict[str, str]
+) -> tuple[list[Child], int, int]:
     """The worker processes, each holding the write end of `ready` and the read end of `gate`."""
     gate_r, gate_w = os.pipe()
     ready_r, ready_w = os.pipe()
     workers = []
     try:
-        for index in range(peers.processes(cell.system, cell.workers)):
-            args = ["work", cell.system, cell.model, str(cell.workers), ns, str(index)]
+        for index in range(peers.processes(cell.system, cell.model, cell.workers)):
+            args = _work_args(cell, ns, index)
             ends = (ready_w, gate_r)
-            workers.append(_start([*args, *map(str, ends)], ns, started, pass_fds=ends))
+            workers.append(
+                start_child([*args, *map(str, ends)], ns, started, env, pass_fds=ends, **QUIET)
+            )
     except BaseException:
         os.close(ready_r)
         os.close(gate_w)
@@ -181,7 +233,61 @@ def _start_workers(cell: Cell, ns: str, started: list[Child]) -> tuple[list[Chil
     return workers, ready_r, gate_w
 
 
-def _ask(producer: Child, command: str) -> None:
+def _start_ungated(
+    cell: Cell,
+    ns: str,
+    queued: int,
+    producer: Child,
+    conn,
+    started: list[Child],
+    env: dict[str, str],
+) -> tuple[list[Child], float, float, int]:
+    """A worker that takes jobs as soon as it is up (Celery, Dramatiq): fill the queue
+    first, then start it; its start-up is until the first ledger line, its CPU counted
+    from then (workers, start_s, cpu0, a provisional t0)."""
+    ask(producer, f"fill {cell.job} {queued}")
+    began = time.perf_counter()
+    count = peers.processes(cell.system, cell.model, cell.workers)
+    workers = [start_worker(cell, ns, i, started, env) for i in range(count)]
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not conn.llen(queue.Keys(ns).ledger):
+        if time.monotonic() > deadline:
+            raise LabError(f"{cell.system}: no job started within {START_TIMEOUT_S:g}s")
+        _check_alive(workers)
+        time.sleep(POLL_S)
+    return workers, time.perf_counter() - began, tree_cpu_s(workers), work.stamp()
+
+
+def start_producer(cell: Cell, ns: str, started: list[Child], env: dict[str, str]) -> Child:
+    """The runner that queues the system's jobs on command (`ask`)."""
+    args = ["produce", cell.system, ns, cell.setting]
+    return start_child(args, ns, started, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def start_worker(
+    cell: Cell, ns: str, index: int, started: list[Child], env: dict[str, str]
+) -> Child:
+    """One worker process, taking jobs at once: a gated one is released as soon as ready."""
+    if cell.system not in peers.GATED:
+        return start_child([*_work_args(cell, ns, index), "-", "-"], ns, started, env, **QUIET)
+    gate_r, gate_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    try:
+        ends = (ready_w, gate_r)
+        args = [*_work_args(cell, ns, index), *map(str, ends)]
+        child = start_child(args, ns, started, env, pass_fds=ends, **QUIET)
+    finally:
+        os.close(ready_w)  # only the child holds these now
+        os.close(gate_r)
+    try:
+        _wait_ready(ready_r, [child])
+    finally:
+        os.close(gate_w)  # the gate opens
+        os.close(ready_r)
+    return child
+
+
+def ask(producer: Child, command: str) -> None:
     """Send the producer one command and wait for its answer, for ANSWER_TIMEOUT_S at most."""
     import select
 

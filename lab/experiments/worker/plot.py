@@ -5,7 +5,9 @@ it; three panels a row: throughput (log scale: the systems differ a
 hundredfold), pick-up latency (the median as a point, a line up to p99; log
 scale: arq's poll is a thousand times the lab's BLMOVE) and CPU per job.
 The lab's models keep their colours from every other figure (threads blue,
-processes red, asyncio green); rq and arq get colours of their own.
+processes red, asyncio green); the peers get colours of their own. Of
+several rounds, each cell shows the round with the median jobs/s.
+`draw_crash` draws the crash table: jobs lost and begun twice per system.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from lab.runs import Run
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["draw"]
+__all__ = ["draw", "draw_crash"]
 
 JOBS = ("noop", "io", "cpu")
 PANELS = (
@@ -30,10 +32,28 @@ PANELS = (
 )
 
 
-def _series(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def _name(r: dict[str, Any]) -> str:
+    """system model, and the setting where it is not the default (Celery's, Dramatiq's tuned)."""
+    setting = r.get("setting", "default")
+    return f"{r['system']} {r['model']}" + ("" if setting == "default" else f" {setting}")
+
+
+def _medians(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per cell: of several rounds, the one with the median jobs/s."""
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((_name(r), r["workers"]), []).append(r)
+    picked = []
+    for rounds in cells.values():
+        rounds.sort(key=lambda r: r["jobs_per_s"])
+        picked.append(rounds[len(rounds) // 2])
+    return picked
+
+
+def _series(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    series: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(records, key=lambda r: r["workers"]):
-        series.setdefault((r["system"], r["model"]), []).append(r)
+        series.setdefault(_name(r), []).append(r)
     return series
 
 
@@ -42,6 +62,11 @@ PEERS = {
     ("rq", "fork-per-job"): PALETTE[1],
     ("rq", "simple"): PALETTE[0],
     ("arq", "asyncio"): PALETTE[4],
+    ("celery", "prefork"): PALETTE[3],
+    ("celery", "threads"): PALETTE[12],
+    ("celery", "solo"): PALETTE[6],
+    ("dramatiq", "processes"): PALETTE[10],
+    ("dramatiq", "threads"): PALETTE[13],
 }
 
 
@@ -55,10 +80,11 @@ def _colour(system: str, model: str) -> str:
 
 def _lines(ax, records: list[dict[str, Any]], key: str) -> None:
     """Against jobs at once: one line per system and model."""
-    for (system, model), points in _series(records).items():
+    for name, points in _series(records).items():
+        system, model = points[0]["system"], points[0]["model"]
         xs = [p["workers"] for p in points]
         ys = [p[key] for p in points]
-        ax.plot(xs, ys, marker="o", color=_colour(system, model), label=f"{system} {model}")
+        ax.plot(xs, ys, marker="o", color=_colour(system, model), label=name)
         if key == "pickup_p50_ms":
             ax.vlines(
                 xs,
@@ -74,7 +100,7 @@ def _lines(ax, records: list[dict[str, Any]], key: str) -> None:
 
 def _bars(ax, records: list[dict[str, Any]], key: str) -> None:
     """One count of jobs at once only: one bar per system and model."""
-    names = [f"{r['system']} {r['model']}" for r in records]
+    names = [_name(r) for r in records]
     values = [r[key] for r in records]
     colours = [_colour(r["system"], r["model"]) for r in records]
     ax.bar(names, values, color=colours, label=names)
@@ -103,7 +129,7 @@ def draw(runs: Sequence[Run]) -> Figure:
             runs, lambda r, j=job: r.get("part") == "throughput" and r["job"] == j
         )
         if run is not None:
-            rows.append((job, run, records))
+            rows.append((job, run, _medians(records)))
     if not rows:
         raise LabError("these worker runs measured nothing: run `daemonlab run worker`")
     figure = Figure(figsize=(15, 4.6 * len(rows)), layout="constrained")
@@ -120,6 +146,27 @@ def draw(runs: Sequence[Run]) -> Figure:
         if several:
             row[0].legend(fontsize="small")
     figure.suptitle(
-        f"worker: the lab's daemon, rq and arq on one Redis ({used(r for _, r, _ in rows)})"
+        f"worker: the lab's daemon against rq, arq, Celery and Dramatiq on one Redis"
+        f" ({used(r for _, r, _ in rows)})"
     )
+    return figure
+
+
+def draw_crash(runs: Sequence[Run]) -> Figure:
+    """The crash table as bars: jobs lost and jobs begun twice, per system and setting."""
+    from matplotlib.figure import Figure
+
+    run, records = newest_with(runs, lambda r: r.get("part") == "crash")
+    if run is None:
+        raise LabError("these worker runs have no crash table: run `daemonlab run worker`")
+    figure = Figure(figsize=(10, 4.6), layout="constrained")
+    ax = figure.subplots()
+    names = [_name(r) for r in records]
+    xs = range(len(records))
+    ax.bar([x - 0.2 for x in xs], [r["lost"] for r in records], 0.4, label="lost", color="C3")
+    ax.bar([x + 0.2 for x in xs], [r["twice"] for r in records], 0.4, label="begun twice")
+    ax.set_xticks(list(xs), names, rotation=30, ha="right")
+    ax.set_ylabel(f"jobs of {records[0]['jobs']:,}, after {records[0]['kills']} kill -9")
+    ax.legend()
+    ax.set_title(f"worker: who loses a job to kill -9 ({used([run])})")
     return figure

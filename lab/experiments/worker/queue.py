@@ -23,7 +23,7 @@ possibly run twice. A job moved back carries attempt + 1 and its id goes to
 NS:retried, so a second run is always reported, never silent.
 
 What a learner would write first, and why it is not enough:
-- BRPOP (or rq's BLPOP): the job is out of Redis the moment it is taken; a
+- BRPOP alone: the job is out of Redis the moment it is taken; a
   crash mid-job loses it (Sidekiq's basic fetch, and what its wiki warns of).
 - A processing list per worker process, not per slot: a thread or task that
   dies cannot give back just its own job; one list per slot can.

@@ -1,7 +1,13 @@
 """The experiment's child processes: a worker of one system, or its producer.
 
-    python -m lab.experiments.worker.runner work SYSTEM MODEL WORKERS NS INDEX READY_FD GATE_FD
-    python -m lab.experiments.worker.runner produce SYSTEM NS
+    python -m lab.experiments.worker.runner work SYSTEM MODEL SETTING WORKERS NS INDEX READY GATE
+    python -m lab.experiments.worker.runner produce SYSTEM NS SETTING
+
+READY and GATE are descriptors, or `-` for a system that cannot be held at a
+gate (peers.GATED). From the environment: LAB_WORKER_RECOVER_S (how soon a dead
+worker's job may come back, the crash table's), LAB_WORKER_DEADLINE_S (the
+lab's --deadline, 2 s unless the stop table sets it), LAB_WORKER_MARK=1 (jobs
+write start marks, marks.py).
 
 `work` sets the worker up (imports, connection, registration), writes one
 byte to READY_FD, then blocks reading GATE_FD until the experiment closes
@@ -32,7 +38,14 @@ __all__: list[str] = []
 
 
 def _work(
-    system: str, model: str, workers: str, namespace: str, index: str, ready_fd: str, gate_fd: str
+    system: str,
+    model: str,
+    setting: str,
+    workers: str,
+    namespace: str,
+    index: str,
+    ready_fd: str,
+    gate_fd: str,
 ) -> None:
     from lab import services
     from lab.daemon.service import log_to_stderr
@@ -48,16 +61,33 @@ def _work(
         os.read(int(gate_fd), 1)  # EOF: the experiment closed its end; go
         os.close(int(gate_fd))
 
+    recover = os.environ.get("LAB_WORKER_RECOVER_S")
     peers.run_worker(
-        system, model, int(workers), namespace, services.url("redis"), int(index), ready, gate
+        system,
+        model,
+        int(workers),
+        namespace,
+        services.url("redis"),
+        int(index),
+        ready,
+        gate,
+        setting=setting,
+        recover_s=float(recover) if recover else None,
+        deadline_s=float(os.environ.get("LAB_WORKER_DEADLINE_S", "2")),
     )
 
 
-def _produce(system: str, namespace: str) -> None:
+def _produce(system: str, namespace: str, setting: str) -> None:
     from lab import services
     from lab.experiments.worker.peers import Producer
 
-    producer = Producer(system, namespace, services.url("redis"))
+    producer = Producer(
+        system,
+        namespace,
+        services.url("redis"),
+        setting,
+        mark=os.environ.get("LAB_WORKER_MARK") == "1",
+    )
     for line in sys.stdin:
         command, kind, count, *gap = line.split()
         if command == "fill":
