@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from lab.children import STOP_SIGNALS
 from lab.errors import LabError
 from lab.plotting import PLOT_RUNS
 
@@ -35,33 +36,71 @@ COMMAND_FAMILIES = (
 
 
 class Interrupted(LabError):
-    """Ctrl-C (or TERM) during a run: said in one line, after the run is stored."""
+    """Ctrl-C (or TERM, HUP, QUIT) during a run: said in one line, after the run is stored."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.exit_code = 128 + _stopped_by  # the shell's convention: 130 for INT, 143 for TERM
+        self.exit_code = 128 + stopped_by()  # the shell's convention: 130 for INT, 143 for TERM
 
 
-#: The signal that stopped us: SIGINT unless TERM arrived first (see _term_as_ctrl_c).
-_stopped_by = signal.SIGINT
+#: The signal that stopped us, once one did (see _stop_as_ctrl_c); None: Ctrl-C or nothing.
+_stopped_by: int | None = None
 
 
-def _term_as_ctrl_c(signum: int, frame: object) -> None:
-    """TERM (`kill PID`, a supervisor's stop) is handled exactly as Ctrl-C is.
+def stopped_by() -> int:
+    """The signal that stopped this process: TERM, HUP or QUIT if one came, else INT."""
+    return signal.SIGINT if _stopped_by is None else _stopped_by
 
-    It is passed on as SIGINT to ourselves, so whatever handles Ctrl-C at
-    that moment handles it: Python's KeyboardInterrupt, or asyncio.Runner's
-    own SIGINT handler, which cancels the main task so that its finally
-    blocks can await. Either way every clean-up runs: queries in flight
-    finish, clients hang up, children are reaped, servers are put back, the
-    run is stored as interrupted. Only the first TERM is passed on: a second
-    one while that clean-up runs would abandon the very clean-up it waits
-    for (KILL remains for that).
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    """TERM, HUP and QUIT are handled exactly as Ctrl-C is.
+
+    TERM: `kill PID`, a supervisor's stop (systemd, supervisord, to the pid or
+    the whole group); HUP: the terminal or ssh session closing; QUIT: Ctrl-\\.
+    Without this handler HUP and QUIT ended the process at once: no message,
+    the run left `running`, every client cut off mid-query.
+
+    This handler calls whatever handles Ctrl-C at that moment: Python's
+    default_int_handler (KeyboardInterrupt), or asyncio.Runner's own, which
+    cancels the main task so that its finally blocks can await. Either way
+    every clean-up runs: queries in flight finish, clients hang up, children
+    are reaped, servers are put back, the run is stored as interrupted. It
+    calls it rather than raise_signal(SIGINT) as it once did: a run started
+    with `cmd &` by a script ignores SIGINT (POSIX has the shell do that), and
+    TERM passed on as an ignored SIGINT went nowhere; the run carried on. Only
+    the first signal is passed on: a second one while that clean-up runs would
+    abandon the very clean-up it waits for (KILL remains for that).
     """
     global _stopped_by
-    if _stopped_by == signal.SIGINT:
-        _stopped_by = signal.SIGTERM
-        signal.raise_signal(signal.SIGINT)
+    if _stopped_by is not None:
+        return
+    _stopped_by = signum
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    if not callable(ctrl_c):  # a library set INT to SIG_IGN since: the stop is still a stop
+        raise KeyboardInterrupt
+    ctrl_c(signal.SIGINT, frame)
+
+
+def take_over_stop_signals() -> None:
+    """Make every STOP_SIGNALS stop a run cleanly, whatever this process inherited.
+
+    Dispositions and the signal mask survive fork and exec: `cmd &` in a
+    script starts with INT and QUIT ignored (POSIX, for a shell without job
+    control), a supervisor or a parent thread may leave them blocked. Python
+    itself installs its Ctrl-C handler only where INT was not ignored. So INT
+    gets default_int_handler (the one asyncio.Runner recognises and replaces
+    while it runs), the others _stop_as_ctrl_c, and all four are unblocked.
+    One exception, on purpose: HUP inherited as ignored is `nohup`'s request
+    to outlive the terminal, and it is kept (docs/stopping.md).
+    """
+    global _stopped_by
+    _stopped_by = None
+    nohup = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in STOP_SIGNALS[1:]:
+        if not (signum == signal.SIGHUP and nohup):
+            signal.signal(signum, _stop_as_ctrl_c)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -175,7 +214,7 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
             run = module.run(chosen, progress=progress, sink=sink)
     except KeyboardInterrupt:
         where = f"; what it finished is stored as interrupted in {sink.where}" if sink else ""
-        by = signal.Signals(_stopped_by).name
+        by = signal.Signals(stopped_by()).name
         raise Interrupted(f"{module.NAME} interrupted by {by}{where}") from None
     finally:
         if sink is not None:
@@ -375,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _term_as_ctrl_c)
+    take_over_stop_signals()
     try:
         args = _parser().parse_args(argv)
         return args.func(args)
@@ -383,8 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"daemonlab: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"daemonlab: interrupted by {signal.Signals(_stopped_by).name}", file=sys.stderr)
-        return 128 + _stopped_by
+        print(f"daemonlab: interrupted by {signal.Signals(stopped_by()).name}", file=sys.stderr)
+        return 128 + stopped_by()
     except BrokenPipeError:  # `daemonlab export | head`: the reader left, nothing to say
         sys.stderr.close()
         return 1
