@@ -165,16 +165,25 @@ def test_export_and_results_refuse_an_unknown_experiment(results_path):
     assert_refused(run_cli("results", "nosuch"), "unknown experiment 'nosuch'")
 
 
-@pytest.mark.parametrize("target", ["/proc/x.csv", "/nonexistent-dir/x.csv", "/tmp"])
-def test_export_to_a_place_it_cannot_write_is_one_line(results_path, target):
+@pytest.mark.parametrize(
+    "target, says",
+    [
+        ("/proc/x.csv", "inside /proc"),
+        ("/nonexistent-dir/x.csv", "cannot write"),
+        ("/tmp", "cannot write"),
+    ],
+)
+def test_export_to_a_place_it_cannot_write_is_one_line(results_path, target, says):
     _stored(results_path, "fork", "ok", [{"number": 1}])
-    assert_refused(run_cli("export", "-o", target), "cannot write")
+    assert_refused(run_cli("export", "-o", target), says)
 
 
 def test_plot_to_a_place_it_cannot_write_is_one_line(results_path):
     fact = {"number": 1, "fact": "fork returns twice", "holds": True, "python": "3.11"}
     _stored(results_path, "fork", "ok", [fact])
-    assert_refused(run_cli("plot", "fork", "-o", "/proc/x.png"), "cannot write /proc/x.png")
+    assert_refused(run_cli("plot", "fork", "-o", "/proc/x.png"), "'/proc/x.png' is inside /proc")
+    under_a_file = "/etc/hostname/x.png"  # not a directory, even for root
+    assert_refused(run_cli("plot", "fork", "-o", under_a_file), f"cannot write {under_a_file}")
 
 
 def test_plot_leaves_failed_runs_out(results_path):
