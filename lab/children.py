@@ -22,6 +22,7 @@ Standard library only: the measured parts that run under other interpreters
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,13 +30,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from lab import procfs
 
 __all__ = [
     "GRACE_S",
+    "STOP_SIGNALS",
     "exit_code",
+    "ignore_stop_signals",
     "join_threads",
     "main_argv",
     "reap_all",
@@ -44,6 +47,7 @@ __all__ = [
     "stop_pid",
     "stop_pids",
     "stop_process",
+    "stop_signals_held",
     "stop_popen",
     "wait_pid",
     "wait_status",
@@ -56,6 +60,10 @@ log = logging.getLogger(__name__)
 #: The default time between TERM and KILL: a Python child's finally blocks,
 #: a MySQL client's COM_QUIT, a flush of a log, all fit in well under this.
 GRACE_S = 2.0
+
+#: The signals that stop a lab command the way Ctrl-C does (lab.cli takes them
+#: over): INT, TERM, HUP (the terminal closing) and QUIT (Ctrl-\).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 #: How long waitpid polling sleeps at most between looks (it starts far lower).
 POLL_MAX_S = 0.02
@@ -236,7 +244,7 @@ def stop_popen(proc: subprocess.Popen, grace: float = GRACE_S, *, group: bool = 
 
 
 def join_threads(threads: Iterable[threading.Thread], timeout: float) -> None:
-    """Wait up to `timeout` s in all for every started thread to end, Ctrl-C and TERM held.
+    """Wait up to `timeout` s in all for every started thread to end, the STOP_SIGNALS held.
 
     A Thread.join that KeyboardInterrupt cuts short marks the thread it waited
     for as stopped while it still runs (3.12 and before; 3.13 joins
@@ -244,19 +252,47 @@ def join_threads(threads: Iterable[threading.Thread], timeout: float) -> None:
     interpreter's exit then does not wait for it, and a client thread in the
     middle of its query dies with the process, its connection cut without a
     COM_QUIT (measured here: the server counted an aborted client for nearly
-    every Ctrl-C during a one-client `run sleep --strategy threads`). So both
-    signals are blocked in this thread while it joins. The kernel gives them to
+    every Ctrl-C during a one-client `run sleep --strategy threads`). So the
+    STOP_SIGNALS are blocked in this thread while it joins. The kernel gives them to
     another thread, whose C handler only notes them, and this thread runs the
     Python handlers (the KeyboardInterrupt) as soon as the mask comes off.
     """
     deadline = time.monotonic() + timeout
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    with stop_signals_held():
         for thread in threads:
             if thread.ident is not None:  # never started: nothing to wait for
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Block the STOP_SIGNALS in this thread for the block; one that comes meanwhile waits.
+
+    Two uses. Around a join (join_threads). And around starting children that
+    must take their orders from the parent alone: the mask survives fork and
+    exec, so a child made while it is held cannot be killed by a signal sent
+    to the whole group (a supervisor's stop) before it sets its own
+    dispositions (ignore_stop_signals); the parent gets the signal as the
+    block ends. A child starts with no signal pending (fork(2)).
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def ignore_stop_signals() -> None:
+    """In a child started under stop_signals_held: ignore the STOP_SIGNALS, then unblock them.
+
+    For children whose parent tells them when to stop (by closing a pipe,
+    setting an event): a Ctrl-C or a TERM sent to the whole group reaches
+    them too, and would cut their work off mid-way while the parent lets it
+    finish. KILL, the parent's last resort, cannot be ignored.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def reap_all(timeout: float = 0.0) -> list[tuple[int, int]]:

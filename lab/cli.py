@@ -15,8 +15,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
+from lab import params
+from lab.children import STOP_SIGNALS
 from lab.errors import LabError
 from lab.plotting import PLOT_RUNS
 
@@ -35,33 +38,71 @@ COMMAND_FAMILIES = (
 
 
 class Interrupted(LabError):
-    """Ctrl-C (or TERM) during a run: said in one line, after the run is stored."""
+    """Ctrl-C (or TERM, HUP, QUIT) during a run: said in one line, after the run is stored."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.exit_code = 128 + _stopped_by  # the shell's convention: 130 for INT, 143 for TERM
+        self.exit_code = 128 + stopped_by()  # the shell's convention: 130 for INT, 143 for TERM
 
 
-#: The signal that stopped us: SIGINT unless TERM arrived first (see _term_as_ctrl_c).
-_stopped_by = signal.SIGINT
+#: The signal that stopped us, once one did (see _stop_as_ctrl_c); None: Ctrl-C or nothing.
+_stopped_by: int | None = None
 
 
-def _term_as_ctrl_c(signum: int, frame: object) -> None:
-    """TERM (`kill PID`, a supervisor's stop) is handled exactly as Ctrl-C is.
+def stopped_by() -> int:
+    """The signal that stopped this process: TERM, HUP or QUIT if one came, else INT."""
+    return signal.SIGINT if _stopped_by is None else _stopped_by
 
-    It is passed on as SIGINT to ourselves, so whatever handles Ctrl-C at
-    that moment handles it: Python's KeyboardInterrupt, or asyncio.Runner's
-    own SIGINT handler, which cancels the main task so that its finally
-    blocks can await. Either way every clean-up runs: queries in flight
-    finish, clients hang up, children are reaped, servers are put back, the
-    run is stored as interrupted. Only the first TERM is passed on: a second
-    one while that clean-up runs would abandon the very clean-up it waits
-    for (KILL remains for that).
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    """TERM, HUP and QUIT are handled exactly as Ctrl-C is.
+
+    TERM: `kill PID`, a supervisor's stop (systemd, supervisord, to the pid or
+    the whole group); HUP: the terminal or ssh session closing; QUIT: Ctrl-\\.
+    Without this handler HUP and QUIT ended the process at once: no message,
+    the run left `running`, every client cut off mid-query.
+
+    This handler calls whatever handles Ctrl-C at that moment: Python's
+    default_int_handler (KeyboardInterrupt), or asyncio.Runner's own, which
+    cancels the main task so that its finally blocks can await. Either way
+    every clean-up runs: queries in flight finish, clients hang up, children
+    are reaped, servers are put back, the run is stored as interrupted. It
+    calls it rather than raise_signal(SIGINT) as it once did: a run started
+    with `cmd &` by a script ignores SIGINT (POSIX has the shell do that), and
+    TERM passed on as an ignored SIGINT went nowhere; the run carried on. Only
+    the first signal is passed on: a second one while that clean-up runs would
+    abandon the very clean-up it waits for (KILL remains for that).
     """
     global _stopped_by
-    if _stopped_by == signal.SIGINT:
-        _stopped_by = signal.SIGTERM
-        signal.raise_signal(signal.SIGINT)
+    if _stopped_by is not None:
+        return
+    _stopped_by = signum
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    if not callable(ctrl_c):  # a library set INT to SIG_IGN since: the stop is still a stop
+        raise KeyboardInterrupt
+    ctrl_c(signal.SIGINT, frame)
+
+
+def take_over_stop_signals() -> None:
+    """Make every STOP_SIGNALS stop a run cleanly, whatever this process inherited.
+
+    Dispositions and the signal mask survive fork and exec: `cmd &` in a
+    script starts with INT and QUIT ignored (POSIX, for a shell without job
+    control), a supervisor or a parent thread may leave them blocked. Python
+    itself installs its Ctrl-C handler only where INT was not ignored. So INT
+    gets default_int_handler (the one asyncio.Runner recognises and replaces
+    while it runs), the others _stop_as_ctrl_c, and all four are unblocked.
+    One exception, on purpose: HUP inherited as ignored is `nohup`'s request
+    to outlive the terminal, and it is kept (docs/stopping.md).
+    """
+    global _stopped_by
+    _stopped_by = None
+    nohup = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in STOP_SIGNALS[1:]:
+        if not (signum == signal.SIGHUP and nohup):
+            signal.signal(signum, _stop_as_ctrl_c)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,6 +117,13 @@ class Parser(argparse.ArgumentParser):
         where = self.prog.removeprefix("daemonlab").strip()  # "run sleep", or the top level
         said = f"{where}: {message}" if where else message
         raise LabError(f"{said}{self._suggestion(message)}")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
+        """argparse drops a "--" value (`--timeout=--`) and then stores what is left, an
+        empty list, without its type's check: every later comparison was a traceback."""
+        if action.option_strings and action.nargs in (None, "?") and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, not '--'")
+        return super()._get_values(action, arg_strings)
 
     def _suggestion(self, message: str) -> str:
         import difflib
@@ -93,16 +141,11 @@ class Parser(argparse.ArgumentParser):
         return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type: a whole number of 1 or more."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return int(text)
-
-
 def _results(label: str | None = None):
     from lab.results import ResultsStore
 
+    if label is None and os.environ.get("LAB_LABEL"):  # what the store would take instead
+        params.check_text(os.environ["LAB_LABEL"], "LAB_LABEL")
     return ResultsStore(label=label)
 
 
@@ -124,9 +167,24 @@ def _run_parser(name: str, module) -> argparse.ArgumentParser:
     parser.add_argument("--full", action="store_true", help="the larger sweep (minutes)")
     parser.add_argument("--json", action="store_true", help="print the run as JSON on stdout")
     parser.add_argument("--no-store", action="store_true", help="do not keep the run")
-    parser.add_argument("--label", help="label the stored run (a name, a branch; LAB_LABEL)")
+    parser.add_argument(
+        "--label",
+        type=params.text("--label"),
+        help="label the stored run (a name, a branch; LAB_LABEL)",
+    )
     _table_options(parser)
     return parser
+
+
+def _run_ids(parser: argparse.ArgumentParser) -> None:
+    """--run ID, repeatable: ASCII digits, 1 to params.MAX_WHOLE (SQLite takes 64 bits)."""
+    parser.add_argument(
+        "--run",
+        type=params.whole_number(1),
+        action="append",
+        default=[],
+        help="a run id (repeatable)",
+    )
 
 
 def _table_options(parser: argparse.ArgumentParser) -> None:
@@ -136,10 +194,27 @@ def _table_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _chosen_columns(module, text: str | None) -> tuple[str, ...]:
+    """--columns KEY,...: each key one of the experiment's columns, or refused in one line
+    (an unknown key once printed an empty table and exited 0)."""
+    if not text:
+        return ()
+    from lab import report
+
+    cols = module.COLUMNS
+    groups = cols.values() if isinstance(cols, dict) else [cols]
+    known = [c.key for group in groups for c in report.parts(group, [])[0][1]]
+    only = tuple(key.strip() for key in text.split(","))
+    unknown = [key for key in only if key not in known]
+    if unknown:
+        raise LabError(f"--columns: unknown {', '.join(unknown)!r} (known: {', '.join(known)})")
+    return only
+
+
 def _print_tables(run, module, args: argparse.Namespace) -> None:
     from lab import report
 
-    only = tuple(args.columns.split(",")) if args.columns else ()
+    only = _chosen_columns(module, args.columns)
     for table in report.records_tables(run, module.COLUMNS, wide=args.wide, only=only):
         _console().print(table)
     for note in run.env.get("notes", ()):  # what the experiment says about its run
@@ -151,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     module = experiments.load(args.experiment)
     opts = _run_parser(args.experiment, module).parse_args(args.options)
+    _chosen_columns(module, opts.columns)  # refused now, not after the run
     base = params.from_mapping(module.Params, module.FULL) if opts.full else None
     chosen = params.from_cli(module.Params, opts, base)
     run = execute(
@@ -176,7 +252,7 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
     except KeyboardInterrupt:
         stored = sink is not None and sink.begun
         where = f"; what it finished is stored as interrupted in {sink.where}" if stored else ""
-        by = signal.Signals(_stopped_by).name
+        by = signal.Signals(stopped_by()).name
         raise Interrupted(f"{module.NAME} interrupted by {by}{where}") from None
     finally:
         if sink is not None:
@@ -248,26 +324,47 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from lab import experiments, plotting
 
     experiments.load(args.experiment)  # an unknown name is refused before anything else
+    output = _figure_path(args.output or f"{args.experiment}.png")
     with _results() as store:
         runs = _chosen_runs(store, args.experiment, args.run, None if args.all else PLOT_RUNS)
     figure = plotting.draw(args.experiment, runs)
-    path = plotting.save(figure, args.output or f"{args.experiment}.png")
+    path = plotting.save(figure, output)
     print(f"wrote {path} from run(s) {', '.join(str(r.run_id) for r in runs)}")
     return 0
+
+
+def _figure_path(output: str) -> str:
+    """-o NAME.FORMAT, refused in one line unless matplotlib writes FORMAT without help.
+
+    matplotlib raises ValueError on an unknown suffix, appends ".png" to a name
+    without one (so "wrote NAME" would be untrue), and writes pgf only with LaTeX."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"})
+    suffix = Path(output).suffix.lower().removeprefix(".")
+    if suffix not in formats:
+        raise LabError(f"--output {output!r}: end it in one of .{', .'.join(formats)}")
+    return output
 
 
 def cmd_results(args: argparse.Namespace) -> int:
     """`results` lists the stored runs; `results NAME` those of one; `results ID` one again."""
     from lab import experiments, report
 
-    if args.experiment and args.experiment.isdigit():
+    if args.experiment and args.experiment.strip().isdigit():  # any script's digits: checked
+        try:
+            run_id = params.whole_number(1)(args.experiment)  # ASCII, in range
+        except argparse.ArgumentTypeError as exc:
+            raise LabError(f"results: run id {exc}") from None
         with _results() as store:
-            run = store.run(int(args.experiment))
+            run = store.run(run_id)
         module = experiments.load(run.experiment)
         out = _console()
         out.print(report.run_header(run))
         _print_tables(run, module, args)
         return 0
+    if args.columns or args.wide:
+        raise LabError("results: --columns and --wide show one run: results RUN_ID --columns ...")
     if args.experiment:
         experiments.load(args.experiment)  # an unknown name is refused, not an empty table
     with _results() as store:
@@ -341,20 +438,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's own options")
     p = command("plot", cmd_plot, "draw stored runs of an experiment to a PNG")
     p.add_argument("experiment", metavar="NAME")
-    p.add_argument("--run", type=int, action="append", default=[], help="a run id (repeatable)")
+    _run_ids(p)
     p.add_argument(
         "--all", action="store_true", help=f"every stored run, not only the newest {PLOT_RUNS}"
     )
-    p.add_argument("-o", "--output", help="the PNG to write (default: NAME.png)")
+    p.add_argument(
+        "-o", "--output", type=params.path("--output"), help="the PNG to write (default: NAME.png)"
+    )
     p = command("results", cmd_results, "list stored runs, or show one again: results RUN_ID")
     p.add_argument("experiment", nargs="?", metavar="NAME|RUN_ID")
-    p.add_argument("--limit", type=_at_least_one, default=20, help="how many runs (default: 20)")
+    p.add_argument(
+        "--limit", type=params.whole_number(1), default=20, help="how many runs (default: 20)"
+    )
     _table_options(p)
     p = command("export", cmd_export, "write stored records as CSV or JSON Lines")
     p.add_argument("experiment", nargs="?", metavar="NAME")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    p.add_argument("--run", type=int, action="append", default=[], help="a run id (repeatable)")
-    p.add_argument("-o", "--output", help="a file (default: stdout)")
+    _run_ids(p)
+    p.add_argument("-o", "--output", type=params.path("--output"), help="a file (default: stdout)")
     p = command("db", cmd_db, "which MySQL server the lab uses; keep a throwaway one up")
     p.add_argument("action", choices=("status", "up", "down"), nargs="?", default="status")
     command("doctor", cmd_doctor, "what this machine offers the lab")
@@ -375,17 +476,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """A message as one line: a control character from the user's input (a path holding
+    a newline or a carriage return) is shown escaped, as repr() would, not obeyed."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _term_as_ctrl_c)
+    take_over_stop_signals()
     try:
         args = _parser().parse_args(argv)
         return args.func(args)
     except LabError as exc:
-        print(f"daemonlab: {exc}", file=sys.stderr)
+        print(f"daemonlab: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"daemonlab: interrupted by {signal.Signals(_stopped_by).name}", file=sys.stderr)
-        return 128 + _stopped_by
+        print(f"daemonlab: interrupted by {signal.Signals(stopped_by()).name}", file=sys.stderr)
+        return 128 + stopped_by()
     except BrokenPipeError:  # `daemonlab export | head`: the reader left, nothing to say
         sys.stderr.close()
         return 1

@@ -158,8 +158,12 @@ def find_binary() -> str | None:
 
 def state_path() -> Path:
     """Where `db up` records its server (LAB_MYSQLD_STATE overrides)."""
-    default = Path.home() / ".cache" / "daemonlab" / "mysqld.json"
-    return Path(os.environ.get("LAB_MYSQLD_STATE", default))
+    from lab.params import check_path
+
+    given = os.environ.get("LAB_MYSQLD_STATE")  # empty counts as unset, as a shell means it
+    if not given:
+        return Path.home() / ".cache" / "daemonlab" / "mysqld.json"
+    return Path(check_path(given, "LAB_MYSQLD_STATE"))
 
 
 @contextlib.contextmanager
@@ -543,11 +547,18 @@ def _running_locked() -> Mysqld | None:
 
 def _read_state() -> Mysqld | None:
     try:
-        return Mysqld(**json.loads(state_path().read_text()))
+        srv = Mysqld(**json.loads(state_path().read_text()))
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError) as exc:  # torn or hand-edited: unusable either way
+    except (ValueError, TypeError, OSError) as exc:  # torn, hand-edited, a directory
         raise LabError(f"{state_path()} is not a daemonlab state file ({exc}): delete it") from None
+    # The right keys with the wrong kinds of value (a pid in quotes) would reach
+    # os.kill as they are: a file of that shape is no state file of ours either.
+    kinds = {"binary": str, "datadir": str, "port": int, "pid": int}
+    wrong = [key for key, kind in kinds.items() if type(getattr(srv, key)) is not kind]
+    if wrong:
+        raise LabError(f"{state_path()} is not a daemonlab state file (bad {', '.join(wrong)})")
+    return srv
 
 
 def _write_state(srv: Mysqld) -> None:

@@ -5,6 +5,14 @@ help text and their limits (`option(...)`). From that one declaration come
 the CLI options (`--clients 1,2,4`), the daemon's TOML parsing and the checks
 that refuse bad input, so the four front doors cannot disagree about what a
 valid parameter is.
+
+The bounds every number meets unless its field says otherwise (`maximum=`):
+a whole number is written in ASCII digits (Python's int() also reads "١٢"
+and "1_0") and is at most MAX_WHOLE; any number is finite and at most
+MAX_NUMBER in size. Past those a value is no knob of any lesson but a typo or
+an attack: `--seconds 1e300` was stored `ok` with an efficiency of 1e303. The
+argparse types below (whole_number, number, seconds, path, text) give the
+other commands' options the same bounds and the same one-line refusal.
 """
 
 from __future__ import annotations
@@ -12,14 +20,47 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lab.errors import LabError
 
-__all__ = ["Params", "add_arguments", "from_cli", "from_mapping", "option"]
+__all__ = [
+    "MAX_NUMBER",
+    "MAX_WHOLE",
+    "Params",
+    "add_arguments",
+    "check_path",
+    "check_text",
+    "from_cli",
+    "from_mapping",
+    "number",
+    "option",
+    "path",
+    "seconds",
+    "text",
+    "whole_number",
+]
+
+#: The largest whole number an option takes unless its field says otherwise: the
+#: largest any lesson uses is 10**8 (cpu --work, --full); a billion is past any
+#: run that ends today, and far inside 64 bits (SQLite's INTEGER, a C long).
+MAX_WHOLE = 10**9
+
+#: The largest number in size (seconds, MiB, a rate per second) an option takes
+#: unless its field says otherwise: a million seconds is 11.6 days.
+MAX_NUMBER = 1_000_000
+
+#: A whole number as the lab reads one: ASCII digits, an optional sign, and no
+#: more digits than 64 bits hold.
+_WHOLE = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
+
+#: Where no option's file may go: the kernel's own trees, whose "files" are
+#: its settings and its processes (`-o /proc/sys/...`, a pidfile in /proc).
+KERNEL_TREES = ("/proc", "/sys")
 
 
 def option(
@@ -29,15 +70,18 @@ def option(
     choices: Sequence[Any] | None = None,
     minimum: float | None = None,
     above: float | None = None,
+    maximum: float | None = None,
     was: Sequence[str] = (),
 ) -> Any:
-    """A dataclass field with its help text and limits (minimum: >=, above: >).
+    """A dataclass field with its help text and limits (minimum: >=, above: >, maximum: <=;
+    without a maximum, MAX_WHOLE or MAX_NUMBER).
 
     `was`: the names it had before (`strategies` before `strategy`), still
     accepted, unlisted in --help, for a release, so old commands and harness
     configs keep working while everything new says the one name.
     """
     meta = {"help": help, "choices": choices, "minimum": minimum, "above": above, "was": was}
+    meta["maximum"] = maximum
     if isinstance(default, list | tuple):
         default = tuple(default)
     return dataclasses.field(default=default, metadata=meta)
@@ -73,6 +117,12 @@ def _check(f: dataclasses.Field, value: Any) -> None:
             raise LabError(f"--{name} must be at least {meta['minimum']}, got {item}")
         if meta.get("above") is not None and item <= meta["above"]:
             raise LabError(f"--{name} must be greater than {meta['above']}, got {item}")
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            top = meta.get("maximum") or (MAX_WHOLE if isinstance(item, int) else MAX_NUMBER)
+            if abs(item) > top:
+                raise LabError(f"--{name} must be at most {top:,} in size, got {item}")
+        if isinstance(item, str):
+            check_text(item, f"--{name}")
 
 
 def _types(cls: type) -> dict[str, Any]:
@@ -102,6 +152,10 @@ def _convert(text: Any, kind: Any, name: str) -> Any:
                 return False
             raise ValueError(text)
         if kind is int and isinstance(text, float):
+            raise ValueError(text)
+        if kind is int and isinstance(text, str) and not _WHOLE.fullmatch(text.strip()):
+            raise ValueError(text)
+        if kind is float and isinstance(text, str) and not text.isascii():
             raise ValueError(text)
         return kind(text)
     except (TypeError, ValueError):
@@ -167,3 +221,108 @@ def from_cli(cls: type, namespace: argparse.Namespace, base: Any = None) -> Any:
         if getattr(namespace, f.name, None) is not None
     }
     return from_mapping(cls, given, base)
+
+
+# -- argparse types: the same bounds for the options of every other command ---------------
+def whole_number(minimum: int = 1, maximum: int = MAX_WHOLE) -> Callable[[str], int]:
+    """argparse type: a whole number in ASCII digits, from `minimum` to `maximum`."""
+
+    def whole(text: str) -> int:
+        if not _WHOLE.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        value = int(text)
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not from {minimum:,} to {maximum:,}")
+        return value
+
+    return whole
+
+
+def number(
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    maximum: float = MAX_NUMBER,
+    below: float | None = None,
+    noun: str = "the value",
+    unit: str = "",
+) -> Callable[[str], float]:
+    """argparse type: a finite number, above `above` (or at least `at_least`), at most
+    `maximum` (or below `below`).
+
+    NaN compares false with everything: unchecked, `--timeout nan` ends every
+    wait at once and `--threshold nan` passes every comparison."""
+
+    def finite(text: str) -> float:
+        try:
+            value = float(text) if text.isascii() else math.nan
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: {noun} must be a finite number")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"{text!r}: {noun} must be above {above:g}{unit}")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"{text!r}: {noun} must be {at_least:g}{unit} or more")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r}: {noun} must be at most {maximum:,g}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"{text!r}: {noun} must be below {below:g}")
+        return value
+
+    return finite
+
+
+def seconds(at_least: float | None = None) -> Callable[[str], float]:
+    """argparse type: a timeout, finite, above 0 s (or at least `at_least`), at most MAX_NUMBER.
+
+    `--ready-timeout -1` would report "not started" about a daemon that runs."""
+    if at_least is None:
+        return number(above=0.0, noun="a timeout", unit=" seconds")
+    return number(at_least=at_least, noun="a timeout", unit=" s")
+
+
+def check_text(value: str, what: str) -> str:
+    """`value`, if it can be stored and shown: valid UTF-8 (a label read from a
+    non-UTF-8 argv arrives with surrogates, which SQLite refuses), no NUL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabError(f"{what}: {value!r} is not valid UTF-8 text") from None
+    if "\0" in value:
+        raise LabError(f"{what}: {value!r} holds a NUL byte")
+    return value
+
+
+def check_path(value: str, what: str) -> str:
+    """`value`, if it can name a file of the lab's: no NUL (the kernel cannot take one),
+    not inside the kernel's own trees (KERNEL_TREES)."""
+    import os
+
+    if "\0" in value or not value:
+        raise LabError(f"{what}: {value!r} is not a path (empty, or a NUL byte in it)")
+    real = os.path.realpath(value)
+    for top in KERNEL_TREES:
+        if real == top or real.startswith(top + "/"):
+            raise LabError(f"{what}: {value!r} is inside {top}, the kernel's, not the lab's")
+    return value
+
+
+def _argparse_type(check: Callable[[str, str], str], what: str) -> Callable[[str], str]:
+    def checked(value: str) -> str:
+        try:
+            return check(value, what)
+        except LabError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
+
+    return checked
+
+
+def path(what: str = "path") -> Callable[[str], str]:
+    """argparse type: check_path."""
+    return _argparse_type(check_path, what)
+
+
+def text(what: str = "text") -> Callable[[str], str]:
+    """argparse type: check_text."""
+    return _argparse_type(check_text, what)

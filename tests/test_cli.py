@@ -165,16 +165,25 @@ def test_export_and_results_refuse_an_unknown_experiment(results_path):
     assert_refused(run_cli("results", "nosuch"), "unknown experiment 'nosuch'")
 
 
-@pytest.mark.parametrize("target", ["/proc/x.csv", "/nonexistent-dir/x.csv", "/tmp"])
-def test_export_to_a_place_it_cannot_write_is_one_line(results_path, target):
+@pytest.mark.parametrize(
+    "target, says",
+    [
+        ("/proc/x.csv", "inside /proc"),
+        ("/nonexistent-dir/x.csv", "cannot write"),
+        ("/tmp", "cannot write"),
+    ],
+)
+def test_export_to_a_place_it_cannot_write_is_one_line(results_path, target, says):
     _stored(results_path, "fork", "ok", [{"number": 1}])
-    assert_refused(run_cli("export", "-o", target), "cannot write")
+    assert_refused(run_cli("export", "-o", target), says)
 
 
 def test_plot_to_a_place_it_cannot_write_is_one_line(results_path):
     fact = {"number": 1, "fact": "fork returns twice", "holds": True, "python": "3.11"}
     _stored(results_path, "fork", "ok", [fact])
-    assert_refused(run_cli("plot", "fork", "-o", "/proc/x.png"), "cannot write /proc/x.png")
+    assert_refused(run_cli("plot", "fork", "-o", "/proc/x.png"), "'/proc/x.png' is inside /proc")
+    under_a_file = "/etc/hostname/x.png"  # not a directory, even for root
+    assert_refused(run_cli("plot", "fork", "-o", under_a_file), f"cannot write {under_a_file}")
 
 
 def test_plot_leaves_failed_runs_out(results_path):
@@ -192,3 +201,32 @@ def test_a_run_beside_busy_processes_warns_that_its_timings_may_be_noisy(results
     assert result.returncode == 0, result.stderr
     assert "other processes were runnable" in result.stderr
     assert "timings may be noisy" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["results", "١٢"], "is not a whole number"),
+        (["results", "99999999999999999999999"], "is not a whole number"),
+        (["export", "--run", "99999999999999999999999"], "--run"),
+        (["run", "fork", "--label", "\udcff"], "not valid UTF-8"),
+        (["export", "-o", "/proc/self/x"], "inside /proc"),
+        (["plot", "sleep", "-o", "figure.nosuch"], "end it in one of"),
+        (["run", "sleep", "--seconds", "1e300"], "--seconds must be at most"),
+        (["run", "sleep", "--clients", "100000"], "--clients must be at most 65,535"),
+        (["run", "fork", "--columns", "nosuch"], "--columns: unknown 'nosuch'"),
+        (["results", "--columns", "nosuch"], "results RUN_ID --columns"),
+        (["bench", "ab", "main", "--threshold", "nan"], "--threshold"),
+        (["bench", "ab", "main", "--alpha", "2"], "below 1"),
+        (["daemon", "status", "--timeout=--"], "expected a value, not '--'"),
+        (["daemon", "check", "--config", "a\rb"], "\\r"),
+    ],
+)
+def test_absurd_or_malformed_values_are_refused_in_one_line_before_anything_runs(
+    results_path, args, says
+):
+    """Issue 22's bad inputs: each was a traceback, an empty table with exit 0, or a
+    value accepted that the lab could not honour (`--seconds 1e300` stored `ok`)."""
+    result = run_cli(*args, env={"LAB_DB_PATHS": "url", "LAB_MYSQL_URL": "mysql://x@127.0.0.1:1/x"})
+    assert_refused(result, says)
+    assert not results_path.exists()

@@ -21,7 +21,7 @@ import pytest
 from lab.experiments import cpu
 from lab.experiments.cpu import convoy
 from lab.interpreters import current
-from tests.conftest import ROOT, assert_refused, run_cli
+from tests.conftest import ROOT, assert_refused, run_cli, wait_until
 
 GIL = current().gil_enabled
 
@@ -234,4 +234,46 @@ def _marked(marker: str) -> list[int]:
                 found.append(process.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
+    return found
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_term_mid_pool_leaves_no_named_semaphore_and_no_pymp_folder(tmp_path, start_method):
+    """`daemon stop` (TERM) and Ctrl-C during a pool once left sem.mp-* in /dev/shm each
+    time, and multiprocessing's pymp-* folder: the measuring child died by TERM's default
+    action, with no finalizer run. Its semaphores are known by name from /proc/PID/maps."""
+    marker = uuid.uuid4().hex
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "cpu", "--part", "scaling", "--strategy", "pool",
+         "--start-method", start_method, "--workers", "2", "--work", "60000000", "--repeat", "1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path),
+             "CPU_TEST_MARKER": marker},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        semaphores = wait_until(lambda: _semaphores(_marked(marker)), 120, "the pool's semaphores")
+        if start_method == "forkserver":  # its socket lives in multiprocessing's folder
+            wait_until(lambda: list(tmp_path.glob("pymp-*")), 30, "multiprocessing's folder")
+        lab.send_signal(signal.SIGTERM)
+        _, stderr = lab.communicate(timeout=60)
+    finally:
+        if lab.poll() is None:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.communicate()
+    assert lab.returncode == 143, stderr
+    assert "Traceback" not in stderr, stderr
+    wait_until(lambda: not _marked(marker), 10, "the run's processes to end")
+    assert not [s for s in semaphores if os.path.exists(s)], "named semaphores left in /dev/shm"
+    assert not list(tmp_path.glob("pymp-*")), "multiprocessing's temporary folder left"
+
+
+def _semaphores(pids: list[int]) -> set[str]:
+    """The /dev/shm/sem.mp-* files these processes have mapped (named semaphores)."""
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                found |= {line.split()[-1] for line in maps if "/dev/shm/sem.mp-" in line}
+        except OSError:
+            continue
     return found

@@ -394,7 +394,8 @@ def test_a_port_in_use_is_refused_in_one_line():
         (["--app", "no_such_module:app"], "cannot import no_such_module"),
         (["--server", "unicorn"], "--server: unknown server 'unicorn'"),
         (["--workers", "0"], "--workers must be from 1 to 128"),
-        (["--workers", "two"], "--workers: 'two' is not a valid int"),
+        (["--workers", "two"], "--workers: 'two' is not a whole number"),
+        (["--timeout", "inf"], "--timeout: 'inf': a timeout must be a finite number"),
         (["--live", "--server", "threads"], "--live shows a prefork master"),
     ],
 )

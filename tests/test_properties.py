@@ -12,6 +12,7 @@ check they stay one line on stderr with exit 2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 
@@ -117,3 +118,181 @@ def test_refusals_through_the_command_line_are_one_line(results_path, args, says
     result = run_cli(*args)
     assert_refused(result, says)
     assert not results_path.exists() or "run" not in run_cli("results").stdout.split("id")[-1]
+
+
+# -- every other command: each option of each subcommand, any text --------------------------
+#: What a user can type where one option's value goes, as argv carries it: any text,
+#: numbers of every kind and script, huge and tiny magnitudes, paths into the kernel's
+#: trees, bytes that are not UTF-8 (argv holds those as surrogates), and nothing.
+TEXTS = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(
+        ["nan", "inf", "-inf", "-1", "0", "1e300", "1e-300", "1e23", "2", "99999999999999999999",
+         "١٢", "²", "1_0", " 5", "", "/proc/self/status", "/sys/x", "/proc", "\udcff", "x.nosuch",
+         "a/b", "..", "/", "-", "--", "none", "mysql://root@127.0.0.1:1/x"]
+    ),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats().map(str),
+)  # fmt: skip
+
+
+def _options(parser, path=()) -> list[tuple[tuple[str, ...], str, object]]:
+    """Every (command path, option string, action) that takes a value, walked down the
+    parser's subcommands: ("daemon", "start"), "--ready-timeout", its action."""
+    import argparse
+
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _options(sub, (*path, name))
+        elif action.option_strings and action.nargs != 0 and action.dest != "help":
+            found.append((path, action.option_strings[-1], action))
+    return found
+
+
+def _positionals(parser, path: tuple[str, ...]) -> list[str]:
+    """Placeholders for the positional arguments a subcommand needs (run NAME, bench ab REF)."""
+    import argparse
+
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    needed = [
+        a for a in parser._actions
+        if not a.option_strings and not isinstance(a, argparse._SubParsersAction)
+        and a.nargs not in ("?", "*", argparse.REMAINDER)
+    ]  # fmt: skip
+    return ["fork" if a.dest == "experiment" else "x" for a in needed]
+
+
+@functools.cache
+def _parser():
+    from lab import cli
+
+    return cli._parser()
+
+
+COMMAND_OPTIONS = [(path, option) for path, option, _ in _options(_parser())]
+
+
+@pytest.mark.parametrize(
+    "path, option", COMMAND_OPTIONS, ids=[" ".join((*p, o)) for p, o in COMMAND_OPTIONS]
+)
+@settings(max_examples=40, deadline=None)
+@given(text=TEXTS)
+def test_any_text_for_any_command_option_is_parsed_valid_or_refused_in_one_line(path, option, text):
+    """Parsing alone, in-process: a value the parser lets through is one the lab can
+    honour (a number finite and within params' bounds, a path outside /proc and /sys,
+    text that is UTF-8); anything else is one LabError line (exit 2)."""
+    parser = _parser()
+    argv = [*path, *_positionals(parser, path), f"{option}={text}"]
+    try:
+        args = parser.parse_args(argv)
+    except LabError as exc:
+        assert str(exc) and "\n" not in str(exc), str(exc)
+        assert exc.exit_code == 2
+        return
+    for value in vars(args).values():
+        if isinstance(value, float):
+            assert math.isfinite(value) and abs(value) <= params.MAX_NUMBER, (argv, value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            assert abs(value) <= params.MAX_WHOLE, (argv, value)
+
+
+#: The commands that finish in a moment whatever they are given (on an empty store,
+#: with no daemon or worker running): run whole, in-process, with any text for any of
+#: their options and their positional argument (None). The rest start daemons, servers
+#: or runs: their options are checked by parsing (above) and by their own tests.
+QUICK_COMMANDS = {
+    ("results",), ("export",), ("plot",), ("compare",), ("daemon", "check"),
+    ("daemon", "status"), ("daemon", "stop"), ("daemon", "logs"), ("worker", "status"),
+}  # fmt: skip
+QUICK = [(p, o) for p, o in COMMAND_OPTIONS if p in QUICK_COMMANDS] + [
+    (p, None) for p in sorted(QUICK_COMMANDS) if _positionals(_parser(), p) or p == ("results",)
+]
+#: Exit codes of a command that took its input: done, failed (a missing store, nothing
+#: stored), and `status`'s LSB "not running".
+ACCEPTED = (0, 1, 3)
+
+
+def _main(argv: list[str]) -> tuple[int, str]:
+    """`daemonlab ARGV` in this process: (exit code, stderr), within a bounded time."""
+    import contextlib
+    import io
+    import time
+
+    from lab import cli
+
+    err = io.StringIO()
+    began = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    assert time.monotonic() - began < 30, f"{argv} took {time.monotonic() - began:.0f} s"
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("path, option", QUICK, ids=[" ".join((*p, o or "ARG")) for p, o in QUICK])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS)
+def test_any_text_for_a_quick_command_works_or_is_refused_in_one_line(
+    path, option, text, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # what it writes (-o NAME, a store) lands here
+    positionals = ["fork"] if path == ("plot",) or path == ("compare",) else []
+    if option is None:
+        argv = [*path, "--", text]
+    else:
+        argv = [*path, *positionals, f"{option}={text}"]
+    code, err = _main(argv)
+    assert "Traceback" not in err, (argv, err)
+    if code not in ACCEPTED:
+        assert code == 2, (argv, code, err)
+    if code:
+        assert len(err.strip().splitlines()) == 1, (argv, err)
+
+
+# -- every environment variable the lab reads (the URL ones have tests of their own) -------
+#: Each variable, and a quick command that reads it. LAB_MYSQL_URL, LAB_REDIS_URL and a
+#: mysql:// LAB_RESULTS are URLs (tests/test_db.py, tests/test_results_mysql.py); the
+#: LAB_PREFORK_* ones pass a master's sockets to its own re-executed binary, no user's.
+ENVIRONMENT = {
+    "LAB_RESULTS": ["results"],
+    "LAB_LABEL": ["run", "fork", "--fact", "1"],
+    "LAB_DB_PATHS": ["db", "down"],
+    "LAB_MYSQLD_STATE": ["db", "down"],
+}
+#: A file of any content for a variable that names one (a state file of the wrong shape).
+CONTENTS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(['{"pid": "1", "port": 1, "binary": "x", "datadir": "/"}', "[]", "{}", "1"]),
+)
+
+
+@pytest.mark.parametrize("variable", ENVIRONMENT)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=TEXTS, contents=st.one_of(st.none(), CONTENTS))
+def test_any_value_of_any_environment_variable_works_or_is_refused_in_one_line(
+    variable, text, contents, tmp_path, monkeypatch
+):
+    if text.startswith("mysql:") or "\0" in text:  # a URL; the kernel cannot carry a NUL
+        return
+    monkeypatch.chdir(tmp_path)  # what it writes (a store, a lock file) lands here
+    if contents is not None:  # the variable names a file holding `contents`
+        text = str(tmp_path / "given")
+        (tmp_path / "given").write_text(contents, errors="surrogateescape")
+    # `db down` stops the server a state file names: never the one other users' `db up`
+    # recorded in the default place (an empty LAB_MYSQLD_STATE means the default).
+    monkeypatch.setenv("LAB_MYSQLD_STATE", str(tmp_path / "mysqld.json"))
+    if variable == "LAB_MYSQLD_STATE" and not text.strip():
+        return
+    monkeypatch.setenv(variable, text)
+    code, err = _main(ENVIRONMENT[variable])
+    assert "Traceback" not in err, (variable, text, err)
+    assert code in (*ACCEPTED, 2), (variable, text, code, err)
+    if code:
+        assert len(err.strip().splitlines()) == 1, (variable, text, err)

@@ -487,3 +487,23 @@ def test_cli_runs_stores_and_plots(tmp_path, redis_conn):
     plotted = run_cli("plot", "worker", "-o", str(png))
     assert plotted.returncode == 0, plotted.stderr
     assert png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["start", "--ready-timeout", "nan"],
+        ["start", "--ready-timeout", "-1"],
+        ["start", "--deadline", "nan"],
+        ["start", "--heartbeat-ttl", "nan"],
+        ["start", "--concurrency", "١"],
+        ["stop", "--timeout", "nan"],
+    ],
+)
+def test_worker_timeouts_are_checked_before_anything_forks(tmp_path, args):
+    """`--ready-timeout nan` was a traceback with the worker left running; `stop
+    --timeout nan` KILLed at once. Refused now in one line, before any fork: no pidfile."""
+    pidfile = tmp_path / "w.pid"
+    result = run_cli("worker", *args, "--pidfile", str(pidfile))
+    assert_refused(result, args[1])
+    assert not pidfile.exists()

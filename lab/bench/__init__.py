@@ -34,6 +34,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lab import params
+
 __all__ = ["ALPHA", "COUNT_THRESHOLD", "ROUNDS", "WALL_THRESHOLD", "add_parser"]
 
 #: Slower by more than this (median against median) fails, when also significant.
@@ -69,7 +71,9 @@ def add_parser(subparsers: Any) -> None:
         allow_abbrev=False,
     )
     p.add_argument("base", metavar="BASE_REF", help="a commit, branch or tag: origin/main")
-    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"per side (default {ROUNDS})")
+    p.add_argument(
+        "--rounds", type=params.whole_number(2), default=ROUNDS, help=f"per side (default {ROUNDS})"
+    )
     p.add_argument("-k", dest="select", metavar="EXPR", help="only benchmarks pytest -k selects")
     p.add_argument("--benchmarks", default="benchmarks", help="the suite, in each tree")
     p.add_argument("--no-counts", action="store_true", help="skip the callgrind counts")
@@ -87,27 +91,29 @@ def add_parser(subparsers: Any) -> None:
 def _thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
-        type=float,
+        type=params.number(above=0, maximum=1000),
         default=WALL_THRESHOLD * 100,
         help=f"percent slower in wall time that fails (default {WALL_THRESHOLD * 100:g}%%)",
     )
     p.add_argument(
         "--count-threshold",
-        type=float,
+        type=params.number(above=0, maximum=1000),
         default=COUNT_THRESHOLD * 100,
         help=f"percent more instructions that fails (default {COUNT_THRESHOLD * 100:g}%%)",
     )
-    p.add_argument("--alpha", type=float, default=ALPHA, help=f"significance (default {ALPHA})")
+    p.add_argument(
+        "--alpha",
+        type=params.number(above=0, below=1),
+        default=ALPHA,
+        help=f"significance (default {ALPHA})",
+    )
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lab.bench import rounds
-    from lab.errors import LabError
 
-    if args.rounds < 2:
-        raise LabError("--rounds must be at least 2 (a rank test needs samples)")
     results = rounds.ab(
         args.base,
         rounds=args.rounds,
@@ -139,14 +145,8 @@ def _judge(results: dict, args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from lab.bench import verdict
-    from lab.errors import LabError
     from lab.report import console
 
-    for name in ("threshold", "count_threshold"):
-        if not 0 < getattr(args, name) < 1000:
-            raise LabError(f"--{name.replace('_', '-')} is a percent above 0")
-    if not 0 < args.alpha < 1:
-        raise LabError("--alpha must be between 0 and 1")
     rules = verdict.Rules(args.threshold / 100, args.count_threshold / 100, args.alpha)
     verdicts = verdict.judge(results, rules)
     out = console()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab import params
 from lab.errors import LabError
 
 __all__ = ["add_parser"]
@@ -63,64 +63,65 @@ def add_parser(subparsers: Any) -> None:
     p = action("stop", cmd_stop, "TERM the harness, wait --timeout, then KILL")
     _where_options(p)
     p.add_argument(
-        "--timeout", type=_seconds(0), default=30.0, help="seconds to wait after TERM (0: none)"
+        "--timeout",
+        type=params.seconds(0),
+        default=30.0,
+        help="seconds to wait after TERM (0: none)",
     )
     p = action("status", cmd_status, "ask the running harness how it is")
     _where_options(p)
-    p.add_argument("--timeout", type=_seconds(), default=5.0, help="seconds to wait for the answer")
+    p.add_argument(
+        "--timeout", type=params.seconds(), default=5.0, help="seconds to wait for the answer"
+    )
     p = action("reload", cmd_reload, "HUP: re-read the config file (a bad one is refused)")
     _where_options(p)
-    p.add_argument("--timeout", type=_seconds(), default=5.0, help="seconds to wait for the answer")
+    p.add_argument(
+        "--timeout", type=params.seconds(), default=5.0, help="seconds to wait for the answer"
+    )
     p = action("logs", cmd_logs, "print the end of the harness's log")
     _where_options(p)
-    p.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    p.add_argument(
+        "-n", "--lines", type=params.whole_number(1), default=50, help="how many lines (default 50)"
+    )
 
 
 def _start_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="a TOML file: experiments, intervals, paths")
+    p.add_argument(
+        "--config", type=params.path("--config"), help="a TOML file: experiments, intervals, paths"
+    )
     p.add_argument("--every", help="with --experiment: the interval (30s, 10m, 2h; default 10m)")
     p.add_argument(
         "--foreground",
         action="store_true",
         help="do not detach (for systemd Type=notify, supervisord, honcho, containers)",
     )
-    p.add_argument("--pidfile", help="default: next to the results store")
-    p.add_argument("--log", help="default: next to the pidfile (foreground: stderr)")
-    p.add_argument("--results", help="the results store (default: LAB_RESULTS or results/lab.db)")
+    p.add_argument(
+        "--pidfile", type=params.path("--pidfile"), help="default: next to the results store"
+    )
+    p.add_argument(
+        "--log", type=params.path("--log"), help="default: next to the pidfile (foreground: stderr)"
+    )
+    p.add_argument(
+        "--results",
+        type=params.path("--results"),
+        help="the results store (default: LAB_RESULTS or results/lab.db)",
+    )
     p.add_argument("--umask", help="octal, default 022; one that lets others write is refused")
     p.add_argument("--user", help="when started as root, run as this user")
     p.add_argument(
-        "--ready-timeout", type=_seconds(), help="seconds the launcher waits (default 30)"
+        "--ready-timeout", type=params.seconds(), help="seconds the launcher waits (default 30)"
     )
 
 
-def _seconds(at_least: float | None = None):
-    """argparse type: a finite number of seconds, above 0 (or at least `at_least`).
-
-    NaN compares false with everything, so without this a `--timeout nan`
-    would end every wait at once, and `--ready-timeout -1` would report "not
-    started" about a daemon that runs.
-    """
-
-    def seconds(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be a finite number")
-        if at_least is None and value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be above 0 seconds")
-        if at_least is not None and value < at_least:
-            raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be {at_least:g} s or more")
-        return value
-
-    return seconds
-
-
 def _where_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="the TOML file the harness was started with")
-    p.add_argument("--pidfile", help="the harness's pidfile (default: next to the results)")
+    p.add_argument(
+        "--config", type=params.path("--config"), help="the TOML file the harness was started with"
+    )
+    p.add_argument(
+        "--pidfile",
+        type=params.path("--pidfile"),
+        help="the harness's pidfile (default: next to the results)",
+    )
 
 
 # -- start ---------------------------------------------------------------------------
@@ -306,10 +307,13 @@ def _status_path(pidfile: Path) -> Path:
 
 
 def _read_status(pidfile: Path) -> dict[str, Any]:
+    """The harness's last status, or {} when there is none a reader can use (missing,
+    torn, a directory, or JSON of another shape than an object)."""
     try:
-        return json.loads(_status_path(pidfile).read_text())
+        status = json.loads(_status_path(pidfile).read_text())
     except (OSError, ValueError):
         return {}
+    return status if isinstance(status, dict) else {}
 
 
 def _running(pidfile: Path) -> int | None:

@@ -86,19 +86,25 @@ class Config:
         return self.pidfile.with_name(self.pidfile.stem + ".status.json")
 
 
+#: An interval between runs, s: at least a second (a run takes longer than that,
+#: and under it the harness would start them back to back), at most a year.
+EVERY_RANGE_S = (1.0, 366 * 86400.0)
+
+
 def parse_every(text: Any) -> float:
     """ "30s", "10m", "2h", "1d" (or a number of seconds) -> seconds, above 0."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         seconds = float(text)
     else:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text), re.ASCII)
         if not match:
             raise LabError(f"bad interval {text!r} (use 30s, 10m, 2h or 1d)")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if not math.isfinite(seconds):  # nan would run back to back, inf never
         raise LabError(f"interval {text!r} must be a finite number of seconds")
-    if seconds <= 0:
-        raise LabError(f"interval {text!r} must be above 0")
+    if not EVERY_RANGE_S[0] <= seconds <= EVERY_RANGE_S[1]:  # 1e-300 ran back to back
+        low, high = EVERY_RANGE_S
+        raise LabError(f"interval {text!r} must be from {low:g} s to {high / 86400:g} days")
     return seconds
 
 

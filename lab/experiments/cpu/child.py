@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import sysconfig
@@ -58,7 +59,19 @@ def scaling_plan(payload: dict) -> list[tuple[int, str, str | None]]:
     return plan
 
 
+def _exit_on_term(signum: int, frame: object) -> None:
+    """TERM (the lab stopping this child, Ctrl-C, `daemon stop`) unwinds as an exit."""
+    raise SystemExit(128 + signum)
+
+
 def measure(payload: dict) -> Iterator[dict]:
+    # TERM's default action ends the process on the spot: no `with Pool` exit, no
+    # finalizer, no atexit. Under spawn and forkserver each Barrier and Pool leaves
+    # its named semaphores in /dev/shm (sem.mp-*: the resource tracker that would
+    # unlink them is KILLed with the group a moment later) and multiprocessing's
+    # /tmp/pymp-* folder stays. As SystemExit, the `with` blocks close the pools,
+    # the semaphores' finalizers unlink them and the exit removes the folder.
+    signal.signal(signal.SIGTERM, _exit_on_term)
     facts = interpreter_facts()
     if "scaling" in payload["parts"]:
         yield from _scaling(payload, facts)

@@ -93,9 +93,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _number(text: str, kind: type, option: str) -> Any:
+    """A whole number (0 and up: a port of 0 is the kernel's pick) or a finite number of
+    seconds above 0, within lab.params' bounds; `--timeout inf` once meant never."""
+    import argparse
+
+    from lab import params
     from lab.errors import LabError
 
+    top = 65_535 if option == "--port" else params.MAX_WHOLE  # a TCP port is 16 bits
+    check = params.whole_number(0, top) if kind is int else params.seconds()
     try:
-        return kind(text)
-    except ValueError:
-        raise LabError(f"{option}: {text!r} is not a valid {kind.__name__}") from None
+        return check(text)
+    except argparse.ArgumentTypeError as exc:
+        raise LabError(f"{option}: {exc}") from None

@@ -121,6 +121,10 @@ CEILING = {
 }  # fmt: skip
 CEILING["interpreters"] = 64  # its results pipe is read after the joins (interpreters.py)
 
+#: The most clients a run may ask for: each is a TCP connection from this machine to
+#: one server port, and a local port is 16 bits (fewer still are ephemeral).
+MOST_CLIENTS = 65_535
+
 #: The table at 80 columns: the lesson's figures first (wall time: the slide's 2 s
 #: against 1 s; efficiency; what making a client cost), then a short note
 #: (skipped, or what broke); the rest with --wide.
@@ -152,7 +156,9 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Params(_Params):
-    clients: tuple[int, ...] = option((1, 2, 4, 8), "clients per measurement", minimum=1)
+    clients: tuple[int, ...] = option(
+        (1, 2, 4, 8), "clients per measurement", minimum=1, maximum=MOST_CLIENTS
+    )
     seconds: float = option(1.0, "each client's SELECT SLEEP(seconds)", above=0)
     strategy: tuple[str, ...] = option(
         STRATEGIES, "how the clients run (and the peer mysqlslap)",
@@ -193,7 +199,7 @@ class Params(_Params):
         choices=mysqld.THREAD_HANDLINGS,
     )
     scale: bool = option(False, "double each strategy's clients from 64 to --top until it breaks")
-    top: int = option(10_000, "the most clients --scale tries", minimum=1)
+    top: int = option(10_000, "the most clients --scale tries", minimum=1, maximum=MOST_CLIENTS)
     max_rss: float = option(
         8192.0, "the clients' memory budget, MiB: --scale stops a strategy there", above=0
     )

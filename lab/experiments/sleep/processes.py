@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import queue
 import select
-import signal
 import time
 from typing import NoReturn
 
@@ -62,21 +61,21 @@ def _cannot_start(i: int, n: int, exc: OSError) -> Broke:
     return Broke(kind, f"process {i + 1} of {n}: {exc.strerror or exc}")
 
 
-def _terminate_as_exit(signum: int, frame: object) -> None:
-    """TERM from the parent ends a child through its finally blocks (COM_QUIT sent)."""
-    raise SystemExit(EXIT_FAILED)
-
-
 def _take_orders_from_parent() -> None:
     """A child's signal dispositions: the parent decides when it stops.
 
-    A terminal's Ctrl-C reaches every process of the foreground group. The
-    children ignore it: the parent sees it too, lets the queries in flight
-    finish and then closes the pipes the children wait on. TERM, the parent's
-    last resort, still unwinds through the finally blocks.
+    A terminal's Ctrl-C reaches every process of the foreground group, and a
+    supervisor's stop (systemd's KillMode=control-group, supervisord's
+    stopasgroup) sends TERM to every process of the group. The children
+    ignore INT, TERM, HUP and QUIT alike: the parent gets the signal too, lets
+    the queries in flight finish, then closes the pipes (sets the events) the
+    children wait on, and each hangs up with a COM_QUIT. A child that obeyed
+    TERM itself would drop its query half-read: the server counts an aborted
+    client (32 of 32, measured, before this). The parent starts them with
+    those signals held (children.stop_signals_held), so none arrives before
+    this runs. A child stuck past the parent's patience gets KILL.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _terminate_as_exit)
+    children.ignore_stop_signals()
 
 
 # -- raw fork ---------------------------------------------------------------------------
@@ -91,16 +90,16 @@ def fork(job: Job) -> Timings:
     finished = False
     try:
         began = time.perf_counter_ns()
-        for i in range(job.clients):
-            try:
-                pid = os.fork()
-            except OSError as exc:
-                raise _cannot_start(i, job.clients, exc) from None
-            if pid == 0:  # the child never returns from here
-                _fork_child(
-                    job, ready_w, go_r, out_w, done_r, parent_ends=(ready_r, go_w, out_r, done_w)
-                )
-            pids.append(pid)
+        with children.stop_signals_held():  # _take_orders_from_parent says why
+            for i in range(job.clients):
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    raise _cannot_start(i, job.clients, exc) from None
+                if pid == 0:  # the child never returns from here
+                    parent_ends = (ready_r, go_w, out_r, done_w)
+                    _fork_child(job, ready_w, go_r, out_w, done_r, parent_ends)
+                pids.append(pid)
         # The parent keeps only its own ends; otherwise it would never see EOF
         # on a pipe whose children have all exited.
         for fd in (ready_w, go_r, out_w, done_r):
@@ -209,9 +208,15 @@ def pool(job: Job, start_method: str) -> Timings:
 
 
 def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
-    ready, results = ctx.Queue(), ctx.Queue()
+    # Every process made here inherits the signals held: the resource tracker
+    # (started by the first named semaphore under spawn and forkserver: it
+    # ignores INT and TERM itself, but HUP or QUIT to the group would kill it,
+    # and the parent would warn that it "died unexpectedly"), the forkserver,
+    # and the workers (see _take_orders_from_parent).
+    with children.stop_signals_held():
+        ready, results = ctx.Queue(), ctx.Queue()
+        go, abandon, done = ctx.Event(), ctx.Event(), ctx.Event()
     sent = dataclasses.replace(job, on_connected=None)  # the parent's hook stays here
-    go, abandon, done = ctx.Event(), ctx.Event(), ctx.Event()
     workers = [
         ctx.Process(target=_pool_client, args=(sent, ready, go, abandon, done, results))
         for i in range(job.clients)
@@ -219,11 +224,12 @@ def _pool(job: Job, ctx: multiprocessing.context.BaseContext) -> Timings:
     timings = Timings()
     try:
         began = time.perf_counter_ns()
-        for i, worker in enumerate(workers):
-            try:
-                worker.start()
-            except OSError as exc:
-                raise _cannot_start(i, job.clients, exc) from None
+        with children.stop_signals_held():
+            for i, worker in enumerate(workers):
+                try:
+                    worker.start()
+                except OSError as exc:
+                    raise _cannot_start(i, job.clients, exc) from None
         deadline = time.monotonic() + job.time_limit  # spawn imports take a while
         for n in range(len(workers)):
             try:

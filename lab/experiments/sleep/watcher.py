@@ -308,6 +308,7 @@ def _lost() -> None:
 
 def main(argv: list[str]) -> int:
     """The watcher process (children.main_argv): serve the parent until EOF."""
+    import psutil
     import pymysql
 
     try:
@@ -315,5 +316,10 @@ def main(argv: list[str]) -> int:
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError):
         # The parent's own clients see it too and say it, once: no traceback here.
         _lost()
+        return 1
+    except psutil.NoSuchProcess:
+        # The measuring process is gone (kill -9, or a signal that ended it at
+        # once) while a measurement was open: nobody is left to report to, and
+        # its clients' fate is its own to say. Leave quietly, as at EOF.
         return 1
     return 0

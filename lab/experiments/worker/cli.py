@@ -8,8 +8,11 @@ otherwise it prints the one reason and exits 1. What `status` says comes
 from the daemon itself: the pidfile's lock (who holds it) and the heartbeat
 the worker last wrote to Redis.
 
-Imports only argparse at the top: lab/cli.py imports every command family
-to build its parser, and `daemonlab --help` must stay fast.
+Imports only argparse and lab.params at the top: lab/cli.py imports every
+command family to build its parser, and `daemonlab --help` must stay fast.
+Every number and path is checked by its argparse type, before anything
+forks: `--ready-timeout nan` was a traceback after the worker had started,
+`worker stop --timeout nan` KILLed at once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lab import params
 from lab.errors import LabError
 
 __all__ = ["add_parser"]
@@ -45,7 +49,11 @@ def add_parser(subparsers: Any) -> None:
         p = actions.add_parser(name, help=help, description=help, allow_abbrev=False)
         p.set_defaults(func=func)
         p.add_argument("--namespace", default="daemonlab", help="prefix of its Redis keys")
-        p.add_argument("--pidfile", help="default: worker-NAMESPACE.pid next to the results store")
+        p.add_argument(
+            "--pidfile",
+            type=params.path("--pidfile"),
+            help="default: worker-NAMESPACE.pid next to the results store",
+        )
         return p
 
     p = action("start", cmd_start, "start a worker (detached unless --foreground)")
@@ -55,31 +63,39 @@ def add_parser(subparsers: Any) -> None:
         metavar="MODEL",
         help="threads, processes or asyncio (default: threads)",
     )
-    p.add_argument("--concurrency", type=int, default=5, help="jobs at once (default 5)")
+    p.add_argument(
+        "--concurrency", type=params.whole_number(1), default=5, help="jobs at once (default 5)"
+    )
     p.add_argument(
         "--deadline",
-        type=float,
+        type=params.seconds(0),
         default=25.0,
         help="seconds TERM waits for jobs in hand before giving them back (25)",
     )
     p.add_argument(
         "--heartbeat-ttl",
-        type=float,
+        type=params.seconds(),
         default=60.0,
         help="seconds without a beat before others take its jobs back (60)",
     )
-    p.add_argument("--log", help="default: next to the pidfile (foreground: stderr)")
+    p.add_argument(
+        "--log", type=params.path("--log"), help="default: next to the pidfile (foreground: stderr)"
+    )
     p.add_argument("--umask", default="022", help="octal; one that lets others write is refused")
     p.add_argument("--foreground", action="store_true", help="do not detach (systemd, supervisord)")
-    p.add_argument("--ready-timeout", type=float, default=30.0, help="seconds the launcher waits")
+    p.add_argument(
+        "--ready-timeout", type=params.seconds(), default=30.0, help="seconds the launcher waits"
+    )
     p = action("stop", cmd_stop, "TERM, wait for its deadline (+5 s), then KILL")
     p.add_argument(
-        "--timeout", type=float, help="seconds to wait after TERM (default: from its heartbeat)"
+        "--timeout",
+        type=params.seconds(0),
+        help="seconds to wait after TERM (default: from its heartbeat)",
     )
     action("status", cmd_status, "what the running worker last said in its heartbeat")
     p = action("enqueue", cmd_enqueue, "queue jobs for it")
     p.add_argument("--job", default="noop", help="noop, io, cpu or slow (default noop)")
-    p.add_argument("--count", type=int, default=1, help="how many (default 1)")
+    p.add_argument("--count", type=params.whole_number(1), default=1, help="how many (default 1)")
 
 
 # -- where --------------------------------------------------------------------------
