@@ -121,9 +121,7 @@ def test_the_peer_refuses_a_damaged_or_out_of_order_message(name, no_leaks) -> N
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", ["pipe/pipe", "shm/ring"])
-def test_an_echo_that_comes_back_damaged_fails_the_measurement_in_one_line(
-    name, no_leaks
-) -> None:
+def test_an_echo_that_comes_back_damaged_fails_the_measurement_in_one_line(name, no_leaks) -> None:
     """The parent's own compare: the peer checks what it gets, the parent what comes back.
     Here the peer is real and its echo is damaged on the way back (one bit of the last
     byte): the round trips stop with the one line that names the message."""

@@ -161,7 +161,8 @@ class Params(_Params):
     )
     seconds: float = option(1.0, "each client's SELECT SLEEP(seconds)", above=0)
     strategy: tuple[str, ...] = option(
-        STRATEGIES, "how the clients run (and the peer mysqlslap)",
+        STRATEGIES,
+        "how the clients run (and the peer mysqlslap)",
         choices=(*STRATEGIES, PEER, *OPT_IN),
     )
     start_method: tuple[str, ...] = option(
