@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 
 from lab.experiments.cron import work
 from lab.experiments.worker import queue
@@ -58,6 +57,15 @@ class TaskFlags:
         except TimeoutError:
             pass
 
+    def set_quiet(self) -> None:
+        """A task blocked in BLMOVE is woken by the daemon's CLIENT UNBLOCK, a pausing one
+        sees quiet when its pause ends: nothing to wake."""
+        self.quiet = True
+
+    def set_stopping(self) -> None:
+        self.stopping = True
+        self.stopped.set()
+
 
 class Tasks:
     """N slots, one task each, on a loop in a thread."""
@@ -89,25 +97,13 @@ class Tasks:
     def start(self) -> None:
         self._thread.start()
 
-    def _on_loop(self, change: Callable[[], None]) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(change)
-
     def quiet(self) -> None:
-        """A task blocked in BLMOVE is woken by the daemon's CLIENT UNBLOCK, a pausing one
-        sees quiet when its pause ends: no Event to set."""
-
-        def apply() -> None:
-            self.flags.quiet = True
-
-        self._on_loop(apply)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.flags.set_quiet)
 
     def stop(self) -> None:
-        def apply() -> None:
-            self.flags.stopping = True
-            self.flags.stopped.set()
-
-        self._on_loop(apply)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.flags.set_stopping)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
