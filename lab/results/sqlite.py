@@ -100,7 +100,11 @@ class SqliteStore(ResultsStore):
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-                _set_up(self._db)
+                try:
+                    _set_up(self._db)
+                except BaseException:  # refused or interrupted: no store, so no connection
+                    self._db.close()
+                    raise
         except (sqlite3.DatabaseError, OSError) as exc:
             # Never "repair" a file we cannot read: it may be someone's results.
             raise self._refusal(str(exc)) from None
