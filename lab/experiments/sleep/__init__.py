@@ -7,7 +7,8 @@ demo runs five ways, on a real server:
     sequential  one connection, N queries in a row (the slide's "w/o")
     threads     one pymysql connection per thread (the slide's "with")
     fork        one raw os.fork child per client, results back over a pipe
-    pool        one multiprocessing.Process per client, by --start-method
+    pool        one multiprocessing.Process per client, by --start-method (fork unless
+                named: never the interpreter's default, forkserver from 3.14)
     asyncio     one connection per task on one event loop (--loop, --driver)
 
 Every client connects first; then all queries are released at one instant,
@@ -76,7 +77,6 @@ from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
 from lab.runs import Run, Session, collect
-from lab.start_methods import default_start_method
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -121,8 +121,10 @@ class Params(_Params):
     clients: tuple[int, ...] = option((1, 2, 4, 8), "clients per measurement", minimum=1)
     seconds: float = option(1.0, "each client's SELECT SLEEP(seconds)", above=0)
     strategy: tuple[str, ...] = option(STRATEGIES, "how the clients run", choices=STRATEGIES)
+    # fork, named: the interpreter's default would make the same command measure
+    # forkserver from 3.14 on Linux (gh-84559) and spawn on macOS. The record's
+    # `variant` says which method each pool row used.
     start_method: tuple[str, ...] = option(
-        (default_start_method(),),
         "multiprocessing start methods for the pool strategy",
         choices=("fork", "spawn", "forkserver"),
     )
