@@ -125,6 +125,7 @@ class Params(_Params):
     # forkserver from 3.14 on Linux (gh-84559) and spawn on macOS. The record's
     # `variant` says which method each pool row used.
     start_method: tuple[str, ...] = option(
+        ("fork",),
         "multiprocessing start methods for the pool strategy",
         choices=("fork", "spawn", "forkserver"),
     )
