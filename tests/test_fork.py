@@ -236,6 +236,56 @@ def test_expected_default_start_method_follows_the_documentation() -> None:
     assert expect("win32", (3, 11)) == "spawn"
 
 
+def test_no_lesson_default_follows_the_interpreters_start_method() -> None:
+    """Every lesson's defaults are the same whatever multiprocessing's default is: 3.14
+    makes it forkserver on Linux (gh-84559), and a lesson that took the default would
+    measure another thing after an upgrade, under the same command."""
+    import subprocess
+
+    script = (
+        "import multiprocessing, sys\n"
+        "multiprocessing.set_start_method(sys.argv[1])\n"
+        "from lab import experiments\n"
+        "for name in experiments.names():\n"
+        "    print(name, experiments.load(name).Params())\n"
+    )
+    seen = {}
+    for method in ("fork", "spawn"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, method], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        seen[method] = done.stdout.splitlines()
+    differ = [(f, s) for f, s in zip(seen["fork"], seen["spawn"], strict=True) if f != s]
+    assert not differ, differ
+
+
+def test_lab_code_names_a_start_method_wherever_it_starts_processes() -> None:
+    """No call that takes multiprocessing's default context: each goes through
+    get_context(METHOD) (or a ProcessPoolExecutor given mp_context)."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    takes_default = {"Process", "Pool", "Queue", "SimpleQueue", "JoinableQueue", "Pipe",
+                     "Manager", "Event", "Lock", "RLock", "Semaphore", "Barrier", "Value",
+                     "Array", "set_start_method"}  # fmt: skip
+    found = []
+    for path in sorted((ROOT / "lab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            named = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            module = getattr(getattr(func, "value", None), "id", None)
+            if (module == "multiprocessing" and named in takes_default) or (
+                named == "ProcessPoolExecutor"
+                and not any(k.arg == "mp_context" for k in node.keywords)
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, found
+
+
 # -- other interpreters ------------------------------------------------------------
 
 

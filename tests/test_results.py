@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -19,7 +20,7 @@ from lab.errors import LabError
 from lab.params import Params, option
 from lab.results import ResultsStore, export
 from lab.runs import collect
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, stored_runs
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,14 @@ def test_a_run_and_its_records_round_trip(results_path):
 
 def test_the_store_is_in_wal_mode(results_path):
     ResultsStore(results_path).close()
-    with sqlite3.connect(results_path) as db:
+    with contextlib.closing(sqlite3.connect(results_path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_failed_run_keeps_what_it_finished(results_path):
     with ResultsStore(results_path) as store, pytest.raises(RuntimeError):
         collect("counting", Counting(steps=5, fail_at=2), counting, sink=store)
-    (stored,) = ResultsStore(results_path).runs()
+    (stored,) = stored_runs(results_path)
     assert stored.status == "failed" and "boom" in stored.error
     assert [r["i"] for r in stored.records] == [0, 1]
 
@@ -112,14 +113,14 @@ def two_writers_at_once(runs: int = 10, steps: int = 20) -> None:
 
 def test_a_run_whose_writer_was_killed_reads_as_interrupted_with_its_records(results_path):
     kill_a_writer_after_three_records()
-    (stored,) = ResultsStore(results_path).runs()
+    (stored,) = stored_runs(results_path)
     assert stored.status == "interrupted"
     assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
 def test_two_processes_write_at_once_and_nothing_is_lost(results_path):
     two_writers_at_once()
-    runs = ResultsStore(results_path).runs()
+    runs = stored_runs(results_path)
     assert len(runs) == 20 and len({r.run_id for r in runs}) == 20
     assert all(r.records == [{"i": i, "square": i * i} for i in range(20)] for r in runs)
 
@@ -236,7 +237,7 @@ def test_a_disk_that_fills_mid_run_keeps_every_record_on_stdout(small_disk):
     rescued = json.loads(result.stdout)
     assert [r["number"] for r in rescued["records"]] == list(range(1, 13))
     os.unlink(small_disk / "filler")  # room again: read what the store kept
-    (stored,) = ResultsStore(store).runs()
+    (stored,) = stored_runs(store)
     assert stored.status == "interrupted"  # its writer is gone and never said "finished"
     assert 0 < len(stored.records) < 12, len(stored.records)
     assert stored.records == rescued["records"][: len(stored.records)]

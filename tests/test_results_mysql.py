@@ -24,7 +24,7 @@ from lab.errors import LabError
 from lab.results import ResultsStore
 from lab.results.mysql import MARK
 from lab.runs import collect
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, stored_runs
 from tests.test_results import (
     Counting,
     counting,
@@ -107,14 +107,14 @@ def test_the_password_is_never_printed_or_stored(store_url):
 
 def test_two_processes_write_at_once_and_nothing_is_lost(store_url):
     two_writers_at_once()
-    runs = ResultsStore().runs()
+    runs = stored_runs()
     assert len(runs) == 20 and len({r.run_id for r in runs}) == 20
     assert all(r.records == [{"i": i, "square": i * i} for i in range(20)] for r in runs)
 
 
 def test_a_writer_killed_mid_run_leaves_its_records_marked_interrupted(store_url):
     kill_a_writer_after_three_records()
-    (stored,) = ResultsStore().runs()
+    (stored,) = stored_runs()
     assert stored.status == "interrupted"
     assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
 

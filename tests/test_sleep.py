@@ -24,7 +24,15 @@ from lab import children
 from lab.errors import LabError
 from lab.experiments import sleep
 from lab.results import ResultsStore
-from tests.conftest import ROOT, assert_refused, missing, narrowest_width, run_cli, wait_until
+from tests.conftest import (
+    ROOT,
+    assert_refused,
+    missing,
+    narrowest_width,
+    run_cli,
+    stored_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.db
 
@@ -210,7 +218,8 @@ def test_run_is_stored_and_json_has_the_promised_shape(mysql_server, results_pat
     shown = json.loads(result.stdout)
     assert {"experiment", "run_id", "env", "records"} <= shown.keys()
     assert shown["env"]["server_version"]
-    stored = ResultsStore(results_path).run(shown["run_id"])
+    with ResultsStore(results_path) as store:
+        stored = store.run(shown["run_id"])
     assert stored.status == "ok" and stored.records == shown["records"]
     assert "password" not in result.stdout + json.dumps(stored.env)
 
@@ -357,7 +366,7 @@ def test_ctrl_c_or_term_mid_run_reaps_everything_and_stores_what_finished(
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"interrupted by {signum.name}" in err
-    (run,) = ResultsStore(results_path).runs("sleep")
+    (run,) = stored_runs(results_path, "sleep")
     assert run.status == "interrupted"
     assert 1 <= len(run.records) < 6
     # Nothing of the run survives it: no process of its group, no query on the server.
@@ -447,7 +456,7 @@ def test_a_server_killed_mid_query_is_one_line_within_seconds_and_the_run_is_sto
     assert "the server went away mid-query" in lines[0] and "Traceback" not in err
     assert took < 10, f"{took:.1f} s to notice"
     assert _group_gone(proc.pid), "every child reaped"
-    (run,) = ResultsStore(results_path).runs("sleep")
+    (run,) = stored_runs(results_path, "sleep")
     assert run.status == "failed" and "went away mid-query" in run.error
 
 
@@ -457,7 +466,7 @@ def test_a_server_that_cannot_be_reached_stores_no_run(results_path):
         env={"LAB_MYSQL_URL": "mysql://root:x@127.0.0.1:1/test", "LAB_DB_PATHS": "url"},
     )  # fmt: skip
     assert_refused(result, "nothing answers there")
-    assert not results_path.exists() or ResultsStore(results_path).runs("sleep") == []
+    assert not results_path.exists() or stored_runs(results_path, "sleep") == []
 
 
 def _lab_servers() -> list[psutil.Process]:

@@ -26,8 +26,7 @@ import pytest
 from lab import db, mysqld
 from lab.experiments.sleep import scale
 from lab.experiments.sleep.job import Broke
-from lab.results import ResultsStore
-from tests.conftest import ROOT, missing
+from tests.conftest import ROOT, missing, stored_runs
 
 pytestmark = pytest.mark.db
 
@@ -126,7 +125,7 @@ def test_out_of_file_descriptors_is_where_threads_and_asyncio_break(server, resu
         assert "broke" not in first and first["server_peak"] == 64
         assert first["client_fds"] >= 64, "the snapshot counted the sockets"
         assert last["broke"] == "fds" and "out of file descriptors" in last["detail"]
-    (stored,) = ResultsStore(results_path).runs("sleep")
+    (stored,) = stored_runs(results_path, "sleep")
     assert stored.status == "ok" and [r.get("broke") for r in stored.records][-1] == "fds"
     _nothing_left(before)
 

@@ -16,8 +16,7 @@ import time
 import psutil
 
 from lab import experiments, procfs, tour
-from lab.results import ResultsStore
-from tests.conftest import assert_refused, run_cli
+from tests.conftest import assert_refused, run_cli, stored_runs
 from tests.test_daemon_support import subreaper  # noqa: F401 - a fixture
 
 
@@ -33,7 +32,7 @@ def test_one_chapter_runs_alone(results_path):
     assert done.returncode == 0, done.stderr
     assert "fork" in done.stdout and "daemonize:" not in done.stdout
     assert "daemonlab tour --chapter fork` runs this" in done.stdout  # --quick: the rest waits
-    (run,) = ResultsStore(results_path).runs()
+    (run,) = stored_runs(results_path)
     assert run.experiment == "fork" and run.status == "ok"
 
 
@@ -51,7 +50,7 @@ def test_a_chapter_whose_server_is_missing_says_so_and_the_tour_goes_on(results_
     assert "sleep: did not run:" in said and "nothing answers there" in said
     assert said.index("sleep: did not run") < said.index("signals:")  # and then it went on
     assert "1 of 2 chapters did not run" in said
-    stored = {r.experiment: r for r in ResultsStore(results_path).runs()}
+    stored = {r.experiment: r for r in stored_runs(results_path)}
     assert stored["signals"].status == "ok" and len(stored["signals"].records) > 0
     assert "sleep" not in stored or not stored["sleep"].records
 

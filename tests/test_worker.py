@@ -239,6 +239,31 @@ def test_tstp_then_term_finishes_or_gives_back_within_the_deadline(
     _only_job_records_left(redis_conn, ns)
 
 
+def test_a_quiet_task_pauses_and_only_stopping_wakes_it():
+    """TaskFlags: quiet must not cut a pause short (a quiet task that never waits froze
+    the loop from 3.12 on, gh-96764: the finish-asyncio case above); stopping must."""
+    import asyncio
+
+    from lab.experiments.worker.tasks import TaskFlags
+
+    async def paused(flags: TaskFlags, seconds: float) -> float:
+        began = time.monotonic()
+        await flags.pause(seconds)
+        return time.monotonic() - began
+
+    async def check() -> None:
+        flags = TaskFlags()
+        flags.set_quiet()
+        assert await paused(flags, 0.3) >= 0.25, "quiet woke a pause"
+        pausing = asyncio.create_task(paused(flags, BOUND_S))
+        await asyncio.sleep(0.05)
+        flags.set_stopping()
+        assert await pausing < 5.0, "stopping did not wake a pause"
+        assert await paused(flags, BOUND_S) < 5.0
+
+    asyncio.run(check())
+
+
 def _wait(predicate, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -42,6 +42,50 @@ def test_the_tests_job_runs_the_ci_script():
     assert "bash .ci/run" in runs(job)
 
 
+def test_the_tests_run_under_every_python_the_lab_supports_and_a_free_threaded_one():
+    """3.11 to 3.14 must pass; the free-threaded build runs and may fail (for now)."""
+    job = load()["jobs"]["tests"]
+    matrix = job["strategy"]["matrix"]
+    assert job["strategy"]["fail-fast"] is False  # one Python's failure hides no other's
+    assert matrix["python"] == ["3.11", "3.12", "3.13", "3.14"]
+    free = [row for row in matrix["include"] if row["python"].endswith("t")]
+    assert [row["python"] for row in free] == ["3.14t"] and free[0]["experimental"] is True
+    assert matrix["experimental"] == [False]
+    assert job["continue-on-error"] == "${{ matrix.experimental }}"
+    (setup,) = uses(job, "actions/setup-python")
+    # setup-python 5.5.0 is the first that installs a free-threaded build ("3.14t").
+    assert tuple(map(int, setup["uses"].split("@v")[1].split("."))) >= (5, 5, 0)
+    versions = setup["with"]["python-version"].strip().splitlines()
+    assert versions[-1] == "${{ matrix.python }}", "python3 must be the matrix's Python"
+    assert {"3.11", "3.12", "3.13"} <= set(versions)  # for the tests that compare them
+    assert "LAB_CI_NEWER=none" in runs(job)  # each Python runs whole; no subset on top
+
+
+def test_the_classifiers_name_the_pythons_the_matrix_tests():
+    import tomllib
+
+    classifiers = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["classifiers"]
+    named = {c.rsplit(" :: ", 1)[1] for c in classifiers if c.count(" :: ") == 2 and "3." in c}
+    matrix = load()["jobs"]["tests"]["strategy"]["matrix"]
+    assert named == set(matrix["python"])
+    assert any(
+        c.startswith("Programming Language :: Python :: Free Threading") for c in classifiers
+    )
+
+
+def test_ci_run_fails_when_the_newer_pythons_run_fails():
+    """.ci/run's second run (a newer Python, a subset) is not allowed to fail quietly."""
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in script.splitlines()[:10]
+    block = script[script.index("# -- newer interpreters") : script.index("# Last, so that")]
+    (command,) = [line for line in block.splitlines() if "-m pytest" in line]
+    assert '".venv-$newer/bin/python" -m pytest "${NEWER_TESTS[@]}"' in command
+    assert "||" not in command and "|" not in command.split("pytest", 1)[1]
+    listed = block[block.index("NEWER_TESTS=(") : block.index(")", block.index("NEWER_TESTS=("))]
+    files = listed.removeprefix("NEWER_TESTS=(").split()
+    assert files and all((ROOT / f).is_file() for f in files), files
+
+
 def test_the_gate_runs_on_pull_requests_base_against_head_in_one_job():
     job = load()["jobs"]["gate"]
     assert job["if"] == "github.event_name == 'pull_request'"

@@ -113,7 +113,7 @@ class SqliteStore(ResultsStore):
                 self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
                 try:
                     _set_up(self._db)
-                except BaseException:
+                except BaseException:  # refused or interrupted: no store, so no connection
                     self._db.close()
                     raise
         except (sqlite3.DatabaseError, OSError) as exc:

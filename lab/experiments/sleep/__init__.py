@@ -9,7 +9,8 @@ demo runs six ways in Python, on a real server, beside a C floor:
     sequential  one connection, N queries in a row (the slide's "w/o")
     threads     one pymysql connection per thread (the slide's "with")
     fork        one raw os.fork child per client, results back over a pipe
-    pool        one multiprocessing.Process per client, by --start-method
+    pool        one multiprocessing.Process per client, by --start-method (fork unless
+                named: never the interpreter's default, forkserver from 3.14)
     asyncio     one connection per task on one event loop (--loop, --driver)
     wire        the query encoded once and written straight to each socket, an
                 event loop per core (--loops): how close Python comes to the floor
@@ -98,7 +99,6 @@ from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
 from lab.runs import Run, Session, collect
-from lab.start_methods import default_start_method
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -165,8 +165,11 @@ class Params(_Params):
         "how the clients run (and the peer mysqlslap)",
         choices=(*STRATEGIES, PEER, *OPT_IN),
     )
+    # fork, named: the interpreter's default would make the same command measure
+    # forkserver from 3.14 on Linux (gh-84559) and spawn on macOS. The record's
+    # `variant` says which method each pool row used.
     start_method: tuple[str, ...] = option(
-        (default_start_method(),),
+        ("fork",),
         "multiprocessing start methods for the pool strategy",
         choices=("fork", "spawn", "forkserver"),
     )

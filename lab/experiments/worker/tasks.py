@@ -33,21 +33,38 @@ STACKS_TIMEOUT_S = 1.0
 
 
 class TaskFlags:
-    """quiet and stopping for tasks: plain attributes set from the main thread, plus an
-    Event set through call_soon_threadsafe so that a pausing task wakes at once."""
+    """quiet and stopping for tasks: plain attributes set on the loop's thread, plus an
+    Event set with stopping, so that a pausing task wakes at once when stopping begins.
+
+    The Event is set once and only by stop, as ThreadFlags' is: set it for quiet too
+    and every later pause of a quiet task returns at once. Under 3.11 that was a task
+    spinning through pauses; from 3.12 it freezes the loop: wait_for is built on
+    asyncio.timeout and awaits the Event's wait() in the task itself (gh-96764), and
+    wait() on a set Event returns without yielding, so a quiet task never let the
+    jobs' sleeps, the TERM or the deadline's cancel run (docs/worker.md).
+    """
 
     def __init__(self) -> None:
         self.quiet = False
         self.stopping = False
-        self.woken = asyncio.Event()  # created outside the loop: fine since 3.10
+        self.stopped = asyncio.Event()  # created outside the loop: fine since 3.10
 
     async def pause(self, seconds: float) -> None:
         if self.stopping:
             return
         try:
-            await asyncio.wait_for(self.woken.wait(), seconds)
+            await asyncio.wait_for(self.stopped.wait(), seconds)
         except TimeoutError:
             pass
+
+    def set_quiet(self) -> None:
+        """A task blocked in BLMOVE is woken by the daemon's CLIENT UNBLOCK, a pausing one
+        sees quiet when its pause ends: nothing to wake."""
+        self.quiet = True
+
+    def set_stopping(self) -> None:
+        self.stopping = True
+        self.stopped.set()
 
 
 class Tasks:
@@ -80,20 +97,13 @@ class Tasks:
     def start(self) -> None:
         self._thread.start()
 
-    def _set(self, **flags: bool) -> None:
-        def apply() -> None:
-            for name, value in flags.items():
-                setattr(self.flags, name, value)
-            self.flags.woken.set()
-
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(apply)
-
     def quiet(self) -> None:
-        self._set(quiet=True)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.flags.set_quiet)
 
     def stop(self) -> None:
-        self._set(stopping=True)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.flags.set_stopping)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
