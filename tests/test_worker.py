@@ -324,7 +324,7 @@ def test_redis_down_at_start_refuses_in_one_line_and_quickly(ns, daemon):
     "args, says",
     [
         (["start", "--concurrency-model", "fibers"], "--concurrency-model: unknown value 'fibers'"),
-        (["start", "--concurrency", "0"], "--concurrency must be at least 1"),
+        (["start", "--concurrency", "0"], "--concurrency: '0' is not from 1 to"),
         (["start", "--umask", "000"], "lets every user write"),
         (["enqueue", "--job", "nap"], "--job: unknown value 'nap'"),
     ],
