@@ -27,8 +27,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from lab.results import ResultsStore
-from tests.conftest import ROOT, missing, wait_until
+from tests.conftest import ROOT, missing, stored_runs, wait_until
 from tests.test_sleep import _tagged_queries
 
 pytestmark = pytest.mark.db
@@ -141,7 +140,7 @@ def _assert_stopped_cleanly(seen: dict, signum: int, results_path) -> None:
     assert seen["code"] == 128 + signum, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"sleep interrupted by {signal.Signals(signum).name}" in err, err
-    (run,) = ResultsStore(results_path).runs("sleep")
+    (run,) = stored_runs(results_path, "sleep")
     assert run.status == "interrupted"
     assert seen["aborted"] == 0, "every client finished its query and said goodbye (COM_QUIT)"
     # Every query in flight finished: the run waited for the sleep, not cut it off.
@@ -196,7 +195,7 @@ def test_term_stops_a_run_a_script_started_with_ampersand(server, results_path):
     assert signal.SIGINT in inherited, "bash starts a `&` job with INT ignored"
     assert out.split() == ["143"], (out, err)
     assert "sleep interrupted by SIGTERM" in err and "Traceback" not in err
-    (run,) = ResultsStore(results_path).runs("sleep")
+    (run,) = stored_runs(results_path, "sleep")
     assert run.status == "interrupted"
 
 
@@ -209,7 +208,7 @@ def test_a_run_under_nohup_outlives_hup(server, results_path):
         os.kill(proc.pid, signal.SIGHUP)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    (run,) = ResultsStore(results_path).runs("sleep")
+    (run,) = stored_runs(results_path, "sleep")
     assert run.status == "ok"
 
 
