@@ -115,7 +115,9 @@ def _cpu(records: list[Record]) -> str | None:
 
 
 def _spawn(records: list[Record]) -> str | None:
-    create = [r for r in records if r.get("part") == "create"]
+    # measured ones only: a method this Python lacks (a subinterpreter before 3.12) is a
+    # record with a note and no figure
+    create = [r for r in records if r.get("part") == "create" and r.get("median_ms") is not None]
     if not create:
         return None
     ordered = sorted(create, key=lambda r: r["median_ms"])
