@@ -413,3 +413,23 @@ def test_the_plot_refuses_runs_without_round_trips() -> None:
 
     with pytest.raises(LabError, match="timed no round trip"):
         plot.draw([Run("ipc", {}, {}, [{"transport": "amqp", "skipped": "unavailable"}], run_id=1)])
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ("import sys; sys.stderr.write('no broker here\\n'); sys.exit(3)", "no broker here"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
+    ],
+    ids=["exit-3", "kill-9"],
+)
+def test_a_peer_that_ends_before_it_is_ready_is_one_line_with_its_last_words(script, said):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with pytest.raises(wire.PeerGone, match=f"the peer did not start: {said}$"):
+        links.Peer(proc).ready()
+    assert proc.returncode is not None and proc.stderr.closed

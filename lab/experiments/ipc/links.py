@@ -191,9 +191,16 @@ class Peer:
 
     def last_words(self, timeout: float = QUIT_GRACE_S) -> str:
         """What the peer said on stderr before it ended (its last line), or how it ended."""
-        code = self.stop(timeout)
-        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-        return last_line(err, f"exit {code}" if code >= 0 else f"killed by signal {-code}")
+        # Read before stop(): it closes the pipes (a peer killed while it started
+        # once turned this line into a traceback: "read of closed file").
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # it had its grace; what it said so far is kept
+            _, err = self.proc.communicate()
+        code = self.stop()
+        said = err.decode(errors="replace") if err else ""
+        return last_line(said, f"exit {code}" if code >= 0 else f"killed by signal {-code}")
 
     def stop(self, grace: float = QUIT_GRACE_S) -> int:
         """Wait `grace` s for it to end by itself, then TERM, KILL; reaped either way."""
