@@ -50,6 +50,8 @@ def test_gunicorn_runs_the_workers_parser_and_heartbeat_dir_its_row_says(
     config = ServeConfig(server="gunicorn-sync", setup=setup, workers=workers)
     server = launch.start(config, tmp_path)
     try:
+        # started means every worker runs (one answers before the rest have forked)
+        assert launch.serving(server.proc.pid)["seen_workers"] == workers
         for _ in range(10):  # a worker loads its parser with its first request
             urllib.request.urlopen(server.url, timeout=10).close()
         seen = launch.serving(server.proc.pid)
