@@ -128,13 +128,19 @@ def used(runs: Iterable[Run | None]) -> str:
     return ("run " if len(ids) == 1 else "runs ") + ", ".join(map(str, ids))
 
 
-def plain_log_axis(ax: Axes, which: str = "x") -> None:
-    """A log axis whose ticks read 1, 2, 4, 8 (or 10, 100, 1000), not 2x10^0."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+def plain_log_axis(ax: Axes, which: str = "x", at: Iterable[float] = ()) -> None:
+    """A log axis whose ticks read 1, 2, 4, 8 (or 10, 100, 1000), not 2x10^0; with `at`,
+    a tick at each of those values and no other (the client counts measured: matplotlib's
+    own log ticks are powers of ten, one labelled tick over 1-8)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain(v)))
     axis.set_minor_formatter(NullFormatter())
+    ticks = sorted(set(at))
+    if ticks:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_minor_locator(NullLocator())
 
 
 def _plain(value: float) -> str:

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lab.plotting import colour, newest_with, plain_log_axis, used
+from lab.plotting import colour, newest_per, plain_log_axis, used
 from lab.runs import Record, Run
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ OFFSET = 0.035
 POOL_HANDLING = "pool-of-threads"
 FLOOR = "c-floor"
 FLOOR_COLOUR = "#7f7f7f"
+#: What the measurements resolve, the floor of a log axis: perf_counter_ns' wall and connect
+#: times are read to the µs here; PSS differs by whole 4 KiB pages (proc(5), smaps_rollup).
+CLOCK_MS = 0.001
+PAGE_MIB = 4 / 1024
 
 
 def label(record: Record) -> str:
@@ -52,48 +56,46 @@ def _measured(record: Record) -> bool:
     return "wall_s" in record
 
 
-def _swept(run_params: dict[str, Any]) -> bool:
-    return bool(run_params.get("scale"))
-
-
 def draw(runs: list[Run]) -> Figure:
     from matplotlib.figure import Figure
 
-    sweep_run, sweep = newest_with([r for r in runs if not _swept(r.params)] or runs, _measured)
-    scale_run, scaled = newest_with([r for r in runs if _swept(r.params)], lambda r: True)
-    far_run, far = (scale_run, scaled) if scaled else (sweep_run, sweep)
-    cost_run, costs = newest_with(runs, lambda r: r.get("mib_per_client") is not None)
-    server_run, served = _newest_server_picture(runs)
-
+    chosen, records = newest_per(runs, _point, lambda r: _measured(r) or "broke" in r)
     fig = Figure(figsize=(18, 8.5), layout="constrained")
     (wall_ax, eff_ax, make_ax), (mem_ax, server_ax, ratio_ax) = fig.subplots(2, 3)
     styles = _Styles()
-    _wall(wall_ax, sweep, styles)
-    _efficiency(eff_ax, far, styles)
+    measured = [r for r in records if _measured(r)]
+    _wall(wall_ax, measured, styles)
+    _efficiency(eff_ax, records, styles)
     _per_client(
-        make_ax, [r for r in far if _measured(r)], lambda r: 1000 * r["connect_s"] / r["clients"],
+        make_ax, measured, lambda r: 1000 * r["connect_s"] / r["clients"], CLOCK_MS,
         "ms to make one client (connect_s / clients)", "what a client costs to make", styles,
     )  # fmt: skip
     _per_client(
-        mem_ax, costs, lambda r: r["mib_per_client"],
+        mem_ax, [r for r in measured if r.get("mib_per_client") is not None],
+        lambda r: r["mib_per_client"], PAGE_MIB,
         "MiB per client at the plateau (PSS)", "what a client holds while it waits", styles,
     )  # fmt: skip
-    _server(server_ax, served)
-    _ratios(ratio_ax, [r for r in far if r.get("floor_ratio") is not None], styles)
+    _server(server_ax, [r for r in measured if r.get("server_threads") is not None])
+    _ratios(ratio_ax, [r for r in measured if r.get("floor_ratio") is not None], styles)
     handles = {
         h.get_label(): h for ax in (wall_ax, eff_ax, make_ax, mem_ax, ratio_ax) for h in ax.lines
     }
     shown = {k: v for k, v in handles.items() if not k.startswith("_")}
-    if any(r.get("thread_handling") == POOL_HANDLING for r in far):
+    if any(r.get("thread_handling") == POOL_HANDLING for r in records):
         from matplotlib.lines import Line2D
 
         for handling, ls in (("one-thread-per-connection", "-"), (POOL_HANDLING, "--")):
             shown[f"server: {handling}"] = Line2D([], [], color="k", ls=ls)
     fig.legend(shown.values(), shown.keys(), loc="outside right upper", frameon=False)
-    version = (sweep_run or far_run or runs[0]).env.get("server_version", "?")
-    drawn = used([sweep_run, far_run, cost_run, server_run])
-    fig.suptitle(f"sleep: SELECT SLEEP from many clients ({drawn}, {version})")
+    version = next((r.env["server_version"] for r in chosen if "server_version" in r.env), "?")
+    fig.suptitle(f"sleep: SELECT SLEEP from many clients ({used(chosen)}, {version})")
     return fig
+
+
+def _point(record: Record) -> tuple:
+    """One point of the picture: each is drawn from the newest run that measured it, so
+    runs made apart (a sweep in a notebook, fork and pool from the CLI) draw together."""
+    return label(record), record["clients"], record.get("thread_handling")
 
 
 class _Styles:
@@ -121,40 +123,62 @@ def _grouped(records: Sequence[Record], value: Callable[[Record], float]) -> dic
     return out
 
 
-def _series(ax: Axes, records: Sequence[Record], value, styles: _Styles, **kw: Any) -> set[int]:
-    """One line per label (median, with a min-max band where repeated), offset side by side."""
+def _series(
+    ax: Axes, records: Sequence[Record], value, styles: _Styles, floor: float = 0.0, **kw: Any
+) -> int:
+    """One line per label (median, with a min-max band where repeated), offset side by side.
+    A median under `floor` (what the measurement resolves) is drawn at the floor, hollow:
+    returns how many were."""
     groups = _grouped(records, value)
-    every: set[int] = set()
+    below = 0
     for k, (name, by_clients) in enumerate(sorted(groups.items())):
         clients = sorted(by_clients)
-        every.update(clients)
         shift = 1 + OFFSET * (k - (len(groups) - 1) / 2)
         xs = [n * shift for n in clients]
-        styles.plot(ax, name, xs, [statistics.median(by_clients[n]) for n in clients], **kw)
-        lows = [min(by_clients[n]) for n in clients]
-        highs = [max(by_clients[n]) for n in clients]
+        medians = [statistics.median(by_clients[n]) for n in clients]
+        styles.plot(ax, name, xs, [max(m, floor) for m in medians], **kw)
+        under = [(x, floor) for x, m in zip(xs, medians, strict=True) if m < floor]
+        if under:
+            below += len(under)
+            ax.plot(*zip(*under, strict=True), "v", mfc="white", ms=9, color=colour(name),
+                    label="_below")  # fmt: skip
+        lows = [max(min(by_clients[n]), floor) for n in clients]
+        highs = [max(max(by_clients[n]), floor) for n in clients]
         if lows != highs:
             ax.fill_between(xs, lows, highs, color=colour(name), alpha=0.18, lw=0)
-    return every
+    return below
 
 
 def _wall(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
-    measured = [r for r in records if _measured(r)]
-    for seconds in sorted({r["seconds"] for r in measured})[:1]:  # one sleep length: the shortest
-        rows = [r for r in measured if r["seconds"] == seconds]
-        every = _series(ax, rows, lambda r: r["wall_s"], styles)
-        span = [min(every), max(every)]
-        if span[0] == span[1]:
-            continue  # one client count: no line to draw the guides along
-        ax.plot(span, [seconds] * 2, "k--", lw=1, label="_ideal")
-        ax.plot(span, [n * seconds for n in span], "k:", lw=1, label="_one after another")
-        ax.annotate("ideal: one sleep", (span[0], seconds), textcoords="offset points",
-                    xytext=(2, 4), fontsize="x-small")  # fmt: skip
-        ax.annotate("one after another", (span[-1], span[-1] * seconds), textcoords="offset points",
-                    xytext=(-80, -10), fontsize="x-small")  # fmt: skip
-    seconds = min((r["seconds"] for r in measured), default=None)
-    title = "wall time of the query phase" + (f": SELECT SLEEP({seconds:g})" if seconds else "")
-    _finish(ax, title, "wall s", log_y=True)
+    """Wall time against clients, with the two references computed at every count drawn:
+    one sleep (the ideal), and N x the time of one call made alone (one after another).
+    Runs with different sleep lengths draw together in sleeps (wall_s / seconds)."""
+    lengths = {r["seconds"] for r in records}
+    unit = lengths.pop() if len(lengths) == 1 else None
+
+    def scaled(r: Record) -> float:
+        return r["wall_s"] if unit else r["wall_s"] / r["seconds"]
+
+    below = _series(ax, records, scaled, styles, floor=CLOCK_MS / 1000)
+    clients = sorted({r["clients"] for r in records})
+    if clients:
+        import numpy as np
+
+        one_call = _one_call(records, scaled) or (unit or 1.0)
+        xs = sorted({*np.geomspace(clients[0], clients[-1], 64), *clients})
+        ax.plot(xs, [unit or 1.0] * len(xs), "k--", lw=1, label="ideal: one sleep")
+        ax.plot(xs, [n * one_call for n in xs], "k:", lw=1,
+                label=f"one after another: N x {one_call:.3g} {'s' if unit else 'sleep'}")  # fmt: skip
+    title = "wall time of the query phase" + (f": SELECT SLEEP({unit:g})" if unit else "")
+    ylabel = "wall s" if unit else "wall, in sleeps (wall_s / seconds)"
+    _finish(ax, title, ylabel, clients, log_y=True, below=below, floor="1 µs")
+
+
+def _one_call(records: Sequence[Record], value: Callable[[Record], float]) -> float | None:
+    """What one query costs made alone: sequential's wall per client (its N queries run
+    one after another), the median over the counts measured; None without sequential."""
+    alone = [value(r) / r["clients"] for r in records if r["strategy"] == "sequential"]
+    return statistics.median(alone) if alone else None
 
 
 def _efficiency(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
@@ -173,7 +197,7 @@ def _efficiency(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
     ax.axhline(0.5, color="grey", ls=":", lw=1, label="_ref")
     ax.set(ylim=(0, 1.05))
     _finish(ax, "how much of the waiting overlapped (x: where it broke)",
-            "efficiency = seconds / wall")  # fmt: skip
+            "efficiency = seconds / wall", [r["clients"] for r in records])  # fmt: skip
 
 
 def _ratios(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
@@ -181,22 +205,16 @@ def _ratios(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
     _series(ax, records, lambda r: r["floor_ratio"], styles)
     ax.axhline(1.0, color=FLOOR_COLOUR, ls="--", lw=1, label="_ref")
     _finish(ax, "each strategy against the C floor (1.0: as good as C)",
-            "efficiency / the C floor's efficiency")  # fmt: skip
+            "efficiency / the C floor's efficiency", [r["clients"] for r in records])  # fmt: skip
 
 
-def _per_client(ax: Axes, records, value, ylabel: str, title: str, styles: _Styles) -> None:
-    rows = [r for r in records if _measured(r) and r["strategy"] != "sequential"]
-    _series(ax, rows, value, styles)
-    _finish(ax, title, ylabel, log_y=True)
-
-
-def _newest_server_picture(runs: Sequence[Run]) -> tuple[Run | None, list[Record]]:
-    """The newest run that measured both thread handlings, else the newest with server threads."""
-    for run in runs:
-        rows = [r for r in run.records if r.get("server_threads") is not None]
-        if len({r.get("thread_handling") for r in rows}) > 1:
-            return run, rows
-    return newest_with(runs, lambda r: r.get("server_threads") is not None)
+def _per_client(ax: Axes, records, value, floor: float, ylabel: str, title: str,
+                styles: _Styles) -> None:  # fmt: skip
+    rows = [r for r in records if r["strategy"] != "sequential"]
+    below = _series(ax, rows, value, styles, floor=floor)
+    resolution = "1 µs" if floor == CLOCK_MS else "4 KiB, a page"
+    _finish(ax, title, ylabel, [r["clients"] for r in rows], log_y=True, below=below,
+            floor=resolution)  # fmt: skip
 
 
 def _server(ax: Axes, records: Sequence[Record]) -> None:
@@ -217,24 +235,39 @@ def _server(ax: Axes, records: Sequence[Record]) -> None:
             ls="--" if handling == POOL_HANDLING else "-", color="k" if sleeping else "grey",
             label=f"{handling}, {when}",
         )  # fmt: skip
+        if sleeping and len(clients) > 1:
+            start = threads[0] - clients[0]  # at the fewest clients, less one thread each
+            ax.plot(clients, [start + n for n in clients], color="grey", lw=0.8, ls=":",
+                    label=f"{handling}: one more thread per added client")  # fmt: skip
     if by:
-        span = sorted({n for points in by.values() for n in points})
-        ax.plot([span[0], span[-1]], [span[0], span[-1]], color="grey", lw=0.8, ls=":",
-                label="one thread per connection")  # fmt: skip
-        ax.legend(fontsize="x-small", loc="upper left")
-    _finish(ax, "the server's side: a thread each, or a pool", "server threads", log_y=True)
+        # The records hold the server's threads while the clients sleep, not before the run:
+        # nothing to subtract, so the panel says what its count holds.
+        ax.legend(fontsize="x-small", loc="upper left", title_fontsize="x-small", title=(
+            "every thread of the server process: its own, its thread cache\n"
+            "(kept for reuse) and one per connection, anyone's: none subtracted"
+        ))  # fmt: skip
+    _finish(ax, "the server's side: a thread each, or a pool", "server threads (all of them)",
+            [r["clients"] for r in records])  # fmt: skip
 
 
-def _finish(ax: Axes, title: str, ylabel: str, log_y: bool = False) -> None:
-    """Title, labels, log axes with plain ticks; a panel no run has data for says so
-    (and stays linear: a log axis over no data is matplotlib's warning)."""
+def _finish(
+    ax: Axes, title: str, ylabel: str, clients: Sequence[int], log_y: bool = False,
+    below: int = 0, floor: str = "",
+) -> None:  # fmt: skip
+    """Title, labels, a log x axis with a tick at every client count measured, a log y
+    over a decade or more; a panel no run has data for says so (and stays linear: a log
+    axis over no data is matplotlib's warning), one with points under the resolution too."""
     ax.set(title=title, xlabel="clients", ylabel=ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    if not any(len(line.get_xdata()) for line in ax.lines if not line.get_label() == "_ref"):
+    if not clients:
         ax.text(0.5, 0.5, "no run has this yet", ha="center", va="center", transform=ax.transAxes)
         return
     ax.set_xscale("log")
-    plain_log_axis(ax, "x")
+    plain_log_axis(ax, "x", at=clients)
+    if len(set(clients)) > 8:
+        ax.tick_params(axis="x", labelrotation=45)
+    if below:
+        ax.set_xlabel(f"clients   (\u25bd {below} below resolution, {floor}: drawn at it)")
     ys = [y for line in ax.lines if line.get_label() != "_ref" for y in line.get_ydata() if y > 0]
     if log_y and ys and max(ys) / min(ys) >= 10:  # within a decade a log axis shows no tick
         ax.set_yscale("log")
