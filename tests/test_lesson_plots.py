@@ -1,4 +1,6 @@
-"""`daemonlab plot NAME` after the tour: every panel of daemonize, fork, spawn, cow, cpu, signals.
+"""`daemonlab plot NAME` from several runs: every run shows, nothing under an axis's floor.
+
+First, after the tour: every panel of daemonize, fork, spawn, cow, cpu, signals.
 
 The tour runs each lesson in several small runs, one part at a time (cpu's
 scaling, then its convoy); `plot NAME` then hands the figure the newest runs,
@@ -15,6 +17,7 @@ import re
 import pytest
 
 from lab import experiments, params, plotting
+from lab.experiments.sleep.plot import label as sleep_label
 from lab.results import ResultsStore
 from lab.runs import Run
 
@@ -70,3 +73,126 @@ def test_plot_after_the_tour_draws_every_panel_from_the_newest_run_with_its_part
     title = figure._suptitle.get_text()
     named = {int(n) for n in re.findall(r"\d+", title.split("(", 1)[1].split(";")[0])}
     assert named == newest, title  # the copies: the newest run with each part
+    assert not below_a_floor(figure), below_a_floor(figure)
+
+
+# -- every run given is drawn, and nothing under an axis's floor -------------------------
+#
+# From fixture records (no server, no sweep: each test draws in well under a second), in
+# the two shapes a figure is handed runs: the tour's (a slide, then a sweep) and a
+# notebook's list (lab.plot("sleep", [sweep, forked]): parts made by different front doors).
+
+
+def _labels(figure) -> set[str]:
+    """What the figure's legends name, and each panel's drawn series."""
+    legends = [*figure.legends, *(ax.get_legend() for ax in figure.axes)]
+    named = {t.get_text() for legend in legends if legend for t in legend.get_texts()}
+    return named | {line.get_label() for ax in figure.axes for line in ax.lines}
+
+
+def _panel(figure, title: str):
+    return next(ax for ax in figure.axes if ax.get_title().startswith(title))
+
+
+def _series(ax) -> set[str]:
+    return {line.get_label() for ax_line in [ax] for line in ax_line.lines}
+
+
+def below_a_floor(figure) -> list[str]:
+    """Every drawn point under its axis's floor: <= 0 on a log axis (matplotlib drops it
+    without a word), under the axis's lower limit on a linear one (cut off)."""
+    import math
+
+    out = []
+    for ax in figure.axes:
+        for line in ax.lines:
+            for axis, values in (("x", line.get_xdata()), ("y", line.get_ydata())):
+                if line.get_transform() == _axes_fraction(ax, axis):
+                    continue  # axhline's x, axvline's y: a fraction of the axes, no value
+                scale = ax.get_xscale() if axis == "x" else ax.get_yscale()
+                low = (ax.get_xlim() if axis == "x" else ax.get_ylim())[0]
+                floor = 0.0 if scale == "log" else low
+                under = [v for v in values if math.isfinite(v) and v <= floor and scale == "log"]
+                under += [v for v in values if math.isfinite(v) and v < floor - 1e-12]
+                if under:
+                    out.append(f"{ax.get_title()!r} {line.get_label()!r} {axis}: {under}")
+    return out
+
+
+def _axes_fraction(ax, axis: str):
+    return ax.get_yaxis_transform() if axis == "x" else ax.get_xaxis_transform()
+
+
+def _sleep_records(strategies, clients, seconds=0.5, **over) -> list[dict]:
+    """What a sleep run records, shaped as the lesson makes it (sequential takes N sleeps)."""
+    records = []
+    for n in clients:
+        for strategy, variant in strategies:
+            wall = seconds * (n if strategy == "sequential" else 1) * 1.004
+            records.append({
+                "strategy": strategy, "variant": variant, "clients": n, "seconds": seconds,
+                "wall_s": wall, "efficiency": seconds / wall, "connect_s": 0.002 * n,
+                "mib_per_client": -0.09 if strategy == "threads" and n == 4 else 0.03,
+                "server_threads": 40 + n, "server_idle_threads": 40 + n,
+                "thread_handling": "one-thread-per-connection", **over,
+            })  # fmt: skip
+    return records
+
+
+def _sleep_runs(*parts) -> list[Run]:
+    """Runs newest first, numbered: the last part given is the newest."""
+    runs = [
+        Run("sleep", {}, {"server_version": "10.11"}, records, status="ok", run_id=i + 1)
+        for i, records in enumerate(parts)
+    ]
+    return runs[::-1]
+
+
+TOUR_SLEEP = (
+    _sleep_records([("sequential", ""), ("threads", "")], [2], seconds=1.0),
+    _sleep_records([("threads", ""), ("fork", ""), ("asyncio", "asyncio/aiomysql")], [1, 8, 32]),
+)
+NOTEBOOK_SLEEP = (
+    _sleep_records([("threads", ""), ("asyncio", "asyncio/aiomysql")], [1, 4, 16, 64]),
+    _sleep_records([("fork", ""), ("pool", "fork")], [1, 4, 16, 64]),
+)
+
+
+@pytest.mark.parametrize("parts", [TOUR_SLEEP, NOTEBOOK_SLEEP], ids=["tour", "notebook"])
+def test_sleep_draws_every_run_it_is_given_in_its_panels_and_legend(parts) -> None:
+    runs = _sleep_runs(*parts)
+    figure = plotting.draw("sleep", runs)
+    assert f"runs {', '.join(str(r.run_id) for r in runs[::-1])}" in figure._suptitle.get_text()
+    shown = _labels(figure)
+    wall = _series(_panel(figure, "wall time"))
+    for run in runs:
+        for record in run.records:
+            name = sleep_label(record)
+            assert name in shown, (name, sorted(shown))
+            assert name in wall, (name, sorted(wall))
+    assert not below_a_floor(figure), below_a_floor(figure)
+
+
+def test_sleep_one_after_another_runs_through_every_sequential_point() -> None:
+    seq = _sleep_records([("sequential", "")], [1, 2, 4, 8], seconds=1.0)
+    figure = plotting.draw("sleep", _sleep_runs(seq))
+    wall = _panel(figure, "wall time")
+    line = next(x for x in wall.lines if x.get_label().startswith("one after another"))
+    drawn = dict(zip(line.get_xdata(), line.get_ydata(), strict=True))
+    for record in seq:  # a straight line through them on a log-log axis, at every count
+        assert drawn[record["clients"]] == pytest.approx(record["wall_s"], rel=1e-9)
+    assert [float(t) for t in wall.get_xticks()] == [1, 2, 4, 8]  # a tick at every count
+
+
+def test_sleep_memory_under_what_pss_resolves_is_drawn_at_it_and_said() -> None:
+    figure = plotting.draw("sleep", _sleep_runs(*NOTEBOOK_SLEEP))
+    memory = _panel(figure, "what a client holds")
+    drawn = [y for line in memory.lines for y in line.get_ydata()]
+    assert min(drawn) > 0, drawn
+    assert "below resolution" in memory.get_xlabel()
+
+
+def test_sleep_server_panel_says_what_its_thread_count_holds() -> None:
+    figure = plotting.draw("sleep", _sleep_runs(*TOUR_SLEEP))
+    legend = _panel(figure, "the server's side").get_legend()
+    assert "none subtracted" in legend.get_title().get_text()
