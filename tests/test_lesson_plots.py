@@ -196,3 +196,37 @@ def test_sleep_server_panel_says_what_its_thread_count_holds() -> None:
     figure = plotting.draw("sleep", _sleep_runs(*TOUR_SLEEP))
     legend = _panel(figure, "the server's side").get_legend()
     assert "none subtracted" in legend.get_title().get_text()
+
+
+def _ipc_records(links, sizes) -> list[dict]:
+    return [
+        {"transport": t, "pattern": p, "size": s, "rtt_median_us": 10.0 + i, "rtt_p99_us": 40.0,
+         "mb_per_s": 100.0 + i}
+        for s in sizes for i, (t, p) in enumerate(links)
+    ]  # fmt: skip
+
+
+def test_ipc_lists_the_same_links_at_every_size_and_each_reads_apart() -> None:
+    """The tour's two ipc stops time different links at different sizes: a size's panel
+    without zmq must say so, not make the links it has look fastest."""
+    kernel = [("pipe", "pipe"), ("pipe", "C floor"), ("unix", "stream"), ("unix", "dgram"),
+              ("unix", "C floor"), ("tcp", "C floor")]  # fmt: skip
+    brokers = [("zmq", "req-rep ipc"), ("zmq", "req-rep tcp"), ("zmq", "push-pull ipc")]
+    runs = [
+        Run("ipc", {}, {}, _ipc_records(brokers, [64, 65536]), status="ok", run_id=2),
+        Run("ipc", {}, {}, _ipc_records(kernel, [64, 1 << 20]), status="ok", run_id=1),
+    ]
+    figure = plotting.draw("ipc", runs)
+    panels = [ax for ax in figure.axes if ax.get_title().endswith(("messages", "timed)"))]
+    assert len(panels) == 3
+    every = {f"{t} {p}" for t, p in kernel + brokers}
+    for ax in panels:
+        rows = {t.get_text() for t in ax.get_yticklabels()}
+        assert rows == every, (ax.get_title(), every ^ rows)
+        said = [t.get_text() for t in ax.texts if t.get_text().startswith("not timed")]
+        bars = [b for b in ax.patches if b.get_width() > 0]
+        assert len(said) + len(bars) == len(every), ax.get_title()
+        looks = [(b.get_facecolor(), b.get_hatch()) for b in bars]
+        assert len(set(looks)) == len(looks), ax.get_title()  # zmq's, unix's, the floors'
+    assert not below_a_floor(figure), below_a_floor(figure)
+    assert "runs 1, 2" in figure._suptitle.get_text()
