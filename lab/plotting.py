@@ -36,6 +36,7 @@ __all__ = [
     "PLOT_RUNS",
     "colour",
     "draw",
+    "human",
     "newest_per",
     "newest_with",
     "plain_log_axis",
@@ -141,6 +142,14 @@ def plain_log_axis(ax: Axes, which: str = "x", at: Iterable[float] = ()) -> None
     if ticks:
         axis.set_major_locator(FixedLocator(ticks))
         axis.set_minor_locator(NullLocator())
+
+
+def human(value: float) -> str:
+    """A value as a label on a figure: three significant figures, thousands separated
+    (14,900 and 0.0123, never 1.49e+04)."""
+    if abs(value) >= 100:
+        return f"{float(f'{value:.3g}'):,.0f}"
+    return f"{value:.3g}"
 
 
 def _plain(value: float) -> str:

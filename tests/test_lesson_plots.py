@@ -106,7 +106,8 @@ def below_a_floor(figure) -> list[str]:
     out = []
     for ax in figure.axes:
         for line in ax.lines:
-            for axis, values in (("x", line.get_xdata()), ("y", line.get_ydata())):
+            xy = line.get_xydata()  # in numbers, also on a categorical axis
+            for axis, values in (("x", xy[:, 0]), ("y", xy[:, 1])):
                 if line.get_transform() == _axes_fraction(ax, axis):
                     continue  # axhline's x, axvline's y: a fraction of the axes, no value
                 scale = ax.get_xscale() if axis == "x" else ax.get_yscale()
@@ -230,3 +231,51 @@ def test_ipc_lists_the_same_links_at_every_size_and_each_reads_apart() -> None:
         assert len(set(looks)) == len(looks), ax.get_title()  # zmq's, unix's, the floors'
     assert not below_a_floor(figure), below_a_floor(figure)
     assert "runs 1, 2" in figure._suptitle.get_text()
+
+
+def _texts(figure) -> list[str]:
+    return [t.get_text() for ax in figure.axes for t in ax.texts] + [
+        t.get_text() for ax in figure.axes for t in ax.get_yticklabels() + ax.get_xticklabels()
+    ]
+
+
+def test_worker_bars_say_their_values_and_their_axis_has_ticks() -> None:
+    """The tour's worker stops measure one count of jobs at once: bars, a hundredfold apart."""
+    records = [
+        {"part": "throughput", "system": system, "model": model, "setting": "default",
+         "workers": 2, "job": "noop", "jobs_per_s": jobs, "pickup_p50_ms": pickup,
+         "pickup_p99_ms": 2 * pickup, "cpu_ms_per_job": cpu}
+        for system, model, jobs, pickup, cpu in (
+            ("lab", "threads", 4210.0, 0.4, 0.21), ("rq", "fork-per-job", 61.5, 3.2, 14.0),
+            ("arq", "asyncio", 1630.0, 480.0, 0.61),
+        )
+    ]  # fmt: skip
+    figure = plotting.draw("worker", [Run("worker", {}, {}, records, status="ok", run_id=1)])
+    for ax in figure.axes:
+        labels = {t.get_text() for t in ax.texts}
+        assert len(labels) >= 3, (ax.get_title(), labels)  # a value on every bar
+        low, high = ax.get_ylim()
+        shown = [t for t in ax.get_yticks() if low <= t <= high]
+        assert len(shown) >= 3, (ax.get_title(), shown)  # an axis that can be read
+    assert {"4,210", "61.5", "1,630"} <= set(_texts(figure))
+    assert not below_a_floor(figure), below_a_floor(figure)
+
+
+def test_cron_crossings_read_as_numbers_and_both_daemons_show() -> None:
+    ticks = [
+        {"part": "ticks", "strategy": s, "rate": 2.0, "cpu_ms_per_job": cpu, "mb_s_per_job": mb}
+        for s, cpu, mb in (("cron", 223.8, 12.3), ("daemon-redis", 0.65, 19.3),
+                           ("daemon-signal", 0.58, 19.3))
+    ]  # fmt: skip
+    idle = [
+        {"part": "idle", "strategy": s, "idle_cpu_ms_per_s": cpu, "rss_mb": 38.6}
+        for s, cpu in (("daemon-redis", 0.29), ("daemon-signal", 0.0))
+    ]
+    figure = plotting.draw("cron", [Run("cron", {}, {}, ticks + idle, status="ok", run_id=1)])
+    crossings = [t for t in _texts(figure) if t.endswith("/h")]
+    assert "11,300/h" in crossings, crossings  # 3.13/s, never 1.13e+04/h
+    for ax in figure.axes[:2]:
+        styles = {
+            (x.get_linestyle(), x.get_linewidth()) for x in ax.lines if "daemon" in x.get_label()
+        }
+        assert len(styles) == 2, styles  # the daemons' lines coincide: drawn apart, both seen

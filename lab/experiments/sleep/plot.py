@@ -167,8 +167,8 @@ def _wall(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
         one_call = _one_call(records, scaled) or (unit or 1.0)
         xs = sorted({*np.geomspace(clients[0], clients[-1], 64), *clients})
         ax.plot(xs, [unit or 1.0] * len(xs), "k--", lw=1, label="ideal: one sleep")
-        ax.plot(xs, [n * one_call for n in xs], "k:", lw=1,
-                label=f"one after another: N x {one_call:.3g} {'s' if unit else 'sleep'}")  # fmt: skip
+        per = f"{one_call:.3g} {'s' if unit else 'sleep'}"
+        ax.plot(xs, [n * one_call for n in xs], "k:", lw=1, label=f"one after another: N x {per}")
     title = "wall time of the query phase" + (f": SELECT SLEEP({unit:g})" if unit else "")
     ylabel = "wall s" if unit else "wall, in sleeps (wall_s / seconds)"
     _finish(ax, title, ylabel, clients, log_y=True, below=below, floor="1 µs")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.plotting import PALETTE, colour, newest_with, plain_log_axis, used
+from lab.plotting import PALETTE, colour, human, newest_with, plain_log_axis, used
 from lab.runs import Run
 
 if TYPE_CHECKING:
@@ -116,8 +116,21 @@ def _bars(ax, records: list[dict[str, Any]], key: str) -> None:
             ecolor="black",
             capsize=4,
         )
+    ax.bar_label(ax.containers[0], labels=[human(v) for v in values], fontsize="small")
     ax.tick_params(axis="x", rotation=30)
     ax.set_xlabel(f"{records[0]['workers']} jobs at once")
+
+
+def _scale(ax, values: list[float], scale: str) -> None:
+    """Log where the systems differ tenfold or more, with a tick at 1, 2 and 5 of every
+    decade (one decade showed a single tick); linear where they are closer."""
+    from matplotlib.ticker import LogLocator
+
+    positive = [v for v in values if v > 0]
+    if scale == "log" and positive and max(positive) / min(positive) >= 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        plain_log_axis(ax, "y")
 
 
 def draw(runs: Sequence[Run]) -> Figure:
@@ -138,8 +151,7 @@ def draw(runs: Sequence[Run]) -> Figure:
         several = len({r["workers"] for r in records}) > 1
         for (key, label, scale), ax in zip(PANELS, row, strict=True):
             (_lines if several else _bars)(ax, records, key)
-            ax.set_yscale(scale)
-            plain_log_axis(ax, "y")
+            _scale(ax, [r[key] for r in records], scale)
             ax.set_ylabel(label)
             ax.set_title(f"{job} jobs: {label.split(',')[0]}")
             ax.grid(which="both", alpha=0.3)
