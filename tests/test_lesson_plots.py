@@ -279,3 +279,31 @@ def test_cron_crossings_read_as_numbers_and_both_daemons_show() -> None:
             (x.get_linestyle(), x.get_linewidth()) for x in ax.lines if "daemon" in x.get_label()
         }
         assert len(styles) == 2, styles  # the daemons' lines coincide: drawn apart, both seen
+
+
+def test_managers_stop_boxes_hold_their_words() -> None:
+    managers = ("supervisord", "circus", "honcho", "monit", "lab")
+    records = [
+        {"event": "stop", "manager": m, "final_state": "stopped", "signal": "TERM",
+         "children_stopped": m != "honcho", "grandchild_survived": True}
+        for m in managers
+    ] + [
+        {"event": "kill-9", "manager": m, "final_state": "running", "latency_ms": 40.0 + i,
+         "latencies_ms": [40.0 + i]}
+        for i, m in enumerate(managers)
+    ]  # fmt: skip
+    figure = plotting.draw("managers", [Run("managers", {}, {}, records, status="ok", run_id=1)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    stops = _panel(figure, "after a stop")
+    boxes = [p.get_window_extent(renderer) for p in stops.patches]
+    words = [t for t in stops.texts if t.get_text() in ("alive", "stopped")]
+    assert len(words) == 2 * len(managers) == len(boxes)
+    for word in words:
+        extent = word.get_window_extent(renderer)
+        assert any(
+            b.x0 <= extent.x0 and extent.x1 <= b.x1 and b.y0 <= extent.y0 and extent.y1 <= b.y1
+            for b in boxes
+        ), (word.get_text(), extent)

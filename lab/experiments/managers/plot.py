@@ -80,15 +80,24 @@ def _crash_loops(ax: Axes, records: list[dict]) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
+#: A stop's box: this much of a manager's column (1 data unit) and of a row.
+BOX = 0.86
+
+
 def _stops(ax: Axes, records: list[dict]) -> None:
+    from matplotlib.patches import Rectangle
+
     ax.set_title("after a stop: still alive?")
     rows = [("child", "children_stopped", False), ("grandchild", "grandchild_survived", True)]
     for x, record in enumerate(records):
         for y, (_, key, alive_when) in enumerate(rows):
             alive = record[key] is alive_when
-            ax.scatter(x, y, s=700, marker="s", color="#d62728" if alive else "#2ca02c")
+            # A box in data units, as wide as a manager's column: a marker keeps its size in
+            # points whatever the column's width, and "stopped" ran over it.
+            ax.add_patch(Rectangle((x - BOX / 2, y - BOX / 2.5), BOX, BOX / 1.25,
+                                   color="#d62728" if alive else "#2ca02c"))  # fmt: skip
             ax.annotate("alive" if alive else "stopped", (x, y), ha="center", va="center",
-                        fontsize="x-small", color="white")  # fmt: skip
+                        fontsize="small", color="white")  # fmt: skip
         ax.annotate(record["signal"], (x, -0.6), ha="center", fontsize="small")
     ax.set_xticks(range(len(records)), [r["manager"] for r in records], rotation=20)
     ax.set_yticks(range(len(rows)), [name for name, _, _ in rows])
