@@ -307,3 +307,25 @@ def test_managers_stop_boxes_hold_their_words() -> None:
             b.x0 <= extent.x0 and extent.x1 <= b.x1 and b.y0 <= extent.y0 and extent.y1 <= b.y1
             for b in boxes
         ), (word.get_text(), extent)
+
+
+def test_prefork_legend_covers_no_bar() -> None:
+    """Notebook 10 compares six servers in one group: their legend sat on their bars."""
+    servers = ("prefork", "threads", "asyncio", "gunicorn-sync", "gunicorn-gthread", "uwsgi")
+    records = [
+        {"part": "compare", "app": "hello", "workers": 3, "concurrency": 32, "keepalive": True,
+         "server": s, "rps": 9000.0 - 50 * i, "p99_ms": 3.0 + i}
+        for i, s in enumerate(servers)
+    ]  # fmt: skip
+    figure = plotting.draw("prefork", [Run("prefork", {}, {}, records, status="ok", run_id=1)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    legends = [*figure.legends, *(ax.get_legend() for ax in figure.axes if ax.get_legend())]
+    assert {t.get_text() for legend in legends for t in legend.get_texts()} == set(servers)
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in figure.axes:
+            for bar in ax.patches:
+                assert not box.overlaps(bar.get_window_extent(renderer)), ax.get_title()

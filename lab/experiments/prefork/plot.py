@@ -96,7 +96,10 @@ def draw(runs: Sequence[Run]) -> Figure:
         throughput, tail = axes.pop(0), axes.pop(0)
         _bars(throughput, compare, "rps", "requests per second")
         throughput.set_title("throughput (tuned peers: 2 x cores + 1 workers)", fontsize="medium")
-        throughput.legend(fontsize="small")
+        handles, labels = throughput.get_legend_handles_labels()
+        # Below the panels: inside one, six servers' names covered the bars they name.
+        figure.legend(handles, labels, loc="outside lower center", fontsize="small",
+                      ncols=min(len(labels), 6), frameon=False)  # fmt: skip
         _bars(tail, compare, "p99_ms", "p99 latency, ms")
         tail.set_title("the tail", fontsize="medium")
     if shocks:
