@@ -23,6 +23,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lab.plotting import colour, newest_per, plain_log_axis, used
@@ -41,10 +42,22 @@ OFFSET = 0.035
 POOL_HANDLING = "pool-of-threads"
 FLOOR = "c-floor"
 FLOOR_COLOUR = "#7f7f7f"
-#: What the measurements resolve, the floor of a log axis: perf_counter_ns' wall and connect
-#: times are read to the µs here; PSS differs by whole 4 KiB pages (proc(5), smaps_rollup).
-CLOCK_MS = 0.001
-PAGE_MIB = 4 / 1024
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a figure resolves at N clients (the floor of its axis), and its name on a panel."""
+
+    at: Callable[[int], float]
+    words: str
+
+
+#: Wall and connect times are read to the µs here (perf_counter_ns, rounded in the records).
+CLOCK_S = Resolution(lambda n: 1e-6, "1 µs")
+CLOCK_MS = Resolution(lambda n: 1e-3, "1 µs")
+#: PSS is counted in whole KiB (proc(5): smaps_rollup's "kB"): one KiB over all N clients.
+PSS_MIB = Resolution(lambda n: 1 / 1024 / n, "1 KiB / clients")
+NONE = Resolution(lambda n: float("-inf"), "")
 
 
 def label(record: Record) -> str:
@@ -72,7 +85,7 @@ def draw(runs: list[Run]) -> Figure:
     )  # fmt: skip
     _per_client(
         mem_ax, [r for r in measured if r.get("mib_per_client") is not None],
-        lambda r: r["mib_per_client"], PAGE_MIB,
+        lambda r: r["mib_per_client"], PSS_MIB,
         "MiB per client at the plateau (PSS)", "what a client holds while it waits", styles,
     )  # fmt: skip
     _server(server_ax, [r for r in measured if r.get("server_threads") is not None])
@@ -124,7 +137,12 @@ def _grouped(records: Sequence[Record], value: Callable[[Record], float]) -> dic
 
 
 def _series(
-    ax: Axes, records: Sequence[Record], value, styles: _Styles, floor: float = 0.0, **kw: Any
+    ax: Axes,
+    records: Sequence[Record],
+    value,
+    styles: _Styles,
+    floor: Resolution = NONE,
+    **kw: Any,
 ) -> int:
     """One line per label (median, with a min-max band where repeated), offset side by side.
     A median under `floor` (what the measurement resolves) is drawn at the floor, hollow:
@@ -136,14 +154,15 @@ def _series(
         shift = 1 + OFFSET * (k - (len(groups) - 1) / 2)
         xs = [n * shift for n in clients]
         medians = [statistics.median(by_clients[n]) for n in clients]
-        styles.plot(ax, name, xs, [max(m, floor) for m in medians], **kw)
-        under = [(x, floor) for x, m in zip(xs, medians, strict=True) if m < floor]
+        floors = [floor.at(n) for n in clients]
+        styles.plot(ax, name, xs, [max(m, f) for m, f in zip(medians, floors, strict=True)], **kw)
+        under = [(x, f) for x, m, f in zip(xs, medians, floors, strict=True) if m < f]
         if under:
             below += len(under)
             ax.plot(*zip(*under, strict=True), "v", mfc="white", ms=9, color=colour(name),
                     label="_below")  # fmt: skip
-        lows = [max(min(by_clients[n]), floor) for n in clients]
-        highs = [max(max(by_clients[n]), floor) for n in clients]
+        lows = [max(min(by_clients[n]), floor.at(n)) for n in clients]
+        highs = [max(max(by_clients[n]), floor.at(n)) for n in clients]
         if lows != highs:
             ax.fill_between(xs, lows, highs, color=colour(name), alpha=0.18, lw=0)
     return below
@@ -159,7 +178,7 @@ def _wall(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
     def scaled(r: Record) -> float:
         return r["wall_s"] if unit else r["wall_s"] / r["seconds"]
 
-    below = _series(ax, records, scaled, styles, floor=CLOCK_MS / 1000)
+    below = _series(ax, records, scaled, styles, floor=CLOCK_S)
     clients = sorted({r["clients"] for r in records})
     if clients:
         import numpy as np
@@ -171,7 +190,7 @@ def _wall(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
         ax.plot(xs, [n * one_call for n in xs], "k:", lw=1, label=f"one after another: N x {per}")
     title = "wall time of the query phase" + (f": SELECT SLEEP({unit:g})" if unit else "")
     ylabel = "wall s" if unit else "wall, in sleeps (wall_s / seconds)"
-    _finish(ax, title, ylabel, clients, log_y=True, below=below, floor="1 µs")
+    _finish(ax, title, ylabel, clients, log_y=True, below=below, floor=CLOCK_S)
 
 
 def _one_call(records: Sequence[Record], value: Callable[[Record], float]) -> float | None:
@@ -208,37 +227,43 @@ def _ratios(ax: Axes, records: Sequence[Record], styles: _Styles) -> None:
             "efficiency / the C floor's efficiency", [r["clients"] for r in records])  # fmt: skip
 
 
-def _per_client(ax: Axes, records, value, floor: float, ylabel: str, title: str,
+def _per_client(ax: Axes, records, value, floor: Resolution, ylabel: str, title: str,
                 styles: _Styles) -> None:  # fmt: skip
     rows = [r for r in records if r["strategy"] != "sequential"]
     below = _series(ax, rows, value, styles, floor=floor)
-    resolution = "1 µs" if floor == CLOCK_MS else "4 KiB, a page"
     _finish(ax, title, ylabel, [r["clients"] for r in rows], log_y=True, below=below,
-            floor=resolution)  # fmt: skip
+            floor=floor)  # fmt: skip
 
 
 def _server(ax: Axes, records: Sequence[Record]) -> None:
     """Server threads against connections, while they sleep and while they sit idle (the
-    median of every strategy's reading at that count)."""
+    median of every strategy's reading at that count), a line per server: the one found
+    and a throwaway one hold different threads of their own."""
     by: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    several = len({r.get("server") for r in records}) > 1
     for record in records:
         handling = record.get("thread_handling") or "?"
+        server = f"{record.get('server')} " * several + handling
         for key, when in (("server_threads", "sleeping"), ("server_idle_threads", "idle")):
             if record.get(key) is not None:
-                by[handling, when][record["clients"]].append(record[key])
-    for (handling, when), points in sorted(by.items()):
+                by[server, when][record["clients"]].append(record[key])
+    reference = "one more thread per added client, from each line's first"
+    for (server, when), points in sorted(by.items()):
         clients = sorted(points)
         sleeping = when == "sleeping"
         threads = [statistics.median(points[n]) for n in clients]
         ax.plot(
             clients, threads, marker="o" if sleeping else "s",
-            ls="--" if handling == POOL_HANDLING else "-", color="k" if sleeping else "grey",
-            label=f"{handling}, {when}",
+            color=colour(server) if several else "k" if sleeping else "grey",
+            alpha=1 if sleeping else 0.5, label=f"{server}, {when}",
+            # a pool that grows a thread per sleep lies on a thread each: thin dashes over wide
+            **({"ls": "--", "lw": 1.2} if server.endswith(POOL_HANDLING) else {"lw": 3}),
         )  # fmt: skip
         if sleeping and len(clients) > 1:
             start = threads[0] - clients[0]  # at the fewest clients, less one thread each
             ax.plot(clients, [start + n for n in clients], color="grey", lw=0.8, ls=":",
-                    label=f"{handling}: one more thread per added client")  # fmt: skip
+                    label=reference)  # fmt: skip
+            reference = "_" + reference  # one entry in the legend
     if by:
         # The records hold the server's threads while the clients sleep, not before the run:
         # nothing to subtract, so the panel says what its count holds.
@@ -252,7 +277,7 @@ def _server(ax: Axes, records: Sequence[Record]) -> None:
 
 def _finish(
     ax: Axes, title: str, ylabel: str, clients: Sequence[int], log_y: bool = False,
-    below: int = 0, floor: str = "",
+    below: int = 0, floor: Resolution = NONE,
 ) -> None:  # fmt: skip
     """Title, labels, a log x axis with a tick at every client count measured, a log y
     over a decade or more; a panel no run has data for says so (and stays linear: a log
@@ -267,7 +292,7 @@ def _finish(
     if len(set(clients)) > 8:
         ax.tick_params(axis="x", labelrotation=45)
     if below:
-        ax.set_xlabel(f"clients   (\u25bd {below} below resolution, {floor}: drawn at it)")
+        ax.set_xlabel(f"clients   (\u25bd {below} below resolution, {floor.words}: drawn at it)")
     ys = [y for line in ax.lines if line.get_label() != "_ref" for y in line.get_ydata() if y > 0]
     if log_y and ys and max(ys) / min(ys) >= 10:  # within a decade a log axis shows no tick
         ax.set_yscale("log")
