@@ -5,12 +5,14 @@ store holds runs from several machines (a room sharing one MySQL store), the
 newest run of each machine, one section each. A section holds:
 
 - one sentence saying what the figures show, built from them (lab.sentences);
-- the experiment's own figure (lab.plotting.draw), saved beside the page;
-- its table(s), every column of the experiment's COLUMNS (a page has room);
+- the experiment's own figure (lab.plotting.draw), saved beside the page,
+  opening at full size when clicked;
+- its table(s), every column of the experiment's COLUMNS, folded away;
 - the machine's fingerprint (lab.env), folded away under the table.
 
 Experiments with no stored run are named at the end, each with the command
-that makes one. Plain HTML and CSS, no script, nothing fetched from
+that makes one; a store with no run at all makes no page, but one line
+saying what to run. Plain HTML and CSS, no script, nothing fetched from
 anywhere: the page opens from a USB stick in a browser with no network.
 """
 
@@ -25,18 +27,23 @@ from typing import Any
 
 __all__ = ["Section", "add_parser", "sections", "write"]
 
+#: A figure is 14 to 20 inches wide at 120 dpi (1,700 to 2,400 px): the page takes the
+#: screen's whole width (up to 100rem) so that at 1,280 px one shows at half its size or
+#: more; each opens at full size when clicked. Tables fold away (every column of every
+#: record: 24,500 px of page open) and scroll in their own box, never the page.
 _STYLE = """
-body { font: 16px/1.45 system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; }
+body { font: 16px/1.45 system-ui, sans-serif; max-width: 100rem; margin: 2rem auto; padding: 0 1rem; }
 h1 { margin-bottom: 0.2rem; } .meta { color: #555; margin-top: 0; }
 section { border-top: 1px solid #ccc; margin-top: 2.5rem; padding-top: 0.5rem; }
 .says { font-size: 1.2rem; background: #f3f6fa; border-left: 4px solid #1f77b4; padding: 0.5rem 0.8rem; }
 img { max-width: 100%; height: auto; display: block; margin: 1rem 0; }
+.table { overflow-x: auto; } summary { cursor: pointer; color: #1f4e79; }
 table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.85rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.2rem 0.6rem; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 caption { text-align: left; font-weight: bold; padding: 0.3rem 0; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.1rem 1rem; font-size: 0.85rem; }
-dt { color: #555; } .missing { color: #a33; }
+dt { color: #555; } dd { margin: 0; overflow-wrap: anywhere; } .missing { color: #a33; }
 """  # noqa: E501
 
 
@@ -62,11 +69,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from lab.errors import LabError
     from lab.results import ResultsStore
 
     with ResultsStore(readonly=True) as store:
         found, missing = sections(store)
         where = store.where
+    if not found:  # a page of nothing but "not run yet" tells less than this line
+        raise LabError(
+            f"no runs stored in {where}: make some first (`daemonlab tour`, or "
+            "`daemonlab run NAME`), or point LAB_RESULTS at a store that has them"
+        )
     page = write(Path(args.output), found, missing, where)
     machines = len({s.machine for s in found})
     print(f"wrote {page}: {len(found)} sections from {machines} machine(s)")
@@ -165,7 +178,8 @@ def _figure(folder: Path, module: Any, runs: list[Any]) -> str:
         plotting.save(plotting.draw(module.NAME, runs), folder / name)
     except LabError as exc:  # a run without the part its figure draws: say so, keep the rest
         return f'<p class="missing">no figure: {_e(exc)}</p>'
-    return f'<img src="{_e(name)}" alt="{_e(module.NAME)}, run {run.run_id}">'
+    image = f'<img src="{_e(name)}" alt="{_e(module.NAME)}, run {run.run_id}">'
+    return f'<a href="{_e(name)}" title="full size">{image}</a>'
 
 
 def _tables(module: Any, run: Any) -> list[str]:
@@ -178,11 +192,12 @@ def _tables(module: Any, run: Any) -> list[str]:
         rows = ["<tr>" + "".join(_cell(c, r.get(c.key)) for c in shown) + "</tr>" for r in records]
         caption = f"{module.NAME} {part}".strip()
         tables.append(
-            f"<table><caption>{_e(caption)}</caption><thead><tr>"
+            f"<details><summary>the table: {_e(caption)}, {len(rows)} rows</summary>"
+            f'<div class="table"><table><thead><tr>'
             + "".join(f"<th>{_e(c.title)}</th>" for c in shown)
             + "</tr></thead><tbody>"
             + "".join(rows)
-            + "</tbody></table>"
+            + "</tbody></table></div></details>"
         )
     return tables
 

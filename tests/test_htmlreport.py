@@ -16,12 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from lab import children, experiments
+from lab import children, experiments, htmlreport, plotting
 from lab.env import fingerprint
+from lab.errors import LabError
 from lab.results import ResultsStore
 from lab.runs import Run
 from lab.sentences import sentence
 from tests.conftest import run_cli
+
+#: The page is read on a projector's width (a workshop's 1280 x 800).
+WIDTH = 1280
 
 #: Quick real runs of three lessons: a table, a figure and a sentence each.
 RUNS = (
@@ -95,8 +99,27 @@ def test_the_page_loads_in_chromium_with_no_error_and_every_image_renders(page, 
     assert seen["errors"] == []
     images = seen["images"]
     assert len(images) == 4
-    for src, width, height in images:
+    for src, width, height, _shown in images:
         assert width > 0 and height > 0, src
+
+
+def test_at_1280_px_the_page_has_no_sideways_scroll_and_figures_at_half_size_or_more(
+    page, tmp_path, no_leaks
+):
+    """A projector's 1,280 px: the page scrolls only down, every figure shows at half
+    its natural size or more (the fork checklist's text was 6 px at a third), and the
+    tables are folded: open, every column of every record made a page 24,500 px tall."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("no chromium here: apt-get install chromium (.ci/run installs it)")
+    seen = open_in_chromium(browser, page, tmp_path / "profile")
+    assert seen["wide"] <= WIDTH, seen["wide"]  # no horizontal scrollbar
+    for src, width, _height, shown in seen["images"]:
+        assert shown >= width / 2, (src, shown, width)
+    sections = len(seen["images"])
+    assert seen["tall"] < 1_000 * sections, seen["tall"]
+    text = page.read_text()
+    assert text.count("<details><summary>the table") == text.count("<table>") > 0
 
 
 def open_in_chromium(browser: str, page: Path, profile: Path) -> dict:
@@ -153,6 +176,8 @@ def _load(ws, page: Path) -> dict:
 
     for method in ("Page.enable", "Runtime.enable", "Log.enable"):
         send(method)
+    send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=800, deviceScaleFactor=1,
+         mobile=False)  # fmt: skip
     send("Page.navigate", url=page.as_uri())
     errors: list[str] = []
     loaded = False
@@ -171,12 +196,14 @@ def _load(ws, page: Path) -> dict:
             loaded = True
             asked = send(
                 "Runtime.evaluate",
-                expression="JSON.stringify(Array.from(document.images,"
-                " i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]))",
+                expression="JSON.stringify({images: Array.from(document.images,"
+                " i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight, i.width]),"
+                " wide: document.documentElement.scrollWidth,"
+                " tall: document.documentElement.scrollHeight})",
                 returnByValue=True,
             )
         elif asked is not None and message.get("id") == asked:
-            return {"errors": errors, "images": json.loads(message["result"]["result"]["value"])}
+            return {"errors": errors, **json.loads(message["result"]["result"]["value"])}
     raise AssertionError(f"the page did not load within 30 s (errors so far: {errors})")
 
 
@@ -201,3 +228,35 @@ def test_a_sentence_says_what_the_figures_show_from_the_figures():
     # A record shape the lesson's sentence does not know: the figure's range instead.
     odd = [{"strategy": "threads", "clients": 2, "efficiency": 0.5, "wall_s": 2.0}]
     assert sentence(sleep, Run("sleep", {}, {}, odd)) == "efficiency 0.500 in every case."
+
+
+def test_a_report_of_an_empty_store_is_one_line_saying_what_to_run(tmp_path):
+    store = tmp_path / "empty.db"
+    ResultsStore(store).close()  # a store, with no run in it
+    done = run_cli("report", "-o", str(tmp_path / "page"), env={"LAB_RESULTS": str(store)})
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "daemonlab tour" in done.stderr, done.stderr
+    assert not (tmp_path / "page").exists()  # no page of nothing
+
+
+def test_a_wide_table_scrolls_in_its_own_box_not_the_page(tmp_path, monkeypatch, no_leaks):
+    """sleep's table has 22 columns: opened, it must not widen the page."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("no chromium here: apt-get install chromium (.ci/run installs it)")
+    sleep = experiments.load("sleep")
+    record = {c.key: 1234 if c.format.endswith("d") else 1234.5678 for c in sleep.COLUMNS} | {
+        "strategy": "asyncio", "variant": "uvloop/asyncmy", "clients": 10_000, "seconds": 1.0,
+        "note": "a note of some length, as the lesson writes them", "thread_handling": "pool",
+    }  # fmt: skip
+    run = Run("sleep", {}, fingerprint(), [record], status="ok", started="x", run_id=1)
+    monkeypatch.setattr(plotting, "draw", _not_drawn)  # the table is what this is about
+    section = htmlreport.Section(sleep, run, "here", [run])
+    page = htmlreport.write(tmp_path / "page", [section], [], "a store")
+    page.write_text(page.read_text().replace("<details>", "<details open>"))  # as if clicked
+    seen = open_in_chromium(browser, page, tmp_path / "profile")
+    assert seen["wide"] <= WIDTH, seen["wide"]
+
+
+def _not_drawn(*_args):
+    raise LabError("not drawn in this test")
