@@ -240,7 +240,8 @@ def _texts(figure) -> list[str]:
 
 
 def test_worker_bars_say_their_values_and_their_axis_has_ticks() -> None:
-    """The tour's worker stops measure one count of jobs at once: bars, a hundredfold apart."""
+    """The tour's worker stops measure one count of jobs at once: bars, a hundredfold apart;
+    each stop is a run, and both are drawn."""
     records = [
         {"part": "throughput", "system": system, "model": model, "setting": "default",
          "workers": 2, "job": "noop", "jobs_per_s": jobs, "pickup_p50_ms": pickup,
@@ -250,7 +251,13 @@ def test_worker_bars_say_their_values_and_their_axis_has_ticks() -> None:
             ("arq", "asyncio", 1630.0, 480.0, 0.61),
         )
     ]  # fmt: skip
-    figure = plotting.draw("worker", [Run("worker", {}, {}, records, status="ok", run_id=1)])
+    io = [dict(r, job="io", workers=8) for r in records]  # the tour's second stop, run apart
+    runs = [Run("worker", {}, {}, io, status="ok", run_id=2),
+            Run("worker", {}, {}, records, status="ok", run_id=1)]  # fmt: skip
+    figure = plotting.draw("worker", runs)
+    assert "runs 1, 2" in figure._suptitle.get_text()
+    titles = {ax.get_title().split(":")[0] for ax in figure.axes}
+    assert titles == {"noop jobs", "io jobs"}, titles
     for ax in figure.axes:
         labels = {t.get_text() for t in ax.texts}
         assert len(labels) >= 3, (ax.get_title(), labels)  # a value on every bar
@@ -281,7 +288,7 @@ def test_cron_crossings_read_as_numbers_and_both_daemons_show() -> None:
         assert len(styles) == 2, styles  # the daemons' lines coincide: drawn apart, both seen
 
 
-def test_managers_stop_boxes_hold_their_words() -> None:
+def test_managers_draws_both_tour_runs_and_its_stop_boxes_hold_their_words() -> None:
     managers = ("supervisord", "circus", "honcho", "monit", "lab")
     records = [
         {"event": "stop", "manager": m, "final_state": "stopped", "signal": "TERM",
@@ -292,7 +299,15 @@ def test_managers_stop_boxes_hold_their_words() -> None:
          "latencies_ms": [40.0 + i]}
         for i, m in enumerate(managers)
     ]  # fmt: skip
-    figure = plotting.draw("managers", [Run("managers", {}, {}, records, status="ok", run_id=1)])
+    kills = [r for r in records if r["event"] == "kill-9"]
+    stops = [r for r in records if r["event"] == "stop"]
+    runs = [Run("managers", {}, {}, stops, status="ok", run_id=2),
+            Run("managers", {}, {}, kills, status="ok", run_id=1)]  # fmt: skip
+    figure = plotting.draw("managers", runs)
+    assert "runs 1, 2" in figure._suptitle.get_text()
+    for title in ("kill -9", "after a stop"):
+        ticks = {t.get_text() for t in _panel(figure, title).get_xticklabels()}
+        assert ticks == set(managers), (title, ticks)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(figure).get_renderer()
@@ -309,15 +324,25 @@ def test_managers_stop_boxes_hold_their_words() -> None:
         ), (word.get_text(), extent)
 
 
-def test_prefork_legend_covers_no_bar() -> None:
-    """Notebook 10 compares six servers in one group: their legend sat on their bars."""
+def test_prefork_draws_both_of_notebook_10s_runs_and_its_legend_covers_no_bar() -> None:
+    """Notebook 10 compares six servers in one group (their legend sat on their bars),
+    and draws it with the signals' run: both runs show."""
     servers = ("prefork", "threads", "asyncio", "gunicorn-sync", "gunicorn-gthread", "uwsgi")
     records = [
         {"part": "compare", "app": "hello", "workers": 3, "concurrency": 32, "keepalive": True,
          "server": s, "rps": 9000.0 - 50 * i, "p99_ms": 3.0 + i}
         for i, s in enumerate(servers)
     ]  # fmt: skip
-    figure = plotting.draw("prefork", [Run("prefork", {}, {}, records, status="ok", run_id=1)])
+    events = [
+        {"part": "events", "event": e, "recovery_ms": 120.0, "failed": 0}
+        for e in ("HUP", "TTIN", "kill -9")
+    ]
+    shocked = Run("prefork", {}, {}, events, status="ok", run_id=2)
+    compared = Run("prefork", {}, {}, records, status="ok", run_id=1)
+    figure = plotting.draw("prefork", [shocked, compared])  # notebook 10's list
+    assert "runs 1, 2" in figure._suptitle.get_text()
+    ticks = {t.get_text() for t in _panel(figure, "signals under load").get_xticklabels()}
+    assert ticks == {"HUP", "TTIN", "kill -9"}, ticks
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(figure).get_renderer()
