@@ -349,6 +349,8 @@ def test_prefork_draws_both_of_notebook_10s_runs_and_its_legend_covers_no_bar() 
     figure.draw(renderer)
     legends = [*figure.legends, *(ax.get_legend() for ax in figure.axes if ax.get_legend())]
     assert {t.get_text() for legend in legends for t in legend.get_texts()} == set(servers)
+    colours = {tuple(h.get_facecolor()) for legend in legends for h in legend.legend_handles}
+    assert len(colours) == len(servers), colours  # gunicorn-gthread and uwsgi were one pink
     for legend in legends:
         box = legend.get_window_extent(renderer)
         for ax in figure.axes:

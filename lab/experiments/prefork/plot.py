@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.plotting import colour, newest_with, used
+from lab.plotting import PALETTE, colour, newest_with, used
 from lab.runs import Run
 
 if TYPE_CHECKING:
@@ -41,6 +41,17 @@ def _row(record: dict[str, Any]) -> str:
     return record["server"] if setup == "default" else f"{record['server']} {setup}"
 
 
+#: The peers' colours, apart from each other and from the lab's servers' own (prefork,
+#: threads, asyncio): by name alone gunicorn-gthread and uwsgi drew in one pink.
+PEERS = {"gunicorn-sync": PALETTE[3], "gunicorn-gthread": PALETTE[1], "uwsgi": PALETTE[0]}
+
+
+def _colour(server: str) -> str:
+    """A server's colour, its setup aside ("uwsgi tuned" is uwsgi's, hatched)."""
+    name = server.split(" ")[0]
+    return PEERS.get(name) or colour(name)
+
+
 def _bars(ax: Axes, records: list[dict[str, Any]], key: str, label: str) -> None:
     groups = list(dict.fromkeys(_group(r) for r in records))
     servers = list(dict.fromkeys(_row(r) for r in records))
@@ -57,7 +68,7 @@ def _bars(ax: Axes, records: list[dict[str, Any]], key: str, label: str) -> None
             lows.append(mid - min(values))
             highs.append(max(values) - mid)
         hatch = "//" if " " in server else None  # a setup other than the default
-        ax.bar(xs, mids, width * 0.9, color=colour(server), hatch=hatch, label=server)
+        ax.bar(xs, mids, width * 0.9, color=_colour(server), hatch=hatch, label=server)
         if any(lows) or any(highs):
             ax.errorbar(xs, mids, yerr=[lows, highs], fmt="none", ecolor="black", capsize=3)
     ax.set_xticks(range(len(groups)), groups, fontsize="small")
