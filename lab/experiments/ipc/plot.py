@@ -136,8 +136,11 @@ def _throughput(ax, records: list[dict], looks: _Looks) -> None:
             color=looks.colour(name),
             label=name,
         )
-    ax.set(xscale="log", yscale="log", xlabel="message size, bytes", ylabel="stream, MB/s")
+    ax.set(xscale="log", yscale="log", xlabel="message size", ylabel="stream, MB/s")
+    from matplotlib.ticker import FuncFormatter
+
     plain_log_axis(ax, "x", at=sorted({r["size"] for r in records}))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _size(int(v))))  # 64 KiB
     plain_log_axis(ax, "y")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="x-small", ncols=4, loc="upper left")
