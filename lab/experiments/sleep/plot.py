@@ -1,7 +1,8 @@
-"""The sleep experiment's figure: the whole lesson, each panel from the newest run that has it.
+"""The sleep experiment's figure: the whole lesson, every run it is given drawn together.
 
     wall time      the slide and the sweep: every concurrent strategy stays on
-                   the ideal line (one sleep), sequential climbs N x s; the
+                   the ideal line (one sleep), sequential climbs the line of
+                   N x one call made alone (measured, drawn at every count); the
                    strategies are drawn side by side (a small offset, a marker
                    each), not on top of each other at 1 s
     efficiency     seconds / wall against clients up to where each strategy
@@ -10,12 +11,20 @@
     to make one    what a client costs to make: connect_s per client (ms)
     memory         what a client holds at the plateau (MiB per thread,
                    process, task)
-    the server     its threads against its connections: one each, or a pool
+    the server     all of its threads against its connections, a line per server:
+                   one each, or a pool
     x C floor      each Python strategy's efficiency over the C floor's at the
                    same clients in the same run (floor_ratio): what Python costs
 
-The C floor (c-floor) is drawn dashed and grey in every panel, as ipc draws
-its floors. Where runs repeat, a point is the median and the band runs from min to max.
+Each point (a strategy at a client count, under a thread handling) comes from
+the newest run that measured it, so runs made apart draw together: a notebook's
+sweep in threads beside fork and pool run from the command line, the tour's slide
+beside its sweep.
+The clients axis has a tick at every count measured; a value under what its
+measurement resolves (a client holding less than PSS counts) is drawn at that
+floor, hollow, and the panel says how many. The C floor (c-floor) is drawn dashed
+and grey in every panel, as ipc draws its floors. Where runs repeat, a point is
+the median and the band runs from min to max.
 """
 
 from __future__ import annotations
