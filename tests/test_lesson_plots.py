@@ -356,3 +356,17 @@ def test_prefork_draws_both_of_notebook_10s_runs_and_its_legend_covers_no_bar() 
         for ax in figure.axes:
             for bar in ax.patches:
                 assert not box.overlaps(bar.get_window_extent(renderer)), ax.get_title()
+
+
+def test_fork_checklist_facts_read_at_ten_px_where_the_report_shows_it() -> None:
+    """The report shows a figure at the page's width, 1,248 px on a 1,280 px screen."""
+    facts = [
+        {"number": n, "fact": f"fact number {n}", "holds": True, "python": "3.11.7"}
+        for n in range(1, 16)
+    ]
+    figure = plotting.draw("fork", [Run("fork", {}, {}, facts, status="ok", run_id=1)])
+    shown = 1248 / (figure.get_figwidth() * 120)  # plotting.save writes 120 dpi
+    checklist = _panel(figure, "the checklist")
+    for tick in checklist.get_yticklabels():
+        px = tick.get_fontsize() * 120 / 72 * shown
+        assert px >= 9.5, (tick.get_text(), round(px, 1))

@@ -151,13 +151,13 @@ def _checklist(ax: Axes, records: Sequence[Record]) -> None:
             ax.text(x + 0.45, y + 0.45, mark, ha="center", va="center", color="white")
     ax.set_xlim(0, max(1, len(columns)))
     ax.set_ylim(0, len(numbers))
-    # At 10 pt: the report shows this figure at about half its size on a 1,280 px screen
-    # (at 7 pt its facts were 6 px high there, unreadable).
-    ax.set_xticks([x + 0.45 for x in range(len(columns))], columns, fontsize=10)
+    # At 12 pt: the report shows this figure at about half its size on a 1,280 px screen,
+    # so its facts are 10 px high there (at 7 pt they were 6 px, unreadable).
+    ax.set_xticks([x + 0.45 for x in range(len(columns))], columns, fontsize=12)
     ax.set_yticks(
         [y + 0.45 for y in range(len(numbers))],
         [f"{n}. {rows[n]}" for n in reversed(numbers)],
-        fontsize=10,
+        fontsize=12,
     )
     ax.tick_params(length=0)
     for side in ax.spines.values():
