@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import os
 import re
 import secrets
@@ -127,6 +128,19 @@ def test_every_lesson_opens_with_a_slide_of_10_to_40_lines(name, capsys):
     paths = [p for p in re.findall(r"\blab/[\w/]+\.py\b", doc) if (ROOT / p).exists()]
     assert named & parts or paths, "the docstring names no part of the lesson that fixes it"
     assert named <= parts, f"names files the lesson does not have: {named - parts}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_reading_map_notebook_and_page_start_with_the_slide(name):
+    lesson = ROOT / "lab" / "experiments" / name / "__init__.py"
+    doc = ast.get_docstring(ast.parse(lesson.read_text()))
+    map_text = doc[doc.index("Reading map") :]
+    assert re.findall(r"[a-z_]+\.py", map_text)[0] == "slide.py", "the map's first file"
+    number = experiments.ORDER.index(name) + 1
+    notebook = json.loads((ROOT / "notebooks" / f"{number:02d}_{name}.ipynb").read_text())
+    code = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    assert f'slides.source("{name}")' in "".join(code["source"]), "the first code cell"
+    assert f"lab/experiments/{name}/slide.py" in (ROOT / "docs" / f"{name}.md").read_text()
 
 
 def test_the_cli_prints_a_slide_and_refuses_a_lesson_it_does_not_have():
