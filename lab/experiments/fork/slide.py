@@ -10,7 +10,7 @@ parent's code after the fork, its finally blocks and atexit handlers; a
 parent with threads hands the child locks nobody will release. basics.py
 checks what is copied and what is shared, threads.py the locks,
 lifecycle.py how a child ends and is reaped, and probes.py is the fork
-every fact uses (flushed first, os._exit always, bounded waits).
+every fact uses (os._exit always, in a finally; every wait bounded).
 """
 
 import os

@@ -5,10 +5,10 @@
 What goes wrong with it: the handler does its work (prints, exits) in the
 middle of whatever the main thread was doing, halfway through another
 print() or a dict update: gunicorn's reentrancy bugs (#2816, #3004, #3198).
-And it runs only between two bytecodes of the main thread: during a long C
-call (sum(range(10**9))) it waits for the call to end. handlers.py checks
-both live and latency.py times the wait; lab/daemon/signals.py is the fix
-the lab's daemons use: the handler only records, the main loop acts.
+lab/daemon/signals.py is the fix the lab's daemons use: the handler only
+records, the main loop acts. And a handler runs only in the main thread,
+between two bytecodes: during a long C call (sum(range(10**9))) it waits
+for the call to end. handlers.py checks that live, latency.py times it.
 """
 
 import os

@@ -6,11 +6,15 @@ A thread blocked on its socket releases the GIL, so the two waits overlap.
 The server: LAB_MYSQL_URL, or root with no password on 127.0.0.1:3306.
 
 What goes wrong with it: the clock runs while the threads are started and
-connect, so connecting is hidden in the figure (and dominates it at 1,000
-clients); the threads send their queries whenever each happens to be ready;
-and nothing asks the server whether the SLEEPs overlapped at all. threads.py
-fixes the first two (everyone connects, then one release), watcher.py the
-third (the server's own count of SLEEPs at once).
+connect, so connecting is hidden in the figure; pymysql's default TLS mode
+builds an SSL context on every connect, even to a server without TLS
+(37.6 ms of CPU a connect against 0.4 with ssl_disabled, at load 3.7),
+and under the GIL those run one at a time (1,000 clients: 38 s of it); the
+threads send their queries whenever each happens to be ready; and nothing
+asks the server whether the SLEEPs overlapped at all. threads.py fixes the
+clock (everyone connects, then one release), lab/db.py the TLS (off unless
+the URL asks for it), watcher.py the last (the server's own count of
+SLEEPs at once).
 """
 
 import os

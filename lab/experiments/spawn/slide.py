@@ -7,8 +7,8 @@ a new program without copying them.
 
 What goes wrong with it: the median says nothing of the slow ones (p99),
 the first of each pays for warming up, and this parent is small, while
-fork's cost grows with the parent's memory (34 ms at 2 GB here) and a
-thread's or posix_spawn's does not. child.py measures each method's
+fork's cost grows with the parent's memory (80 ms at 2 GB in docs/spawn.md)
+and a thread's or posix_spawn's does not. child.py measures each method's
 median, p95 and p99 after a warm-up, fork against a parent of 30 MB to
 2 GB, multiprocessing's three start methods, and the memory an idle
 worker of each kind holds.

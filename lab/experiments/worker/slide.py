@@ -10,8 +10,9 @@ fetched, so a worker killed mid-job (kill -9, the OOM killer, a reboot) has
 lost it: it is neither in the queue nor done (Sidekiq's basic fetch). And it
 runs one job at a time, and stops mid-job on TERM. queue.py fixes the loss
 (BLMOVE into a processing list of the slot's own, heartbeats, recovery by
-the next worker), slot.py runs and acks a job, daemon.py stops it after the
-job in hand.
+the next worker), slot.py runs and acks a job, threads.py, processes.py
+and tasks.py run many at once, and daemon.py lets TERM finish the jobs in
+hand within a deadline, the rest going back to the queue (stop.py measures it).
 """
 
 import os
