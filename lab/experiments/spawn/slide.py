@@ -19,7 +19,7 @@ import statistics
 import threading
 import time
 
-TIMES = 200
+TIMES = 100
 
 
 def median_us(make) -> float:
