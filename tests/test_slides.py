@@ -271,9 +271,13 @@ def test_spawn_a_thread_costs_less_than_a_process():
     assert thread * 3 < min(fork, spawn)  # medians: ~60 µs against 600-3,000 under load
 
 
-def test_cpu_two_threads_are_no_faster_than_one_loop():
-    one_loop, _processes, threads = figures(output("cpu"))
-    assert threads > 0.7 * one_loop  # the GIL: no speedup (processes depend on free cores)
+def test_cpu_two_threads_keep_one_core_busy_never_two():
+    said = output("cpu")
+    cores = dict(re.findall(r"(\w+): [\d.]+ s, ([\d.]+) cores busy", said))
+    assert set(cores) == {"one_loop", "in_processes", "in_threads"}, said
+    # The GIL: CPU time over wall time stays at one core (a busy machine only lowers it);
+    # the processes' figure depends on free cores, so it is shown, not asserted.
+    assert float(cores["in_threads"]) <= 1.25, said
 
 
 def test_ipc_every_ping_gets_its_pong_from_the_child():

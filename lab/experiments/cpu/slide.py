@@ -2,18 +2,21 @@
 
     python -m lab.experiments.cpu.slide
 
-Under the GIL one thread runs Python at a time: two threads take as long as
-one loop. Two forked processes each have their own interpreter and, given
-two free cores, take half as long.
+Under the GIL one thread runs Python at a time: two threads keep one core
+busy, never two, and take as long as one loop. Two forked processes each
+have their own interpreter and, given two free cores, keep both busy and
+take half as long. "cores busy" is CPU time over wall time: what the GIL
+allows shows there even on a busy machine, where the seconds wander.
 
-What goes wrong with it: three rounds on a machine that may be busy, with
-two workers only and no look at how many cores this process may use.
-scaling.py splits the same countdown across 1 to N threads, forks,
-multiprocessing pools and subinterpreters, repeated; convoy.py shows what a
-spinning thread does to an I/O thread beside it (bpo-7946).
+What goes wrong with it: one timing of each, with two workers only and no
+look at how many cores this process may use. scaling.py splits the same
+countdown across 1 to N threads, forks, multiprocessing pools and
+subinterpreters, repeated; convoy.py shows what a spinning thread does to
+an I/O thread beside it (bpo-7946).
 """
 
 import os
+import resource
 import threading
 import time
 
@@ -49,15 +52,18 @@ def in_processes() -> None:
         os.waitpid(pid, 0)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process's threads, and of its children once they are reaped."""
+    me, children = (resource.getrusage(r) for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
-    best = dict.fromkeys((one_loop, in_processes, in_threads), float("inf"))
-    for _ in range(3):  # rounds, each way in turn: a busy moment of the machine hits all alike
-        for way in best:
-            began = time.perf_counter()
-            way()
-            best[way] = min(best[way], time.perf_counter() - began)
-    for way, seconds in best.items():
-        print(f"{way.__name__:>12}: {seconds:.2f} s, the best of three")
+    for way in (one_loop, in_processes, in_threads):  # fork before this process has had a thread
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        way()
+        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        print(f"{way.__name__:>12}: {wall:.2f} s, {cpu / wall:.1f} cores busy")
 
 
 if __name__ == "__main__":
