@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -95,6 +96,16 @@ def ancestors() -> set[int]:
     return found
 
 
+def written_pid(pidfile: Path, unlike: Sequence[int] = ()) -> int:
+    """The pid a daemon wrote into `pidfile`, once a whole line is there and not one of `unlike`."""
+
+    def pid() -> int:
+        text = pidfile.read_text() if pidfile.exists() else ""
+        return int(text) if text.endswith("\n") and int(text) not in unlike else 0
+
+    return wait_until(pid, 5, f"a new pid in {pidfile}")
+
+
 def stop(pid: int, sig: int = signal.SIGTERM) -> None:
     """Signal a process that need not be our child, and wait until it has exited."""
     try:
@@ -155,7 +166,7 @@ def test_the_cli_runs_a_slide_with_its_arguments(tmp_path):
     pidfile = tmp_path / "slide.pid"
     ran = run_cli("slide", "daemonize", "--run", str(pidfile), timeout=30)
     assert ran.returncode == 0, ran.stderr
-    stop(int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 5, "the pidfile")))
+    stop(written_pid(pidfile))
 
 
 # -- each slide's point --------------------------------------------------------------
@@ -171,8 +182,7 @@ def test_sleep_two_sleeps_take_two_seconds_in_a_row_and_one_in_two_threads(mysql
 def test_daemonize_the_daemon_has_no_parent_terminal_or_session_of_ours(tmp_path):
     pidfile = tmp_path / "slide.pid"
     output("daemonize", str(pidfile))  # the launcher returns at once
-    text = wait_until(lambda: pidfile.exists() and pidfile.read_text(), 5, "the pidfile")
-    pid = int(text)
+    pid = written_pid(pidfile)
     try:
         # The first child may not have exited yet when its child writes the pidfile (3 of 40
         # runs here): the daemon is orphaned, and adopted by init or a subreaper, a moment later.
@@ -189,6 +199,21 @@ def test_daemonize_the_daemon_has_no_parent_terminal_or_session_of_ours(tmp_path
         stop(pid)
 
 
+def test_daemonize_a_second_start_overwrites_the_first_ones_pidfile(tmp_path):
+    """What goes wrong with it: nothing refuses a second start; two run, the file names one."""
+    pidfile = tmp_path / "slide.pid"
+    daemons: list[int] = []
+    try:
+        for _ in range(2):
+            output("daemonize", str(pidfile))
+            daemons.append(written_pid(pidfile, unlike=daemons))
+        assert all(Path(f"/proc/{pid}").exists() for pid in daemons), "both run"
+        assert int(pidfile.read_text()) == daemons[1]
+    finally:
+        for pid in daemons:
+            stop(pid)
+
+
 def test_signals_the_handler_runs_on_kill_term():
     proc = start("signals")
     try:
@@ -202,20 +227,29 @@ def test_signals_the_handler_runs_on_kill_term():
         proc.stdout.close()
 
 
+def get(port: int) -> int:
+    """GET / from the preforking slide: the pid that answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=LINE_TIMEOUT_S) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b"".join(iter(lambda: conn.recv(4096), b""))
+    return int(reply.split()[-1])
+
+
 def test_prefork_two_forked_workers_answer_on_one_socket():
     proc = start("prefork", "0", start_new_session=True)  # its workers: in its group
     answered: set[int] = set()
     try:
         port = int(next_line(proc).split()[-1])
         for _ in range(100):  # the kernel alternates between waiting workers: two do
-            with socket.create_connection(("127.0.0.1", port), timeout=LINE_TIMEOUT_S) as conn:
-                conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                reply = b"".join(iter(lambda: conn.recv(4096), b""))
-            answered.add(int(reply.split()[-1]))
+            answered.add(get(port))
             if len(answered) == 2:
                 break
         assert len(answered) == 2, f"only pid {answered} answered"
         assert all(int(proc_stat(pid)[1]) == proc.pid for pid in answered), "the master's children"
+        # What goes wrong with it: the master's TERM leaves its workers serving, as orphans.
+        proc.terminate()
+        proc.wait()
+        assert get(port) in answered
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -225,6 +259,7 @@ def test_prefork_two_forked_workers_answer_on_one_socket():
 
 
 def test_worker_a_brpop_worker_killed_mid_job_loses_the_job():
+    # The hardened worker's side: test_worker.py, test_kill_9_mid_job_loses_no_job_and_...
     require_service("redis")
     import redis
 
