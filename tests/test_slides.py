@@ -29,6 +29,7 @@ from urllib.parse import quote
 import pytest
 
 from lab import experiments, slides
+from lab.procfs import proc_stat, proc_status
 from tests.conftest import ROOT, assert_refused, require_service, run_cli, wait_until
 
 NAMES = experiments.names()
@@ -48,14 +49,18 @@ def code_lines(path: Path) -> int:
     )
 
 
+def argv(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"lab.experiments.{name}.slide", *args]
+
+
+def environ(env: dict | None) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+
+
 def start(name: str, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """The slide as a learner runs it; stdout unbuffered on our side, so select() sees each line."""
     return subprocess.Popen(
-        [sys.executable, "-m", f"lab.experiments.{name}.slide", *args],
-        stdout=subprocess.PIPE,
-        bufsize=0,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        **kwargs,
+        argv(name, *args), stdout=subprocess.PIPE, bufsize=0, env=environ(env), **kwargs
     )
 
 
@@ -67,11 +72,7 @@ def next_line(proc: subprocess.Popen) -> str:
 
 def output(name: str, *args: str, env: dict | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", f"lab.experiments.{name}.slide", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env or {**os.environ, "PYTHONPATH": str(ROOT)},
+        argv(name, *args), capture_output=True, text=True, timeout=30, env=environ(env)
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -81,17 +82,11 @@ def figures(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"(\d+\.?\d*) (?:s|ms|µs|MB)\b", text)]
 
 
-def proc_stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields from the state on (state, ppid, pgrp, session, tty_nr, ...)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()
-
-
 def ancestors() -> set[int]:
     """This process's parent, its parent, ... up to 1: where an orphan of ours may go."""
     found, pid = set(), os.getpid()
     while pid > 1:
-        pid = int(proc_stat(pid)[1])
+        pid = proc_stat(pid)["ppid"]
         found.add(pid)
     return found
 
@@ -174,7 +169,7 @@ def test_the_cli_runs_a_slide_with_its_arguments(tmp_path):
 def test_sleep_two_sleeps_take_two_seconds_in_a_row_and_one_in_two_threads(mysql_server):
     s = mysql_server
     url = f"mysql://{quote(s.user)}:{quote(s.password)}@{s.host}:{s.port}/{s.database}"
-    sequential, threads = figures(output("sleep", env={**os.environ, "LAB_MYSQL_URL": url}))
+    sequential, threads = figures(output("sleep", env={"LAB_MYSQL_URL": url}))
     assert 1.95 <= sequential < 3.5
     assert 0.95 <= threads < 1.6
 
@@ -187,14 +182,14 @@ def test_daemonize_the_daemon_has_no_parent_terminal_or_session_of_ours(tmp_path
         # The first child may not have exited yet when its child writes the pidfile (3 of 40
         # runs here): the daemon is orphaned, and adopted by init or a subreaper, a moment later.
         adopters = ancestors() | {1, os.getpid()}
-        wait_until(lambda: int(proc_stat(pid)[1]) in adopters, 5, "init or a subreaper")
-        session, tty_nr = (int(field) for field in proc_stat(pid)[3:5])
-        assert tty_nr == 0, "no controlling terminal"
-        assert session != os.getsid(0), "a session of its own"
-        assert session != pid, "not its session's leader: it can never get a terminal"
+        wait_until(lambda: proc_stat(pid)["ppid"] in adopters, 5, "init or a subreaper")
+        stat = proc_stat(pid)
+        assert stat["tty_nr"] == 0, "no controlling terminal"
+        assert stat["session"] != os.getsid(0), "a session of its own"
+        assert stat["session"] != pid, "not its session's leader: it can never get a terminal"
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
         assert [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)] == ["/dev/null"] * 3
-        assert "Umask:\t0022" in Path(f"/proc/{pid}/status").read_text()
+        assert proc_status(pid)["Umask"] == "0022"
     finally:
         stop(pid)
 
@@ -207,7 +202,7 @@ def test_daemonize_a_second_start_overwrites_the_first_ones_pidfile(tmp_path):
         for _ in range(2):
             output("daemonize", str(pidfile))
             daemons.append(written_pid(pidfile, unlike=daemons))
-        assert all(Path(f"/proc/{pid}").exists() for pid in daemons), "both run"
+        assert all(proc_stat(pid) is not None for pid in daemons), "both run"
         assert int(pidfile.read_text()) == daemons[1]
     finally:
         for pid in daemons:
@@ -245,7 +240,7 @@ def test_prefork_two_forked_workers_answer_on_one_socket():
             if len(answered) == 2:
                 break
         assert len(answered) == 2, f"only pid {answered} answered"
-        assert all(int(proc_stat(pid)[1]) == proc.pid for pid in answered), "the master's children"
+        assert all(proc_stat(pid)["ppid"] == proc.pid for pid in answered), "the master's children"
         # What goes wrong with it: the master's TERM leaves its workers serving, as orphans.
         proc.terminate()
         proc.wait()
@@ -286,8 +281,7 @@ def test_worker_a_brpop_worker_killed_mid_job_loses_the_job():
 
 
 def test_fork_two_processes_copied_memory_and_output_printed_twice():
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    lines = output("fork", env={**env, "PYTHONPATH": str(ROOT)}).splitlines()
+    lines = output("fork", env={"PYTHONUNBUFFERED": ""}).splitlines()  # "": not set, to Python
     assert len(lines) == 4, lines
     child = re.fullmatch(r"child: pid (\d+), parent (\d+), x = 2", lines[1])
     parent = re.fullmatch(r"parent: pid (\d+), child (\d+), x = 1", lines[3])
