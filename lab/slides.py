@@ -1,6 +1,6 @@
 """`daemonlab slide NAME`: a lesson's slide, the talk's point as the shortest Python that runs.
 
-Every lesson opens with lab/experiments/NAME/slide.py: 10 to 40 lines, a
+Every lesson opens with lab/experiments/NAME/slide.py: 10 to 40 lines of code, a
 main(), and a docstring that says what goes wrong with it and which part of
 the lesson fixes that. This prints it (highlighted at a terminal, plain into
 a pipe) or runs it:
@@ -55,7 +55,10 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("lesson", metavar="NAME")
     p.add_argument(
-        "--run", nargs=argparse.REMAINDER, metavar="ARG", help="run it (ARGs go to the slide)"
+        "--run",
+        nargs=argparse.REMAINDER,
+        metavar="ARG",
+        help="run it, after NAME: daemonlab slide NAME --run [ARG ...] (the ARGs go to the slide)",
     )
     p.set_defaults(func=cmd_slide)
 
