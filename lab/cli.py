@@ -34,6 +34,7 @@ COMMAND_FAMILIES = (
     "lab.htmlreport",
     "lab.bench",
     "lab.experiments.worker.cli",
+    "lab.slides",
 )
 
 

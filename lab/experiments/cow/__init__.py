@@ -18,6 +18,7 @@ parent (Instagram's recipe, bpo-31558) stops the collector's writes, not the
 reference counts'; immortal objects (PEP 683, 3.12) are never written.
 
 Reading map, in order:
+    slide.py  the slide: a child that only reads still copies; what goes wrong with it
     child.py  the parent's data, the children that read or collect, their private pages
     plot.py   private MB per child and step, with and without gc.freeze
 """

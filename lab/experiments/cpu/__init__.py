@@ -24,6 +24,7 @@ That is the one code path: the CLI's progress bar thread or a Jupyter
 kernel's threads never share a process with the forks being timed.
 
 Reading map, in order:
+    slide.py    the slide: one countdown in two threads, then in two forks; what goes wrong
     scaling.py  the work (a countdown) split across threads, forks and pools, timed
     convoy.py   an echo thread beside a spinning one: the wait for the GIL
     crossing.py what crosses between subinterpreters, and what does not: six facts

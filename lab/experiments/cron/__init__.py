@@ -38,7 +38,8 @@ Sources: crontab(5) and cron(8) of Debian's cron 3.0pl1 (the environment,
 (https://docs.python.org/3/using/cmdline.html#cmdoption-X); signal(7) on
 real-time signals queueing; Redis BLPOP (https://redis.io/docs/latest/commands/blpop/).
 
-Reading map: work.py (the unit of work and its ledger line: read first),
+Reading map: slide.py (the slide: a tick against a daemon, and what goes wrong
+with it: read first), work.py (the unit of work and its ledger line: read next),
 child.py (a cron tick, and the two waiting daemons), ticks.py (ticking
 at a rate, each way, and what each tick cost), usage.py (CPU and memory,
 where the kernel keeps them precisely), startup.py (-X importtime),

@@ -15,6 +15,7 @@ orphaned daemon is re-parented here and reaped at once; the table shows it
 (ppid, with --wide). Without one the ppid would read 1, and PID 1 would reap it.
 
 Reading map, in order:
+    slide.py             the slide: the steps in one function, and what goes wrong with them
     lab/daemon/steps.py  the steps themselves, one function each (the lab's daemon)
     probe.py             the daemon being watched: it pauses after every step
     observe.py           reading a process from outside through /proc

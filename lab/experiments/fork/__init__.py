@@ -16,6 +16,7 @@ Fact 12 needs a real MySQL server: the lab resolves one here (lab.db) and
 hands the child its address; without one the fact says "skipped".
 
 Reading map, in order:
+    slide.py      the slide: one program, two processes; what goes wrong with it
     probes.py     the one fork primitive every fact uses, bounded waits
     basics.py     facts 1-3 and 15: what fork returns, copies, shares, where the child belongs
     threads.py    facts 4, 5, 13: one thread survives, locks stay locked, 3.12's warning

@@ -58,6 +58,7 @@ other machines: https://github.com/goldsborough/ipc-bench (100 B: pipes
 https://github.com/rigtorp/ipc-bench (ping-pong latency).
 
 Reading map:
+  slide.py        the slide: ping and pong over two pipes; what goes wrong with it
   wire.py         what travels: the message, its checksum, the peer's answers
   measure.py      the parent's side: round trips, the stream, their figures
   links.py        a link (transport and pattern) and a conversation over it

@@ -47,7 +47,9 @@ manager (honcho/manager.py: KILL_WAIT = 5); the monit manual
 (https://mmonit.com/monit/documentation/monit.html: SET DAEMON, SERVICE
 RESTART LIMIT); `man 7 daemon` and sd_notify(3).
 
-Reading map: daemon.py: the daemon under test (readiness, pidfile, a child and
+Reading map: slide.py: the slide, a manager restarting a crashing daemon, and what
+goes wrong with it;
+daemon.py: the daemon under test (readiness, pidfile, a child and
 a grandchild, the crash); listener.py: the experiment's end of the notify
 socket; manager.py: what every manager provides, the temporary place and the
 sweep that leaves nothing running; events.py: kill -9, the crash loop and the

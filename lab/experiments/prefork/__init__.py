@@ -53,7 +53,8 @@ mirror of https://yhbt.net/unicorn.git); gunicorn's arbiter and worker base
 https://github.com/benoitc/gunicorn/blob/master/gunicorn/workers/base.py);
 nginx's control signals (https://nginx.org/en/docs/control.html).
 
-Reading map, in the order the server runs:
+Reading map: slide.py, the slide (a master, one socket, two workers; what goes
+wrong with it), then the real server, in the order it runs:
   config.py     ServeConfig: what `daemonlab serve` is asked, and its command line
   serve.py      refuse what can be refused, bind, then run the chosen server
   listener.py   the one listening socket: bound, inherited by fork and by USR2's exec

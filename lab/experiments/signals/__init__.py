@@ -15,6 +15,7 @@ process may be a notebook kernel (not single-threaded) or the daemon harness
 timeout and recorded as a fact that did not hold.
 
 Reading map, in order:
+    slide.py      the slide: a TERM handler, and what goes wrong with it
     send.py       the four ways a signal leaves (kill, a thread, a group, the terminal's key)
     waits.py      waits that always end, children that die with their parent
     facts.py      the registry of facts, and how one is checked in a fresh interpreter

@@ -55,6 +55,7 @@ their orders from the parent, which reaps them all. A server that dies
 mid-run is said once, in one line, by every strategy.
 
 Reading map, in order:
+    slide.py      the slide: two SLEEPs in a row, then in two threads; what goes wrong
     job.py        what every strategy shares: the job, its timings, one blocking client,
                   and the words for what went wrong (a limit, the server gone)
     threads.py    sequential and threads: the slide's two versions

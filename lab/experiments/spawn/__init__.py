@@ -22,6 +22,7 @@ CPythons side by side):
           subinterpreter adds to this process's PSS.
 
 Reading map, in order:
+    slide.py  a thread, a fork, a posix_spawn: the slide, and what goes wrong with it
     child.py  creating and reaping each kind of worker; fork against parent size; memory
     plot.py   creation latency per method, fork against parent size, memory per worker
 """

@@ -42,8 +42,9 @@ reliable queue pattern (https://redis.io/docs/latest/commands/lmove/), rq's
 worker (https://github.com/rq/rq/tree/aa666a8a60dbc5e8bb43f166cda869c67426a11a/rq/worker)
 and arq's (https://github.com/python-arq/arq/blob/main/arq/worker.py).
 
-Reading map: queue.py (the Redis keys, the reliable fetch, heartbeats,
-recovery: read first), slot.py (one slot's loop: fetch, run, ack),
+Reading map: slide.py (the slide: a BRPOP worker that loses a job, and what
+goes wrong with it: read first), queue.py (the Redis keys, the reliable fetch,
+heartbeats, recovery: read next), slot.py (one slot's loop: fetch, run, ack),
 threads.py, processes.py and tasks.py (the three concurrency models),
 daemon.py (the main loop and its signals), cli.py (`daemonlab worker`,
 on lab/daemon/steps.py), peers.py (rq, arq, Celery and Dramatiq behind one interface),
