@@ -105,13 +105,27 @@ def take_over_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help, folded at spaces only: its textwrap broke one-thread-per-connection
+    after "per-", a word cut in two at 80 columns."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one LabError line (with "did you mean"), not usage + exit.
 
     argparse's own error() prints the usage, then the message, and exits 2;
     the lab's promise is one line and the CLI decides the exit. Subparsers
-    made from this parser are of this class too.
+    made from this parser are of this class too, and fold their help as Formatter does.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         where = self.prog.removeprefix("daemonlab").strip()  # "run sleep", or the top level

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from lab import env, interpreters, services
 from lab.errors import LabError
 
-__all__ = ["TOOLS", "Tool", "facts", "main", "other_exits", "servers", "tools"]
+__all__ = ["TOOLS", "Tool", "facts", "main", "other_exits", "servers", "table", "tools"]
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,18 @@ def _leftovers() -> str:
 
 
 def main(out) -> int:
-    from rich.table import Table
-
-    table = Table(title="daemonlab doctor", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in facts():
-        table.add_row(name, value)
-    out.print(table)
+    out.print(table(facts()))
     return 0
+
+
+def table(rows: list[tuple[str, str]]):
+    """The facts as a table whose values fold at spaces (a path or a URL stays whole)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table(title="daemonlab doctor", show_header=False, title_justify="left")
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for name, value in rows:
+        grid.add_row(name, Text(value))  # text, not markup: a path may hold [brackets]
+    return grid
