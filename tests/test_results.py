@@ -165,9 +165,28 @@ def test_export_and_results_from_the_command_line(results_path, tmp_path):
 
 
 def test_an_unknown_run_id_is_refused_in_one_line(results_path):
+    ResultsStore().close()  # a store, without that run
     result = run_cli("export", "--run", "999")
     assert result.returncode != 0 and "no run 999" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["results"], ["results", "sleep"], ["results", "3"], ["export"], ["plot", "fork"]]
+)
+def test_a_command_that_reads_where_nothing_was_stored_creates_no_store(command, tmp_path):
+    """`cd /tmp && daemonlab results` once made /tmp/results/lab.db: a reader never writes."""
+    env = {k: v for k, v in os.environ.items() if k != "LAB_RESULTS"}  # the default place
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", *command], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("daemonlab: nothing stored yet: no results store at "), (
+        done.stderr
+    )
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "results").exists()
 
 
 def test_progress_is_reported_as_the_run_goes():
