@@ -444,9 +444,14 @@ def cmd_db(args: argparse.Namespace) -> int:
         for line in db.down():
             print(line)
         return 0
+    from lab.report import fmt
+
     facts = db.up() if args.action == "up" else db.status()
+    url = facts.pop("export", None)
     for key, value in facts.items():
-        print(f"{key:>16}: {value}")
+        print(f"{key:>16}: {fmt(value)}")  # started: yes, not True
+    if url is not None:  # `db up`: a server found on 127.0.0.1:3306 comes before this one
+        print(f"runs use this server once LAB_MYSQL_URL names it:\nexport LAB_MYSQL_URL={url}")
     return 0
 
 

@@ -669,8 +669,10 @@ def status() -> dict[str, Any]:
 def up() -> dict[str, Any]:
     """`daemonlab db up`: start (or find) the shared throwaway server and describe it."""
     m, started = mysqld.up()
-    info = describe(_throwaway_server(m, "db up"))
-    return info | {"started": started, "pid": m.pid, "datadir": m.datadir}
+    srv = _throwaway_server(m, "db up")
+    # root without a password on 127.0.0.1 (_throwaway_server): a URL safe to print.
+    url = f"mysql://{srv.user}@{srv.host}:{srv.port}/{srv.database}"
+    return describe(srv) | {"started": started, "pid": m.pid, "datadir": m.datadir, "export": url}
 
 
 def down() -> list[str]:
