@@ -13,8 +13,8 @@ in for "Redis goes down": the shared one is never stopped.
 from __future__ import annotations
 
 import os
-import re
 import random
+import re
 import secrets
 import signal
 import subprocess
