@@ -153,6 +153,22 @@ def test_export_writes_csv_and_json_lines(results_path):
     assert [row["i"] for row in table] == ["0", "1", "2"]
 
 
+def test_export_writes_floats_without_binary_noise_and_csv_one_lesson_at_a_time():
+    from lab.runs import Run
+
+    sleep = Run("sleep", {}, {}, [{"wall_s": 70.3 * 3, "walls": [0.1 + 0.2]}], "ok", "now")
+    assert 70.3 * 3 == 210.89999999999998  # what was written
+    out = io.StringIO()
+    export([sleep], "csv", out)
+    assert out.getvalue().splitlines()[1].endswith(",210.9,[0.3]")
+    cpu = Run("cpu", {}, {}, [{"speedup": 1.5}], "ok", "now")
+    with pytest.raises(LabError, match="CSV holds one lesson's runs, and these are of cpu, sleep"):
+        export([sleep, cpu], "csv", io.StringIO())
+    out = io.StringIO()
+    assert export([sleep, cpu], "jsonl", out) == 2  # a document per line: any mix
+    assert json.loads(out.getvalue().splitlines()[0])["wall_s"] == 210.9
+
+
 def test_export_and_results_from_the_command_line(results_path, tmp_path):
     with ResultsStore(results_path) as store:
         collect("counting", Counting(), counting, sink=store)
