@@ -49,12 +49,14 @@ class Column:
     format  a format spec for numbers (".3f", ".1f", ",d", ".0%"), or BYTES for a size
             in bytes ("64 B", "64 KiB", "1 MiB"); "" shows text as it is
     wide    shown only with --wide (or when named in --columns)
+    zero    what a 0 means, said in words ("any rate": cron's crossing at 0 jobs/h)
     """
 
     key: str
     header: str = ""
     format: str = ""
     wide: bool = False
+    zero: str = ""
 
     @property
     def title(self) -> str:
@@ -65,6 +67,8 @@ class Column:
             return "-"
         if isinstance(value, bool):
             return "yes" if value else "no"
+        if value == 0 and self.zero:
+            return self.zero
         if isinstance(value, int | float) and self.format:
             if isinstance(value, float) and not math.isfinite(value):
                 return str(value)
