@@ -105,7 +105,7 @@ def main(out, only: Sequence[str] = (), quick: bool = False) -> int:
 
 #: The tour's last words: where its runs went and what to do with them.
 NEXT = (
-    "That was the talk, measured on this machine; every run is stored. Next: "
+    "The tour is over; every run it made is stored. Next: "
     "`daemonlab plot NAME` draws a lesson from its runs, `daemonlab report -o report` puts "
     "them all on one page, `daemonlab run NAME --help` shows what a lesson can vary, and "
     "notebooks/ walk through each lesson in Jupyter."
