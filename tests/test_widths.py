@@ -182,3 +182,22 @@ def _write_data(where: str | None = None) -> None:
 
 if __name__ == "__main__":
     _write_data(sys.argv[1] if len(sys.argv) > 1 else None)
+
+
+def test_results_in_a_pipe_honours_columns(results_path):
+    """`COLUMNS=80 daemonlab results | head`: a pipe has no terminal width, COLUMNS gives one."""
+    from lab.results import ResultsStore
+
+    with ResultsStore(results_path) as store:
+        for stored in RUNS[:8]:
+            run = Run(stored.experiment, stored.params, stored.env, started=stored.started)
+            store.begin(run)
+            for record in stored.records:
+                run.records.append(record)
+                store.add(run, record)
+            run.status = "ok"
+            store.finish(run)
+    done = run_cli("results", env={"COLUMNS": str(WIDTH)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) > 8 and max(map(len, lines)) <= WIDTH, done.stdout
