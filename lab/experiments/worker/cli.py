@@ -164,7 +164,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if not result.ok:
         raise NotStarted(f"worker not started: {result.message}")
     print(
-        f"started: pid {result.pid}, {config.concurrency} {config.model} slots, "
+        f"started: pid {result.pid}, {config.concurrency} slots ({config.model}), "
         f"pidfile {pidfile}, log {log}"
     )
     return 0
