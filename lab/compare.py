@@ -241,8 +241,14 @@ def table(result: Comparison, module: Any):
     return grid
 
 
+#: The widest a case's label on the figure is, in characters, before it folds.
+LABEL_WIDTH = 32
+
+
 def draw(result: Comparison) -> Figure:
     """Grouped horizontal bars: one row per case, one bar per group, in fixed colours."""
+    import textwrap
+
     from matplotlib.figure import Figure
 
     from lab.plotting import PALETTE
@@ -262,7 +268,10 @@ def draw(result: Comparison) -> Figure:
             color=PALETTE[i % len(PALETTE)],  # groups by order: two names never share one
             label=f"{group} (run {result.runs[group]})",
         )
-    ax.set_yticks(range(len(cases)), [case_text(result, c) for c in cases])
+    # A label folded at spaces: a long one squeezed the axes to nothing (matplotlib's
+    # "constrained_layout not applied" warning, printed to the terminal).
+    labels = [textwrap.fill(case_text(result, c), LABEL_WIDTH) for c in cases]
+    ax.set_yticks(range(len(cases)), labels)
     ax.invert_yaxis()  # the first case on top, as in the table
     ax.set_xlabel(result.figure)
     ax.grid(axis="x", alpha=0.3)

@@ -119,3 +119,20 @@ def test_notes_and_measured_text_are_no_part_of_a_case(results_path):
     assert result.keys == ["part", "manager"]
     (case,) = result.cells
     assert result.ratio(case) == pytest.approx(3902 / 3901)
+
+
+def test_a_long_case_folds_on_the_figure_and_matplotlib_says_nothing():
+    """A 100-character label squeezed the axes away, and matplotlib's warning about it
+    reached the terminal (pyproject makes any warning a failure here)."""
+    import io
+
+    from lab.compare import Comparison, draw
+
+    names = ("one-thread-per-connection-pool", "a-long-strategy-name-of-its-own", "x" * 30)
+    cells = {(*names[:2], f"{names[2]}{n}"): {"alice": 1.0 + n, "bob": 2.0} for n in range(6)}
+    result = Comparison("sleep", "efficiency", "label", ["a", "b", "c"], ["alice", "bob"], cells,
+                        {"alice": 1, "bob": 2})  # fmt: skip
+    figure = draw(result)
+    figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert all(max(map(len, label.splitlines())) <= 32 for label in labels), labels
