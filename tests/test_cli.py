@@ -230,3 +230,14 @@ def test_absurd_or_malformed_values_are_refused_in_one_line_before_anything_runs
     result = run_cli(*args, env={"LAB_DB_PATHS": "url", "LAB_MYSQL_URL": "mysql://x@127.0.0.1:1/x"})
     assert_refused(result, says)
     assert not results_path.exists()
+
+
+def test_run_alone_lists_the_lessons_and_how_to_run_one():
+    """`daemonlab run` alone is a question (what is there?), not "NAME is required"."""
+    from lab import experiments
+
+    done = run_cli("run")
+    assert done.returncode == 0, done.stderr
+    for name in experiments.names():
+        assert name in done.stdout
+    assert "daemonlab run NAME" in done.stdout and not done.stderr
