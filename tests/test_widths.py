@@ -201,3 +201,35 @@ def test_results_in_a_pipe_honours_columns(results_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) > 8 and max(map(len, lines)) <= WIDTH, done.stdout
+
+
+def test_the_bench_verdicts_need_at_most_80_columns():
+    """bench ab's table: a test id runs to 97 characters; ratio, p and the verdict were
+    cropped off the right (the fork row's verdict became six blank lines)."""
+    from lab.bench.verdict import Rules, Verdict, table
+
+    long = "benchmarks/test_prefork.py::test_no_request_fails_across_hup_and_usr2_and_a_killed_worker_is_back_in_100_ms"  # noqa: E501 - the point
+    verdicts = [
+        Verdict(long, "wall", [0.0123, 0.0124], [0.0125, 0.0126], 1.0234, 0.987, 1.045, 0.167,
+                False, "1.02x but not significant (p = 0.167)"),
+        Verdict(long, "instructions", [123456789.0], [123466789.0], 1.0001, 1.0, 1.0002, None,
+                False, "+0.010%"),
+        Verdict("benchmarks/test_fork.py::test_fork_read_and_collect_a_small_list_structure",
+                "wall", [12.5, 12.6], [], None, None, None, None, True,
+                "only in base: gone or renamed"),
+    ]  # fmt: skip
+    results = {"base": {"ref": "origin/main", "commit": "a8122e6" * 6}, "head": {"ref": "HEAD"},
+               "rounds": 5}  # fmt: skip
+    shown = table(verdicts, results, Rules(0.15, 0.01, 0.01))
+    _fits(shown, ["1.02x", "0.987-1.045", "0.167", "1.0000-1.0002", "FAIL", "renamed"])
+
+
+@pytest.mark.parametrize("name", ["sleep", "ipc", "managers", "prefork"])
+def test_a_comparison_by_label_needs_at_most_80_columns(name):
+    from lab import compare
+
+    mine = [r for r in RUNS if r.experiment == name]
+    runs = [Run(**{**vars(r), "label": ("alice", "bob")[n % 2]}) for n, r in enumerate(mine)]
+    module = experiments.load(name)
+    result = compare.compare(module, runs, "label")
+    _fits(compare.table(result, module), result.groups)
