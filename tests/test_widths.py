@@ -145,10 +145,16 @@ def _nothing_there(monkeypatch) -> list[tuple[str, str]]:
 def test_every_help_fits_80_columns(command):
     done = run_cli(*command, "--help", env={"COLUMNS": str(WIDTH)})
     assert done.returncode == 0, done.stderr
-    wide = [line for line in done.stdout.splitlines() if len(line) > WIDTH]
+    _help_fits(done.stdout)
+
+
+def _help_fits(text: str) -> None:
+    """No line past WIDTH, and none that ends in a word's hyphen (one-thread-per-/connection:
+    argparse's textwrap breaks there)."""
+    wide = [line for line in text.splitlines() if len(line) > WIDTH]
     assert not wide, "\n".join(wide)
-    cut = [line for line in done.stdout.splitlines() if re.search(r"\w-$", line)]
-    assert not cut, "a word cut at its hyphen:\n" + "\n".join(cut)  # one-thread-per-/connection
+    cut = [line for line in text.splitlines() if re.search(r"\w-$", line)]
+    assert not cut, "a word cut at its hyphen:\n" + "\n".join(cut)
 
 
 def _write_data(where: str | None = None) -> None:
@@ -233,3 +239,11 @@ def test_a_comparison_by_label_needs_at_most_80_columns(name):
     module = experiments.load(name)
     result = compare.compare(module, runs, "label")
     _fits(compare.table(result, module), result.groups)
+
+
+@pytest.mark.parametrize("name", experiments.names())
+def test_every_lessons_run_help_fits_80_columns(name, monkeypatch):
+    from lab import cli
+
+    monkeypatch.setenv("COLUMNS", str(WIDTH))  # what argparse folds to
+    _help_fits(cli._run_parser(name, experiments.load(name)).format_help())
