@@ -412,6 +412,12 @@ def cmd_results(args: argparse.Namespace) -> int:
         experiments.load(args.experiment)  # an unknown name is refused, not an empty table
     with _stored(args.experiment) as store:
         runs = store.runs(args.experiment, args.limit)
+        where = store.where
+    if not runs:  # a store, but nothing in it (of that lesson): said, not an empty table
+        lesson = args.experiment or "NAME"
+        of = f" of {args.experiment}" if args.experiment else ""
+        print(f"no runs{of} stored in {where} yet: `daemonlab run {lesson}` stores one")
+        return 0
     _console().print(report.runs_table(runs))
     return 0
 

@@ -442,3 +442,13 @@ def test_another_applications_wal_database_held_open_is_refused_untouched(tmp_pa
         assert [c[1] for c in db.execute("PRAGMA table_info(runs)")] == ["id", "name"]
         assert db.execute("SELECT name FROM runs").fetchall() == [("precious",)]
     db.close()
+
+
+def test_results_of_an_empty_store_says_so_instead_of_an_empty_table(results_path):
+    ResultsStore(results_path).close()
+    done = run_cli("results", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout
+        == f"no runs of cpu stored in {results_path} yet: `daemonlab run cpu` stores one\n"
+    )
