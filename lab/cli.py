@@ -106,13 +106,27 @@ def take_over_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help, folded at spaces only: its textwrap broke one-thread-per-connection
+    after "per-", a word cut in two at 80 columns."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one LabError line (with "did you mean"), not usage + exit.
 
     argparse's own error() prints the usage, then the message, and exits 2;
     the lab's promise is one line and the CLI decides the exit. Subparsers
-    made from this parser are of this class too.
+    made from this parser are of this class too, and fold their help as Formatter does.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         where = self.prog.removeprefix("daemonlab").strip()  # "run sleep", or the top level
@@ -150,14 +164,35 @@ def _results(label: str | None = None):
     return ResultsStore(label=label)
 
 
+def _stored(experiment: str | None = None):
+    """The store, to read: a command that only reads never creates one (NothingStored,
+    which names the lesson asked for in the command that would make one)."""
+    from lab.results import NothingStored, ResultsStore
+
+    try:
+        return ResultsStore(readonly=True)
+    except NothingStored as exc:
+        raise NothingStored(exc.path, experiment or "NAME") from None
+
+
 # -- list / run ------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
+    _console().print(lessons_table())
+    return 0
+
+
+def lessons_table():
+    """Each lesson's name and summary; a summary folds at words under its own column."""
+    from rich.table import Table
+
     from lab import experiments
 
-    out = _console()
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     for name in experiments.names():
-        out.print(f"[bold]{name:<12}[/bold] {experiments.load(name).SUMMARY}")
-    return 0
+        table.add_row(name, experiments.load(name).SUMMARY)
+    return table
 
 
 def _run_parser(name: str, module) -> argparse.ArgumentParser:
@@ -216,15 +251,23 @@ def _print_tables(run, module, args: argparse.Namespace) -> None:
     from lab import report
 
     only = _chosen_columns(module, args.columns)
+    out = _console()
     for table in report.records_tables(run, module.COLUMNS, wide=args.wide, only=only):
-        _console().print(table)
+        out.print(table)
     for note in run.env.get("notes", ()):  # what the experiment says about its run
-        _console().print(note, soft_wrap=True)
+        out.print(report.wrapped(note, out.width), markup=False)
+    for line in report.missing(run):  # a tool or server it lacked, with the way to get it
+        out.print(report.wrapped(f"not run: {line}", out.width), style="yellow", markup=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lab import experiments, params
 
+    if args.experiment is None:  # `daemonlab run` alone asks what there is to run
+        out = _console()
+        out.print(lessons_table())
+        out.print("run one: daemonlab run NAME  (its options: daemonlab run NAME --help)")
+        return 0
     module = experiments.load(args.experiment)
     opts = _run_parser(args.experiment, module).parse_args(args.options)
     _chosen_columns(module, opts.columns)  # refused now, not after the run
@@ -266,7 +309,7 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
             )
     # On stderr, so that --json's stdout stays one document.
     for warning in [*competing, *run.env.get("warnings", [])]:
-        print(f"daemonlab: warning: {warning}", file=sys.stderr)
+        print(report.wrapped(f"daemonlab: warning: {warning}"), file=sys.stderr)
     return run
 
 
@@ -326,7 +369,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     experiments.load(args.experiment)  # an unknown name is refused before anything else
     output = _figure_path(args.output or f"{args.experiment}.png")
-    with _results() as store:
+    with _stored(args.experiment) as store:
         runs = _chosen_runs(store, args.experiment, args.run, None if args.all else PLOT_RUNS)
     figure = plotting.draw(args.experiment, runs)
     path = plotting.save(figure, output)
@@ -357,7 +400,7 @@ def cmd_results(args: argparse.Namespace) -> int:
             run_id = params.whole_number(1)(args.experiment)  # ASCII, in range
         except argparse.ArgumentTypeError as exc:
             raise LabError(f"results: run id {exc}") from None
-        with _results() as store:
+        with _stored() as store:
             run = store.run(run_id)
         module = experiments.load(run.experiment)
         out = _console()
@@ -368,8 +411,14 @@ def cmd_results(args: argparse.Namespace) -> int:
         raise LabError("results: --columns and --wide show one run: results RUN_ID --columns ...")
     if args.experiment:
         experiments.load(args.experiment)  # an unknown name is refused, not an empty table
-    with _results() as store:
+    with _stored(args.experiment) as store:
         runs = store.runs(args.experiment, args.limit)
+        where = store.where
+    if not runs:  # a store, but nothing in it (of that lesson): said, not an empty table
+        lesson = args.experiment or "NAME"
+        of = f" of {args.experiment}" if args.experiment else ""
+        print(f"no runs{of} stored in {where} yet: `daemonlab run {lesson}` stores one")
+        return 0
     _console().print(report.runs_table(runs))
     return 0
 
@@ -380,7 +429,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.experiment:
         experiments.load(args.experiment)  # an unknown name is refused, not 0 records
-    with _results() as store:
+    with _stored(args.experiment) as store:
         runs = _chosen_runs(store, args.experiment, args.run, None)
     if not args.output:
         export(runs, args.format, sys.stdout)
@@ -402,9 +451,14 @@ def cmd_db(args: argparse.Namespace) -> int:
         for line in db.down():
             print(line)
         return 0
+    from lab.report import fmt
+
     facts = db.up() if args.action == "up" else db.status()
+    url = facts.pop("export", None)
     for key, value in facts.items():
-        print(f"{key:>16}: {value}")
+        print(f"{key:>16}: {fmt(value)}")  # started: yes, not True
+    if url is not None:  # `db up`: a server found on 127.0.0.1:3306 comes before this one
+        print(f"runs use this server once LAB_MYSQL_URL names it:\nexport LAB_MYSQL_URL={url}")
     return 0
 
 
@@ -435,7 +489,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("list", cmd_list, "list the experiments")
     p = command("run", cmd_run, "run an experiment: daemonlab run NAME [options] (NAME --help)")
-    p.add_argument("experiment", metavar="NAME")
+    p.add_argument("experiment", metavar="NAME", nargs="?", help="a lesson (alone: the list)")
     p.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's own options")
     p = command("plot", cmd_plot, "draw stored runs of an experiment to a PNG")
     p.add_argument("experiment", metavar="NAME")

@@ -115,19 +115,36 @@ def _keys(module: Any) -> list[str]:
     return list(dict.fromkeys([*parts, *named]))
 
 
+#: A text value longer than this is a sentence (a note, why it stopped), not a name: as
+#: part of a case it made 100-character axis labels, and a pid in it meant no two runs'
+#: cases were the same, so no group had a neighbour to compare with.
+NAME_MOST = 32
+#: A header ending in a unit names a measurement, even as text ("gaps s": 1.5 2.4).
+UNITS = ("s", "ms", "µs", "MB", "kB", "%")
+
+
 def _case_keys(module: Any, figure: str, records: Sequence[Record], by: str) -> list[str]:
     keys = _keys(module)
     before = keys[: keys.index(figure)] if figure in keys else keys
+    notes = {c.key for c in _columns(module) if not isinstance(c, str) and _is_note(c)}
     chosen = []
     for key in keys:
         values = [r[key] for r in records if r.get(key) is not None]
-        if not values or key == figure or (by == "python" and key == "python"):
+        if not values or key == figure or key in notes or (by == "python" and key == "python"):
             continue
-        text = all(isinstance(v, str | bool) for v in values)
+        text = all(
+            isinstance(v, bool) or isinstance(v, str) and len(v) <= NAME_MOST for v in values
+        )
         whole = all(isinstance(v, int) for v in values) and key in before
         if text or whole:
             chosen.append(key)
     return chosen
+
+
+def _is_note(column: Any) -> bool:
+    """A column that says something about a case rather than naming it: shown only with
+    --wide (notes, why skipped), or a measurement in its unit."""
+    return column.wide or column.title.split()[-1] in UNITS
 
 
 def _group(run: Run, record: Record, by: str) -> str:
@@ -136,7 +153,7 @@ def _group(run: Run, record: Record, by: str) -> str:
     if by == "machine":
         return machine(run.env)
     if by == "label":
-        return run.label or "(no label)"
+        return str(run.label)  # compare() left unlabelled runs out
     if record.get("python"):
         return f"Python {record['python']}"
     build = "" if run.env.get("gil_enabled", True) else ", free-threaded"
@@ -149,6 +166,13 @@ def compare(module: Any, runs: Sequence[Run], by: str, figure: str | None = None
 
     if not runs:
         raise LabError(f"no stored runs of {module.NAME!r}: first `daemonlab run {module.NAME}`")
+    if by == "label":  # an unlabelled run is nobody's: a "(no label)" group took the ratio
+        runs = [run for run in runs if run.label]
+        if not runs:
+            raise LabError(
+                f"no stored {module.NAME} run has a label: "
+                f"`daemonlab run {module.NAME} --label NAME` (or LAB_LABEL) gives one"
+            )
     everything = [r for run in runs for r in run.records]
     figure = figure or figure_of(module, everything)
     measured = [r for r in everything if isinstance(r.get(figure), int | float)]
@@ -217,8 +241,14 @@ def table(result: Comparison, module: Any):
     return grid
 
 
+#: The widest a case's label on the figure is, in characters, before it folds.
+LABEL_WIDTH = 32
+
+
 def draw(result: Comparison) -> Figure:
     """Grouped horizontal bars: one row per case, one bar per group, in fixed colours."""
+    import textwrap
+
     from matplotlib.figure import Figure
 
     from lab.plotting import PALETTE
@@ -238,7 +268,10 @@ def draw(result: Comparison) -> Figure:
             color=PALETTE[i % len(PALETTE)],  # groups by order: two names never share one
             label=f"{group} (run {result.runs[group]})",
         )
-    ax.set_yticks(range(len(cases)), [case_text(result, c) for c in cases])
+    # A label folded at spaces: a long one squeezed the axes to nothing (matplotlib's
+    # "constrained_layout not applied" warning, printed to the terminal).
+    labels = [textwrap.fill(case_text(result, c), LABEL_WIDTH) for c in cases]
+    ax.set_yticks(range(len(cases)), labels)
     ax.invert_yaxis()  # the first case on top, as in the table
     ax.set_xlabel(result.figure)
     ax.grid(axis="x", alpha=0.3)

@@ -66,6 +66,7 @@ __all__ = [
     "Need",
     "Probes",
     "Server",
+    "ServerFull",
     "capacity",
     "connect",
     "describe",
@@ -315,6 +316,12 @@ def _code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+class ServerFull(LabError):
+    """The server refused a login: "1040 Too many connections" (max_connections reached).
+    Under --server auto a run then takes a throwaway server, as it does for one found
+    with too little room (server()): a busy shared server is no reason to fail."""
+
+
 def explain(srv: Server, exc: BaseException, during: str = "login") -> LabError:
     """Turn a driver's error (pymysql's, aiomysql's, asyncmy's) into one line.
 
@@ -346,7 +353,8 @@ def explain(srv: Server, exc: BaseException, during: str = "login") -> LabError:
     }
     # Server messages name the user and host, never the password.
     reason = reasons.get(code) or f"error {code}: {exc.args[-1] if exc.args else exc}"
-    return LabError(f"{srv.safe_url()} ({srv.source}): {reason}")
+    refusal = ServerFull if code == ER_CON_COUNT_ERROR else LabError
+    return refusal(f"{srv.safe_url()} ({srv.source}): {reason}")
 
 
 def _answers(srv: Server) -> bool:
@@ -578,9 +586,14 @@ def server(probes: Probes | None = None, need: Need = Need()) -> Iterator[Server
         return
     choice = resolve_server(probes)
     if choice.server is not None:
-        if choice.path == "url":
-            connect(choice.server).close()  # a wrong password fails here, in one line
-        why = None if need.where == "found" else shortfall(choice.server, need)
+        try:
+            if choice.path == "url":
+                connect(choice.server).close()  # a wrong password fails here, in one line
+            why = None if need.where == "found" else shortfall(choice.server, need)
+        except ServerFull as exc:  # full now: the CLI and a notebook alike take a throwaway
+            if need.where == "found" or not _may_start_throwaway(probes):
+                raise
+            why = str(exc)
         if why is None or not _may_start_throwaway(probes):
             yield choice.server  # capacity() raises what can be raised, or refuses
             return
@@ -669,8 +682,10 @@ def status() -> dict[str, Any]:
 def up() -> dict[str, Any]:
     """`daemonlab db up`: start (or find) the shared throwaway server and describe it."""
     m, started = mysqld.up()
-    info = describe(_throwaway_server(m, "db up"))
-    return info | {"started": started, "pid": m.pid, "datadir": m.datadir}
+    srv = _throwaway_server(m, "db up")
+    # root without a password on 127.0.0.1 (_throwaway_server): a URL safe to print.
+    url = f"mysql://{srv.user}@{srv.host}:{srv.port}/{srv.database}"
+    return describe(srv) | {"started": started, "pid": m.pid, "datadir": m.datadir, "export": url}
 
 
 def down() -> list[str]:

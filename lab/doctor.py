@@ -5,18 +5,49 @@ whether it has a GIL, which other Pythons here offer subinterpreters with their
 own GIL and which are free-threaded (lab.interpreters.installed), whether fork
 exists and which start methods there are, how many cores this process may
 use, which MySQL server the lab would use (and how it found it), and whether
-Docker could supply one. It also undoes
-what runs that died left behind (a throwaway server, a raised max_connections).
+Docker could supply one; then each system tool a lesson runs (TOOLS) and each
+server it talks to (lab.services), found or not, a missing one with its
+install or start line, the same line the lesson itself would print. It also
+undoes what runs that died left behind (a throwaway server, a raised
+max_connections).
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
-from lab import env, interpreters
+from lab import env, interpreters, services
 from lab.errors import LabError
 
-__all__ = ["facts", "main", "other_exits"]
+__all__ = ["TOOLS", "Tool", "facts", "main", "other_exits", "servers", "table", "tools"]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A program a lesson runs, found on PATH under one of `commands`."""
+
+    commands: tuple[str, ...]
+    package: str  # the Debian package that installs it
+    used_by: str  # what for, in a few words
+
+    @property
+    def install(self) -> str:
+        return f"apt-get install {self.package}"
+
+
+#: The system tools the lessons and tests run (the README's prerequisites list the same;
+#: .ci/run installs each on a fresh machine). None is needed to start: a lesson without
+#: its tool says so in one line and measures the rest.
+TOOLS = (
+    Tool(("cc",), "gcc", "ipc's and sleep's C floors"),
+    Tool(("wrk",), "wrk", "prefork's load; without it, slower asyncio clients"),
+    Tool(("monit",), "monit", "managers: monit, one of the managers"),
+    Tool(("prosody",), "prosody", "ipc: XMPP, on a throwaway prosody"),
+    Tool(("crontab",), "cron", "cron: the crontab example"),
+    Tool(("chromium", "chromium-browser"), "chromium", "the tests: the report in a browser"),
+    Tool(("valgrind",), "valgrind", "bench ab: instruction counts"),
+)
 
 
 def facts() -> list[tuple[str, str]]:
@@ -54,6 +85,32 @@ def facts() -> list[tuple[str, str]]:
     docker = shutil.which("docker")
     engine = "an engine answers" if db.docker_answers() else "no engine answers"
     rows.append(("docker", f"client {docker}, {engine}" if docker else f"no client, {engine}"))
+    return rows + tools() + servers()
+
+
+def tools() -> list[tuple[str, str]]:
+    """Each of TOOLS: where it is, or missing with its install line."""
+    rows = []
+    for tool in TOOLS:
+        found = next(filter(None, map(shutil.which, tool.commands)), None)
+        said = found or f"missing: {tool.install}"
+        rows.append((tool.commands[0], f"{said}, for {tool.used_by}"))
+    return rows
+
+
+def servers() -> list[tuple[str, str]]:
+    """Each server of lab.services but XMPP (the lab starts its own prosody): whether it
+    answers, or the line that starts it, as the lesson would say it."""
+    rows = []
+    for service in services.SERVICES.values():
+        if service.name == "xmpp":
+            continue
+        try:
+            host, port = services.address(service.name)
+            services.require(service.name)
+            rows.append((service.name, f"{service.what} answers on {host}:{port}"))
+        except LabError as exc:
+            rows.append((service.name, str(exc)))
     return rows
 
 
@@ -89,12 +146,18 @@ def _leftovers() -> str:
 
 
 def main(out) -> int:
-    from rich.table import Table
-
-    table = Table(title="daemonlab doctor", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in facts():
-        table.add_row(name, value)
-    out.print(table)
+    out.print(table(facts()))
     return 0
+
+
+def table(rows: list[tuple[str, str]]):
+    """The facts as a table whose values fold at spaces (a path or a URL stays whole)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table(title="daemonlab doctor", show_header=False, title_justify="left")
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for name, value in rows:
+        grid.add_row(name, Text(value))  # text, not markup: a path may hold [brackets]
+    return grid

@@ -182,14 +182,16 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--option` per field; None means "not given", so defaults stay in one place."""
     hints = _types(cls)
     for f in dataclasses.fields(cls):
-        default = f.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
         many = typing.get_origin(hints[f.name]) is tuple
+        help_text = f.metadata.get("help", "") + _default_said(f.default, f.metadata)
         if many:
             help_text += "; a comma list"
         flag = "--" + f.name.replace("_", "-")
-        metavar = _metavar(hints[f.name], f.metadata.get("choices"), many)
+        choices = f.metadata.get("choices")
+        metavar = _metavar(hints[f.name], choices, many)
+        if choices is not None and len(metavar) > CHOICES_INLINE:  # else a 90-column line
+            metavar = f.name.upper() + (",..." if many else "")
+            help_text += f"; one of: {', '.join(map(str, choices))}"
         # A yes/no option works as a flag too: `--scale` alone means `--scale true`.
         alone = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}
         parser.add_argument(
@@ -199,6 +201,19 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(
                 "--" + old.replace("_", "-"), dest=f.name, default=None, help=argparse.SUPPRESS
             )
+
+
+#: Choices longer than this are named in the help text, which wraps, not in the usage line.
+CHOICES_INLINE = 30
+
+
+def _default_said(default: Any, metadata: Mapping[str, Any]) -> str:
+    """ " (default: ...)", unless the help says it already or there is none to say."""
+    if "(default:" in metadata.get("help", "") or default in ("", ()):
+        return ""
+    if isinstance(default, bool):
+        return f" (default: {'yes' if default else 'no'})"
+    return f" (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
 
 
 def _metavar(kind: Any, choices: Sequence[Any] | None, many: bool) -> str:

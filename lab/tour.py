@@ -8,10 +8,12 @@ come in the talk's order (lab.experiments.ORDER).
     daemonlab tour --quick              every chapter's text, and its first run only
     daemonlab tour --chapter sleep      one chapter (repeatable)
 
-A chapter that cannot run (its server is missing: MySQL for sleep, a broker
-for the messaging lessons) says so in one line, with the way to start it,
-and the tour goes on with the next; the tour then ends with exit 1 and the
-list of what did not run.
+A chapter that cannot run (its server is missing: MySQL for sleep), or a
+part of one that could not (a broker, prosody, wrk, monit not installed),
+says so in one line, with the way to install or start it, and the tour goes
+on with the next; the tour then ends with exit 1 and the list of what did
+not run: the tour is the lab's "does it all work here?", and a part skipped
+must not read as a pass. It ends, either way, with where to go next.
 
 Nothing is left running, and the tour checks it rather than hopes: every
 process it starts inherits a mark in its environment (DAEMONLAB_TOUR, a
@@ -81,7 +83,7 @@ def main(out, only: Sequence[str] = (), quick: bool = False) -> int:
     before = os.environ.get(MARK)
     os.environ[MARK] = mark  # every process a chapter starts inherits it
     try:
-        missed = [why for name in names if (why := _chapter(out, name, quick))]
+        missed = [why for name in names for why in _chapter(out, name, quick)]
     finally:
         if before is None:
             del os.environ[MARK]
@@ -93,24 +95,37 @@ def main(out, only: Sequence[str] = (), quick: bool = False) -> int:
     if left:
         out.print(f"[red]left running after the tour, now stopped:[/red] {escape(', '.join(left))}")
     if missed:
-        out.print(f"[yellow]{len(missed)} of {len(names)} chapters did not run:[/yellow]")
+        out.print(f"[yellow]did not run ({len(missed)}, in {len(names)} chapters):[/yellow]")
         for why in missed:
             out.print(f"  {escape(why)}")
+    out.rule("[bold]the end[/bold]")
+    out.print(NEXT)
     return 1 if missed or left else 0
 
 
-def _chapter(out, name: str, quick: bool) -> str | None:
-    """Print and run one chapter; what stopped it, in one line, or None when it ran."""
+#: The tour's last words: where its runs went and what to do with them.
+NEXT = (
+    "The tour is over; every run it made is stored. Next: "
+    "`daemonlab plot NAME` draws a lesson from its runs, `daemonlab report -o report` puts "
+    "them all on one page, `daemonlab run NAME --help` shows what a lesson can vary, and "
+    "notebooks/ walk through each lesson in Jupyter."
+)
+
+
+def _chapter(out, name: str, quick: bool) -> list[str]:
+    """Print and run one chapter; what stopped it or what it could not run, a line each
+    (empty when all of it ran)."""
     from rich.markdown import Markdown
     from rich.markup import escape
 
-    from lab import children, experiments, params
+    from lab import children, experiments, params, report
     from lab.cli import Interrupted, execute
     from lab.errors import LabError
 
     module = experiments.load(name)
-    out.rule(f"[bold]{name}[/bold]: {module.SUMMARY}")
-    ran = False
+    out.rule(f"[bold]{name}[/bold]")  # the name only: a summary in a rule is cut with "…"
+    out.print(f"[italic]{escape(module.SUMMARY)}[/italic]")
+    ran, missed = False, []  # what a run could not measure: a tool, a server
     try:
         for text, overrides in module.TOUR:
             out.print(Markdown(text))
@@ -119,16 +134,17 @@ def _chapter(out, name: str, quick: bool) -> str | None:
             if quick and ran:
                 out.print(f"[dim](--quick: `daemonlab tour --chapter {name}` runs this)[/dim]")
                 continue
-            execute(module, params.from_mapping(module.Params, overrides))
+            run = execute(module, params.from_mapping(module.Params, overrides))
+            missed += report.missing(run)
             ran = True
     except Interrupted:
         raise
     except LabError as exc:  # a missing server, a store that failed: say so, go on
         out.print(f"[yellow]{name}: did not run: {escape(str(exc))}[/yellow]")
-        return f"{name}: {exc}"
+        missed.append(str(exc))
     finally:
         children.reap_all()  # our own children the chapter left ended, if any
-    return None
+    return [f"{name}: {why}" for why in dict.fromkeys(missed)]  # each said once
 
 
 def _leftovers(mark: str) -> list[str]:

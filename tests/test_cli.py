@@ -141,7 +141,7 @@ def test_an_old_option_name_still_works_but_is_not_listed(results_path):
     assert '"fact": [\n      1\n    ]' in old.stdout  # stored under the one name
     help_text = run_cli("run", "fork", "--help").stdout
     assert "--fact " in help_text and "--facts" not in help_text
-    assert "{1,2,3" in help_text  # the choices, not a bare V
+    assert "one of: 1, 2, 3," in " ".join(help_text.split())  # the choices, not a bare V
 
 
 def test_results_of_one_run_prints_its_table_again(results_path):
@@ -230,3 +230,14 @@ def test_absurd_or_malformed_values_are_refused_in_one_line_before_anything_runs
     result = run_cli(*args, env={"LAB_DB_PATHS": "url", "LAB_MYSQL_URL": "mysql://x@127.0.0.1:1/x"})
     assert_refused(result, says)
     assert not results_path.exists()
+
+
+def test_run_alone_lists_the_lessons_and_how_to_run_one():
+    """`daemonlab run` alone is a question (what is there?), not "NAME is required"."""
+    from lab import experiments
+
+    done = run_cli("run")
+    assert done.returncode == 0, done.stderr
+    for name in experiments.names():
+        assert name in done.stdout
+    assert "daemonlab run NAME" in done.stdout and not done.stderr

@@ -91,3 +91,48 @@ def test_nothing_to_compare_is_one_line(results_path):
     assert done.returncode == 2 and "no stored runs of 'sleep'" in done.stderr
     done = run_cli("compare", "nosuch")
     assert done.returncode == 2 and "unknown experiment" in done.stderr
+
+
+def test_by_label_leaves_unlabelled_runs_out_so_two_labels_get_their_ratio(results_path):
+    """An unlabelled run made a "(no label)" group: three groups, and alice vs bob no ratio."""
+    with ResultsStore(results_path) as store:
+        store_run(store, "sleep", sleep_records(0.9), hostname="a")  # no label
+        store_run(store, "sleep", sleep_records(0.98), label="alice", hostname="a")
+        store_run(store, "sleep", sleep_records(0.49), label="bob", hostname="b")
+        runs = store.runs("sleep")
+    result = compare(experiments.load("sleep"), runs, "label")
+    assert result.groups == ["alice", "bob"]
+    assert result.ratio(("threads", "", 2)) == pytest.approx(0.5)
+
+
+def test_notes_and_measured_text_are_no_part_of_a_case(results_path):
+    """managers' notes carry pids (no two runs alike: nothing matched, and axis labels ran
+    to 100 characters) and its gaps are measured: a case is the manager and the event."""
+    note = "TERM to the process group; left running after the manager stopped: pid 31357"
+    with ResultsStore(results_path) as store:
+        for label, pid, gaps in (("alice", 1, "1.5 2.4"), ("bob", 2, "1.5 2.5")):
+            record = {"part": "crash-loop", "manager": "supervisord", "latency_ms": 3900.0 + pid,
+                      "backoff": gaps, "final_state": "FATAL", "notes": f"{note}{pid}"}  # fmt: skip
+            store_run(store, "managers", [record], label=label)
+        runs = store.runs("managers")
+    result = compare(experiments.load("managers"), runs, "label")
+    assert result.keys == ["part", "manager"]
+    (case,) = result.cells
+    assert result.ratio(case) == pytest.approx(3902 / 3901)
+
+
+def test_a_long_case_folds_on_the_figure_and_matplotlib_says_nothing():
+    """A 100-character label squeezed the axes away, and matplotlib's warning about it
+    reached the terminal (pyproject makes any warning a failure here)."""
+    import io
+
+    from lab.compare import Comparison, draw
+
+    names = ("one-thread-per-connection-pool", "a-long-strategy-name-of-its-own", "x" * 30)
+    cells = {(*names[:2], f"{names[2]}{n}"): {"alice": 1.0 + n, "bob": 2.0} for n in range(6)}
+    result = Comparison("sleep", "efficiency", "label", ["a", "b", "c"], ["alice", "bob"], cells,
+                        {"alice": 1, "bob": 2})  # fmt: skip
+    figure = draw(result)
+    figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert all(max(map(len, label.splitlines())) <= 32 for label in labels), labels

@@ -428,6 +428,13 @@ def test_db_up_is_shared_across_processes_and_db_down_cleans_up(require_mysqld):
         first = json.loads(run_python(up_code))
         assert first["started"] and first["source"] == "db up"
         assert json.loads(run_python(up_code))["started"] is False  # the same one, reused
+        from tests.conftest import run_cli
+
+        said = run_cli("db", "up").stdout  # what to export, said in a line to paste
+        assert "         started: no\n" in said  # yes or no, not a Python repr
+        export = said.splitlines()[-1].removeprefix("export LAB_MYSQL_URL=")
+        status = run_cli("db", "status", env={"LAB_MYSQL_URL": export}).stdout
+        assert f"url: {first['url']}" in status and "source: LAB_MYSQL_URL" in status
 
         found = run_python(
             "import os, json; from lab import db; os.environ['LAB_DB_PATHS'] = 'throwaway';"

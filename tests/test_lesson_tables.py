@@ -86,3 +86,11 @@ def test_every_default_column_has_a_unit_or_needs_none(lesson) -> None:
 
 
 UNITS = {"s", "ms", "MB", "kB", "Mloop/s", "±%", "speedup"}
+
+
+def test_crons_crossing_at_zero_reads_any_rate():
+    """daemon-signal never wakes: the daemon is cheaper at any rate, once printed 0.00."""
+    cron = experiments.load("cron")
+    (column,) = [c for c in cron.COLUMNS["crossing"] if c.key == "cpu_cross_per_h"]
+    assert column.cell(0.0) == "any rate" and column.cell(12.123) == "12.12"
+    assert column.cell(None) == "-"  # never: a daemon job costing more than a cron tick

@@ -732,3 +732,18 @@ def test_bad_experiment_options_are_refused_in_one_line():
     )
     assert_refused(run_cli("run", "prefork", "--keepalive", "maybe", "--no-store"), "--keepalive")
     assert_refused(run_cli("run", "prefork", "--workers", "500", "--no-store"), "at most 128")
+
+
+def test_live_says_a_killed_workers_successor_as_well_as_its_death():
+    """The master logs the death (CHLD); the view sees the new pid in the slot and says it."""
+    from lab.experiments.prefork.live import replacements
+
+    workers = [
+        {"name": "w[0]", "pid": 101},
+        {"name": "w[1]", "pid": 205},
+        {"name": "w[2]", "pid": 300},
+    ]
+    assert replacements({"w[0]": 101, "w[1]": 102}, workers) == [
+        "w[1]: new worker, pid 205, in place of pid 102"
+    ]  # w[2] is new (TTIN), not a successor
+    assert replacements({}, workers) == []  # the first frame

@@ -153,6 +153,22 @@ def test_export_writes_csv_and_json_lines(results_path):
     assert [row["i"] for row in table] == ["0", "1", "2"]
 
 
+def test_export_writes_floats_without_binary_noise_and_csv_one_lesson_at_a_time():
+    from lab.runs import Run
+
+    sleep = Run("sleep", {}, {}, [{"wall_s": 70.3 * 3, "walls": [0.1 + 0.2]}], "ok", "now")
+    assert 70.3 * 3 == 210.89999999999998  # what was written
+    out = io.StringIO()
+    export([sleep], "csv", out)
+    assert out.getvalue().splitlines()[1].endswith(",210.9,[0.3]")
+    cpu = Run("cpu", {}, {}, [{"speedup": 1.5}], "ok", "now")
+    with pytest.raises(LabError, match="CSV holds one lesson's runs, and these are of cpu, sleep"):
+        export([sleep, cpu], "csv", io.StringIO())
+    out = io.StringIO()
+    assert export([sleep, cpu], "jsonl", out) == 2  # a document per line: any mix
+    assert json.loads(out.getvalue().splitlines()[0])["wall_s"] == 210.9
+
+
 def test_export_and_results_from_the_command_line(results_path, tmp_path):
     with ResultsStore(results_path) as store:
         collect("counting", Counting(), counting, sink=store)
@@ -165,9 +181,28 @@ def test_export_and_results_from_the_command_line(results_path, tmp_path):
 
 
 def test_an_unknown_run_id_is_refused_in_one_line(results_path):
+    ResultsStore().close()  # a store, without that run
     result = run_cli("export", "--run", "999")
     assert result.returncode != 0 and "no run 999" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["results"], ["results", "sleep"], ["results", "3"], ["export"], ["plot", "fork"]]
+)
+def test_a_command_that_reads_where_nothing_was_stored_creates_no_store(command, tmp_path):
+    """`cd /tmp && daemonlab results` once made /tmp/results/lab.db: a reader never writes."""
+    env = {k: v for k, v in os.environ.items() if k != "LAB_RESULTS"}  # the default place
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", *command], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("daemonlab: nothing stored yet: no results store at "), (
+        done.stderr
+    )
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "results").exists()
 
 
 def test_progress_is_reported_as_the_run_goes():
@@ -407,3 +442,13 @@ def test_another_applications_wal_database_held_open_is_refused_untouched(tmp_pa
         assert [c[1] for c in db.execute("PRAGMA table_info(runs)")] == ["id", "name"]
         assert db.execute("SELECT name FROM runs").fetchall() == [("precious",)]
     db.close()
+
+
+def test_results_of_an_empty_store_says_so_instead_of_an_empty_table(results_path):
+    ResultsStore(results_path).close()
+    done = run_cli("results", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout
+        == f"no runs of cpu stored in {results_path} yet: `daemonlab run cpu` stores one\n"
+    )

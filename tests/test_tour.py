@@ -49,7 +49,7 @@ def test_a_chapter_whose_server_is_missing_says_so_and_the_tour_goes_on(results_
     said = " ".join(done.stdout.split())  # rich wraps long lines
     assert "sleep: did not run:" in said and "nothing answers there" in said
     assert said.index("sleep: did not run") < said.index("signals:")  # and then it went on
-    assert "1 of 2 chapters did not run" in said
+    assert "did not run (1, in 2 chapters):" in said
     stored = {r.experiment: r for r in stored_runs(results_path)}
     assert stored["signals"].status == "ok" and len(stored["signals"].records) > 0
     assert "sleep" not in stored or not stored["sleep"].records
@@ -74,3 +74,31 @@ def test_what_a_chapter_left_running_is_named_and_stopped(monkeypatch):
         assert time.monotonic() < deadline, "the orphan outlived the tour's stop"
         time.sleep(0.02)
     assert tour._leftovers("another-mark") == []
+
+
+def test_a_part_a_tool_was_missing_for_is_one_line_with_its_install_line_and_exit_1(
+    monkeypatch, capsys
+):
+    """A chapter that ran, but not all of it (prosody not installed: ipc's XMPP), is named
+    at the end with the line that installs what it lacked, and the tour exits 1."""
+    import io
+
+    from rich.console import Console
+
+    fork = experiments.load("fork")
+    measured = fork.run
+    why = "prosody is not installed (`apt-get install prosody`)"
+
+    def without_prosody(params, progress=None, sink=None):
+        run = measured(params, progress=progress, sink=sink)
+        run.env["missing"] = {"xmpp": why}
+        return run
+
+    monkeypatch.setattr(fork, "run", without_prosody)
+    said = io.StringIO()
+    out = Console(file=said, width=80, color_system=None)
+    assert tour.main(out, only=["fork"], quick=True) == 1
+    assert f"not run: xmpp: {why}" in " ".join(capsys.readouterr().out.split())  # by the table
+    text = " ".join(said.getvalue().split())
+    assert f"did not run (1, in 1 chapters): fork: xmpp: {why}" in text  # and at the end
+    assert text.endswith(" ".join(tour.NEXT.split()))  # where to go next, whatever happened

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -299,7 +300,9 @@ def test_status_stop_and_a_second_start(redis_conn, ns, daemon):
     assert len(second.stderr.strip().splitlines()) == 1
     status = daemon.cli("status")
     assert status.returncode == 0, status.stderr
-    assert f"pid        {pid}" in status.stdout and "3 threads slots, working" in status.stdout
+    assert f"pid        {pid}" in status.stdout and "3 (threads), working" in status.stdout
+    age = re.search(r"heartbeat  (\d+) s ago, at ", status.stdout)  # how old "working" is
+    assert age and int(age[1]) <= 3, status.stdout  # --heartbeat-ttl 3: a beat each second
     stopped = daemon.cli("stop")
     assert stopped.returncode == 0 and "with TERM" in stopped.stdout, stopped.stdout
     daemon.gone(pid)

@@ -136,39 +136,74 @@ def _amount(kind: str, samples: list[float]) -> str:
     return f"{middle * 1e3:,.2f} ms" if middle < 10 else f"{middle:,.1f} s"
 
 
+#: The figures' columns: (header, width); a benchmark's name has a line of its own above
+#: them (a test id runs to 90 characters, and a table column that wide left no room).
+_FIGURES = (("", 14), ("base", 10), ("head", 10), ("ratio", 9), ("95% / range", 15), ("p", 7))
+#: The table's width: an 80-column terminal (STYLE.md), the verdict folding under itself.
+WIDTH = 80
+
+
 def table(verdicts: list[Verdict], results: dict[str, Any], rules: Rules):
-    from rich import box
-    from rich.markup import escape  # a benchmark's id, [sequential], is not markup
-    from rich.table import Table
+    """Each benchmark's name on a line, then a line per kind it was measured in: base,
+    head, their ratio with its interval or range, p, and the verdict (folding at spaces
+    under its own column); every line within WIDTH."""
+    from rich.text import Text
 
     base = results["base"]
-    grid = Table(
-        title=(
-            f"head ({results['head']['ref']}) against base {escape(base['ref'])} "
-            f"({base['commit'][:12]}): {results['rounds']} rounds a side; {rules.describe()}"
+    lines = [
+        *_folded(
+            f"head ({results['head']['ref']}) against base {base['ref']} "
+            f"({base['commit'][:12]}): {results['rounds']} rounds a side; {rules.describe()}",
+            "",
         ),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
-    longest = max((len(v.name) for v in verdicts), default=10)
-    grid.add_column("benchmark", overflow="fold", min_width=min(longest, 48))
-    for header in ("kind", "base", "head", "ratio", "95% / range", "p"):
-        grid.add_column(header, justify="left" if header == "kind" else "right", no_wrap=True)
-    grid.add_column("verdict", overflow="fold")
+        "",
+        _figures_line([h for h, _ in _FIGURES], "verdict"),
+    ]
+    by_name: dict[str, list[Verdict]] = {}
     for v in verdicts:
-        interval = "-" if v.low is None else f"{v.low:.3f}-{v.high:.3f}"
-        grid.add_row(
-            escape(v.name.split("/", 1)[-1] if "::" in v.name else v.name),  # less the folder
-            v.kind,
-            _amount(v.kind, v.base),
-            _amount(v.kind, v.head),
-            "-"
-            if v.ratio is None
-            else f"{v.ratio:.4f}x"
-            if v.kind != "wall"
-            else f"{v.ratio:.2f}x",
-            interval,
-            "-" if v.p is None else f"{v.p:.3g}",
-            ("[red]FAIL[/red] " if v.fails else "") + escape(v.why),
-        )
-    return grid
+        by_name.setdefault(v.name, []).append(v)
+    for name, kinds in by_name.items():
+        lines += _folded(name, "  ", at="_/:.")
+        for v in kinds:
+            digits = 3 if v.kind == "wall" else 4  # instruction counts agree to ~1e-7
+            interval = "-" if v.low is None else f"{v.low:.{digits}f}-{v.high:.{digits}f}"
+            ratio = (
+                "-"
+                if v.ratio is None
+                else f"{v.ratio:.4f}x"
+                if v.kind != "wall"
+                else f"{v.ratio:.2f}x"
+            )
+            cells = ["  " + v.kind, _amount(v.kind, v.base), _amount(v.kind, v.head), ratio,
+                     interval, "-" if v.p is None else f"{v.p:.3g}"]  # fmt: skip
+            lines.append(_figures_line(cells, ("FAIL " if v.fails else "") + v.why))
+    text = Text("\n".join(lines), no_wrap=True)
+    text.highlight_regex(r"\bFAIL\b", "red")
+    return text
+
+
+def _figures_line(cells: list[str], verdict: str) -> str:
+    """The figures in their columns, the verdict after them, folded under itself."""
+    import textwrap
+
+    line = "".join(
+        f"{cell:<{width}}" if n == 0 else f"{cell:>{width}}"
+        for n, (cell, (_, width)) in enumerate(zip(cells, _FIGURES, strict=True))
+    )
+    indent = len(line) + 2
+    said = textwrap.wrap(verdict, WIDTH - indent, break_long_words=False) or [""]
+    return "\n".join([line + "  " + said[0], *(" " * indent + more for more in said[1:])])
+
+
+def _folded(text: str, indent: str, at: str = " ") -> list[str]:
+    """`text` in lines of at most WIDTH, broken after one of the characters `at` (a test
+    id has no spaces, but underscores and slashes), the lines after the first indented."""
+    lines, rest, first = [], text, True
+    while True:
+        room = WIDTH - (0 if first else len(indent))
+        if len(rest) <= room:
+            lines.append(rest if first else indent + rest)
+            return lines
+        cut = max(rest.rfind(c, 0, room) for c in at) + 1 or room  # no such place: cut at room
+        lines.append(rest[:cut].rstrip() if first else indent + rest[:cut].rstrip())
+        rest, first = rest[cut:].lstrip(), False

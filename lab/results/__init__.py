@@ -37,12 +37,27 @@ from lab.errors import LabError
 from lab.results.export import export
 from lab.runs import Record, Run, SinkFailed
 
-__all__ = ["ResultsStore", "default_path", "export", "is_url", "location"]
+__all__ = ["NothingStored", "ResultsStore", "default_path", "export", "is_url", "location"]
 
 #: The default store, relative to the current directory.
 DEFAULT = Path("results") / "lab.db"
 #: What `runs` holds, in the order every query reads it.
 RUN_COLUMNS = "id, experiment, params, env, started, finished, status, error, pid, host, label"
+
+
+class NothingStored(LabError):
+    """A reader found no store where LAB_RESULTS (or ./results/lab.db) points: nothing was
+    stored there yet. Exit 1, as `grep` says "nothing found": not bad input, no answer."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path, experiment: str = "NAME") -> None:
+        self.path = path
+        where = path if path.is_absolute() else f"{path} (in {Path.cwd()})"
+        super().__init__(
+            f"nothing stored yet: no results store at {where}; "
+            f"`daemonlab run {experiment}` makes one, LAB_RESULTS names another"
+        )
 
 
 def location() -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.results import RUN_COLUMNS, ResultsStore
+from lab.results import RUN_COLUMNS, NothingStored, ResultsStore
 from lab.runs import Run, SinkFailed
 
 __all__ = ["APPLICATION_ID", "FORMAT", "SqliteStore"]
@@ -103,8 +103,8 @@ class SqliteStore(ResultsStore):
         self.readonly = readonly or (exists and not _writable(self.path))
         try:
             if self.readonly:
-                if not exists:
-                    raise LabError(f"no results store at {self.path} yet: run an experiment")
+                if not exists:  # a reader never makes one (`cd /tmp && daemonlab results`)
+                    raise NothingStored(self.path)
                 self._db = _open_readonly(self.path)
                 if kind == "unmarked":  # cannot be marked here; its runs have no label
                     self.run_columns = RUN_COLUMNS.replace("label", "NULL")

@@ -118,7 +118,7 @@ COLUMNS = {
     ],
     "crossing": [
         Column("strategy"),
-        Column("cpu_cross_per_h", "cpu: above jobs/h", ".2f"),
+        Column("cpu_cross_per_h", "cpu: above jobs/h", ".2f", zero="any rate"),
         Column("memory_cross_per_s", "memory: above jobs/s", ".2f"),
         Column("cron_cpu_ms", "cron cpu ms", ".1f", wide=True),
         Column("job_cpu_ms", "daemon cpu ms", ".3f", wide=True),

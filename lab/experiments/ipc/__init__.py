@@ -89,7 +89,7 @@ from lab.errors import LabError
 from lab.experiments.ipc.transports import TRANSPORTS
 from lab.params import Params as _Params
 from lab.params import option
-from lab.report import Column
+from lab.report import BYTES, Column
 from lab.runs import Run, Session, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
@@ -141,7 +141,7 @@ FULL = {"seconds": 1.0, "samples": 100_000, "size": (64, 512, 4096, 16384, 65536
 COLUMNS = [
     Column("transport", "transport"),
     Column("pattern", "pattern"),
-    Column("size", "size B", "d"),
+    Column("size", "size", BYTES),
     Column("rtt_median_us", "rtt µs", ".1f"),
     Column("rtt_p99_us", "p99 µs", ".1f"),
     Column("mb_per_s", "MB/s", ".1f"),

@@ -15,12 +15,12 @@ __all__ = ["add_parser"]
 
 EXAMPLES = """\
 examples:
-  daemonlab serve --workers 4                      # the lab's preforking server on :8000
-  daemonlab serve --live                           # ... watching its workers; in another
-  kill -TTIN $(cat prefork.pid)                    #   terminal (with --pid prefork.pid)
-  daemonlab serve --server gunicorn-sync --app cpu # the peer, the same app
-  daemonlab serve --server uwsgi --setup tuned     # uWSGI (pyuwsgi), as its docs tune it
-  daemonlab serve --app io --no-db                 # io without MySQL: time.sleep instead
+  daemonlab serve --workers 4                   # the lab's server on :8000
+  daemonlab serve --live                        # ... watching its workers; then
+  kill -TTIN $(cat prefork.pid)                 #   in another terminal (--pid)
+  daemonlab serve --server gunicorn-sync --app cpu   # the peer, the same app
+  daemonlab serve --server uwsgi --setup tuned  # uWSGI, tuned as its docs say
+  daemonlab serve --app io --no-db              # io without MySQL: time.sleep
 """
 
 
@@ -32,8 +32,8 @@ def add_parser(subparsers: Any) -> None:
         "serve",
         help="run a WSGI server: the lab's preforking master, threads, asyncio or gunicorn",
         description=(
-            "Serve a WSGI app with a Unicorn-style preforking server (signals: TTIN, TTOU, "
-            "QUIT graceful, TERM/INT quick, HUP, USR2 re-exec, WINCH) or one of its rivals."
+            "Serve a WSGI app with a Unicorn-style preforking server or one of its rivals.\n"
+            "Its signals: TTIN, TTOU, QUIT graceful, TERM/INT quick, HUP, USR2, WINCH."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

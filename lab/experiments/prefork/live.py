@@ -16,7 +16,9 @@ Two rules from the master's side of the screen:
   master ignores WINCH while stdin is a terminal (master.handle_winch).
 
 `snapshot` reads (psutil for memory); `render` only draws, so a test can
-render a snapshot to a string.
+render a snapshot to a string. The master's events say a worker died (CHLD);
+its successor, forked by the master's loop, is seen here as a new pid in the
+same slot (`replacements`), and said as an event of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from lab.experiments.prefork.master import Master
 
-__all__ = ["LiveView", "render", "snapshot"]
+__all__ = ["LiveView", "render", "replacements", "snapshot"]
 
 
 def snapshot(master: Master) -> dict[str, Any]:
@@ -97,12 +99,22 @@ def render(snap: dict[str, Any]) -> RenderableType:
     return Group(procs, events)
 
 
+def replacements(before: dict[str, int], workers: list[dict[str, Any]]) -> list[str]:
+    """A line for each slot whose worker is a new process since `before` (slot -> pid)."""
+    return [
+        f"{w['name']}: new worker, pid {w['pid']}, in place of pid {before[w['name']]}"
+        for w in workers
+        if before.get(w["name"], w["pid"]) != w["pid"]
+    ]
+
+
 class LiveView:
     """A rich Live display the master's loop refreshes (master.show)."""
 
     def __init__(self, console: Console | None = None) -> None:
         from rich.live import Live
 
+        self.pids: dict[str, int] = {}  # each slot's worker in the last frame
         self.live = Live(
             console=console,
             auto_refresh=False,  # no refresh thread in a process that forks (module notes)
@@ -113,7 +125,12 @@ class LiveView:
     def __call__(self, master: Master) -> None:
         if not self.live.is_started:  # the first frame comes after `listening on ...`
             self.live.start()
-        self.live.update(render(snapshot(master)), refresh=True)
+        snap = snapshot(master)
+        new = replacements(self.pids, snap["workers"])
+        for line in new:
+            master.record("fork", line)
+        self.pids = {w["name"]: w["pid"] for w in snap["workers"]}
+        self.live.update(render(snapshot(master) if new else snap), refresh=True)
 
     def close(self) -> None:
         self.live.stop()

@@ -174,9 +174,9 @@ COLUMNS = {
         Column("workers", "n", "d"),  # jobs at once (--workers): "at once" would pass 80 columns
         Column("job"),
         Column("jobs_per_s", "jobs/s", ",.0f"),
-        Column("pickup_p50_ms", "p50 ms", ".2f"),
-        Column("pickup_p99_ms", "p99 ms", ".2f"),
-        Column("cpu_ms_per_job", "cpu ms", ".3f"),
+        Column("pickup_p50_ms", "p50 ms", ".1f"),
+        Column("pickup_p99_ms", "p99 ms", ".0f"),
+        Column("cpu_ms_per_job", "cpu ms", ".2f"),
         Column("jobs", "jobs", ",d", wide=True),
         Column("seconds", "s", ".3f", wide=True),
         Column("start_s", "start s", ".2f", wide=True),

@@ -164,7 +164,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if not result.ok:
         raise NotStarted(f"worker not started: {result.message}")
     print(
-        f"started: pid {result.pid}, {config.concurrency} {config.model} slots, "
+        f"started: pid {result.pid}, {config.concurrency} slots ({config.model}), "
         f"pidfile {pidfile}, log {log}"
     )
     return 0
@@ -265,14 +265,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"pid        {pid} (pidfile {pidfile})")
     if info is None:
         print("heartbeat  none in Redis yet (starting, or Redis lost it)")
-    else:
+    else:  # what the worker said at its last beat, up to a third of the ttl ago: say how old
         state = "quiet" if info["quiet"] else "working"
-        print(f"model      {info['concurrency']} {info['model']} slots, {state}")
+        print(f"heartbeat  {_age(info['beat'])} ago, at {info['beat']}; as of then:")
+        print(f"slots      {info['concurrency']} ({info['model']}), {state}")
         print(f"jobs       {info['busy']} running, {info['done']} done since {info['started']}")
-        print(f"heartbeat  {info['beat']} (ttl {info['heartbeat_ttl']:g}s)")
     print(f"queue      {queue.pending(conn, keys)} waiting in {keys.queue}")
     print(f"retried    {conn.llen(keys.retried)} jobs taken back from workers that did not finish")
     return 0
+
+
+def _age(beat: str) -> str:
+    """How long ago an ISO time was: a heartbeat comes every ttl/3 (daemon.BEATS_PER_TTL),
+    so "0 done" may be 20 s old, after 200 jobs finished since."""
+    import datetime as dt
+
+    seconds = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(beat)).total_seconds()
+    return f"{max(seconds, 0):.0f} s"
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
