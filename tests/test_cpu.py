@@ -23,6 +23,9 @@ from lab.experiments.cpu import convoy
 from lab.interpreters import current
 from tests.conftest import ROOT, assert_refused, run_cli, wait_until
 
+#: ratios of CPU and wall time: under xdist, no other test beside these (conftest.py)
+pytestmark = pytest.mark.alone
+
 GIL = current().gil_enabled
 
 

@@ -23,7 +23,7 @@ from lab.errors import LabError
 from lab.experiments import sleep
 from lab.experiments.sleep import floor, mysqlslap, wire
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.alone]  # ratios of times: run alone
 
 CLIENTS = 16
 

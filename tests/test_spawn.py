@@ -24,6 +24,9 @@ from lab.experiments.spawn import child as spawn_child
 from lab.results import ResultsStore
 from tests.conftest import ROOT, assert_refused, run_cli
 
+#: ratios of CPU and wall time: under xdist, no other test beside these (conftest.py)
+pytestmark = pytest.mark.alone
+
 SMALL_MB, LARGE_MB = 30, 1024
 
 

@@ -79,7 +79,7 @@ def test_ci_run_fails_when_the_newer_pythons_run_fails():
     assert "set -euo pipefail" in script.splitlines()[:10]
     block = script[script.index("# -- newer interpreters") : script.index("# Last, so that")]
     (command,) = [line for line in block.splitlines() if "-m pytest" in line]
-    assert '".venv-$newer/bin/python" -m pytest "${NEWER_TESTS[@]}"' in command
+    assert '".venv-$newer/bin/python" -m pytest -n 4 "${NEWER_TESTS[@]}"' in command
     assert "||" not in command and "|" not in command.split("pytest", 1)[1]
     listed = block[block.index("NEWER_TESTS=(") : block.index(")", block.index("NEWER_TESTS=("))]
     files = listed.removeprefix("NEWER_TESTS=(").split()
@@ -117,3 +117,14 @@ def test_every_action_is_pinned_to_a_version():
         for step in job["steps"]:
             if "uses" in step:
                 assert "@v" in step["uses"], (name, step["uses"])
+
+
+def test_ci_runs_the_readme_test_command_as_written():
+    """The README's step 2 is what CI runs for the suite, options and all (-n 4 too)."""
+    readme = (ROOT / "README.md").read_text()
+    step = readme.index("# 2. run the whole test suite")
+    block = readme[step : readme.index("```", step)]
+    (command,) = [line for line in block.splitlines() if "-m pytest" in line]
+    script = (ROOT / ".ci" / "run").read_text()
+    last = script[script.index("# Last, so that") :]
+    assert f"{command} || tests_rc=$?" in last, (command, last)
