@@ -39,7 +39,7 @@ def _range(module: Any, run: Run) -> str:
     from lab.errors import LabError
 
     try:
-        result = compare(module, [run], "label")
+        result = compare(module, [run], "machine")  # one run: one group, whatever it is
     except LabError:
         return f"{len(run.records)} records, none with a figure to sum up."
     cells = [(next(iter(by_group.values())), case) for case, by_group in result.cells.items()]

@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(autouse=True)
 def machine_share(request, tmp_path_factory):
     """Under xdist: a shared turn for every test, the whole machine for an `alone` one."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker (a pytest it ran?)
         yield
         return
     shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above the workers'

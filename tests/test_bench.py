@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -162,6 +163,8 @@ def test_pytest_benchmark_compare_with_no_baseline_is_a_usage_error_not_internal
          f"--benchmark-storage={tmp_path / 'none'}", "--benchmark-compare",
          "--benchmark-compare-fail=median:15%"],
         capture_output=True, text=True, cwd=tmp_path,
+        # not an xdist worker's: pytest-benchmark turns itself off where it sees one
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")},
     )  # fmt: skip
     said = done.stdout + done.stderr
     assert "INTERNALERROR" not in said

@@ -80,10 +80,23 @@ def _group_killed_after(proc: subprocess.Popen) -> Iterator[None]:
 
 
 def _popen(argv: list[str], url: str) -> subprocess.Popen:
-    """`argv` leading a process group of its own, with the lab pointed at `url`."""
+    """`argv` leading a process group of its own, with the lab pointed at `url`, started
+    with the four stop signals at their defaults: what a test hands down is its own choice,
+    not what pytest inherited (under `nohup pytest` every run began with HUP ignored)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LAB_MYSQL_URL": url, "LAB_DB_PATHS": "url"}
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen(argv, env=env, start_new_session=True, **pipes)
+    return subprocess.Popen(_DEFAULTS + argv, env=env, start_new_session=True, **pipes)
+
+
+#: exec argv with INT, TERM, HUP and QUIT at SIG_DFL (dispositions survive exec; sh cannot
+#: undo an ignored one: POSIX lets a non-interactive shell keep it ignored)
+_DEFAULTS = [
+    sys.executable, "-c",
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):\n"
+    "    signal.signal(s, signal.SIG_DFL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]  # fmt: skip
 
 
 def _ignoring(signals: str) -> list[str]:

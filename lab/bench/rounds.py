@@ -119,9 +119,12 @@ def _round(
     ]  # fmt: skip
     if select:
         argv += ["-k", select]
+    # pytest-benchmark turns itself off where PYTEST_XDIST_WORKER is set, and a pytest
+    # started from an xdist worker (the lab's own suite runs `bench ab`) inherits it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
     began = time.monotonic()
     with open(logs / f"{side.name}-{number}.log", "w") as log:
-        done = subprocess.run(argv, cwd=side.tree, stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(argv, cwd=side.tree, stdout=log, stderr=subprocess.STDOUT, env=env)
     took = time.monotonic() - began
     if report.exists():
         for bench in json.loads(report.read_text())["benchmarks"]:  # fullname: file::test[id]
