@@ -1,8 +1,8 @@
 """cron: the same job started by cron (a fresh interpreter a tick) or by a daemon already up.
 
 The talk's "cron job vs daemon" slide asks when a daemon is worth running.
-This lesson measures both sides on the same unit of work (work.py, the job
-the worker lesson queues too):
+This lesson measures both sides on the same unit of work (lab/jobs.py, the
+job the worker lesson queues too):
 
 - cron: each tick, `sh -c` starts the lab's interpreter with cron's minimal
   environment (crontab(5): SHELL, PATH=/usr/bin:/bin, HOME, LOGNAME), which
@@ -38,10 +38,11 @@ Sources: crontab(5) and cron(8) of Debian's cron 3.0pl1 (the environment,
 (https://docs.python.org/3/using/cmdline.html#cmdoption-X); signal(7) on
 real-time signals queueing; Redis BLPOP (https://redis.io/docs/latest/commands/blpop/).
 
-Reading map: work.py (the unit of work and its ledger line: read first),
-child.py (a cron tick, and the two waiting daemons), ticks.py (ticking
-at a rate, each way, and what each tick cost), usage.py (CPU and memory,
-where the kernel keeps them precisely), startup.py (-X importtime),
+Reading map: lab/jobs.py (the unit of work and its ledger line, shared
+with the worker lesson: read first), child.py (a cron tick, and the two
+waiting daemons), ticks.py (ticking at a rate, each way, and what each tick
+cost, read with lab/usage.py where the kernel keeps it precisely),
+startup.py (-X importtime),
 crossing.py (where the lines cross), plot.py (the figure);
 examples/crontab is the real thing for Debian's cron.
 """
@@ -147,10 +148,8 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     import redis
 
-    from lab import services
-    from lab.errors import LabError
-    from lab.experiments.cron import crossing, startup, ticks, work
-    from lab.experiments.worker.measure import gone
+    from lab import jobs, redis_gone, services
+    from lab.experiments.cron import crossing, startup, ticks
 
     services.require("redis")
     session.env["redis_url"] = services.url("redis")
@@ -164,24 +163,23 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     total = 1 + len(daemons) + len(params.strategy) * len(params.rate)
     done: list[dict[str, Any]] = []
     try:
-        session.step(next(phases), total, "imports")
-        yield from startup.imports(ns, params.job)
-        for strategy in params.strategy:
-            for record in _strategy(
-                conn, ns, strategy, params, lambda label: session.step(next(phases), total, label)
-            ):
-                done.append(record)
-                yield record
-        yield from crossing.crossings(done, daemons)
-        session.step(total, total, "done")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise gone(exc) from None
-    except LabError:
-        if not services.reachable("redis"):  # a tick failed because Redis went: say that
-            raise gone("connection refused") from None
-        raise
+        with redis_gone.one_line():
+            session.step(next(phases), total, "imports")
+            yield from startup.imports(ns, params.job)
+            for strategy in params.strategy:
+                for record in _strategy(
+                    conn,
+                    ns,
+                    strategy,
+                    params,
+                    lambda label: session.step(next(phases), total, label),
+                ):
+                    done.append(record)
+                    yield record
+            yield from crossing.crossings(done, daemons)
+            session.step(total, total, "done")
     finally:
-        work.forget(conn, ns)
+        jobs.forget(conn, ns)
         conn.close()
 
 
