@@ -142,11 +142,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _results(label: str | None = None):
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     if label is None and os.environ.get("LAB_LABEL"):  # what the store would take instead
         params.check_text(os.environ["LAB_LABEL"], "LAB_LABEL")
-    return ResultsStore(label=label)
+    return open_store(label=label)
 
 
 # -- list / run ------------------------------------------------------------------

@@ -18,8 +18,8 @@ import pytest
 
 from lab import children, experiments
 from lab.env import fingerprint
-from lab.results import ResultsStore
-from lab.runs import Run
+from lab.results import open_store
+from lab.runs import Run, Status
 from lab.sentences import sentence
 from tests.conftest import run_cli
 
@@ -38,14 +38,14 @@ def measured(tmp_path_factory):
     for args in RUNS:
         done = run_cli("run", *args, env={"LAB_RESULTS": str(store)})
         assert done.returncode == 0, done.stderr
-    with ResultsStore(store) as s:
+    with open_store(store) as s:
         fork = s.runs("fork")[0]
         other = Run("fork", fork.params, {**fingerprint(), "hostname": "attendee-2"}, started="x")
         s.begin(other)
         for record in fork.records:
             other.records.append(record)
             s.add(other, record)
-        other.status = "ok"
+        other.end(Status.OK)
         s.finish(other)
     return store
 
@@ -61,7 +61,7 @@ def page(measured, tmp_path_factory):
 
 def test_the_page_has_one_section_per_run_and_machine_with_its_sentence(page, measured):
     text = page.read_text()
-    with ResultsStore(measured, readonly=True) as store:
+    with open_store(measured, readonly=True) as store:
         runs = store.runs()
     assert len(runs) == 4
     for run in runs:
