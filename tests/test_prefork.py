@@ -262,7 +262,8 @@ def test_usr2_starts_a_new_master_on_the_same_socket_and_quit_retires_the_old(
         inode = listening_inode(port_of(server.url))
         os.kill(old, signal.SIGUSR2)
         oldbin = pidfile.with_name(pidfile.name + ".oldbin")
-        assert wait_for(lambda: oldbin.exists() and pidfile.exists())
+        # The new master creates its pidfile, locks it, then writes its pid: wait for the pid.
+        assert wait_for(lambda: oldbin.exists() and pidfile.exists() and pidfile.read_text())
         assert int(oldbin.read_text()) == old
         new = int(pidfile.read_text())
         assert new != old and new in worker_pids(old)  # the old master's child...
