@@ -733,3 +733,39 @@ def test_bad_experiment_options_are_refused_in_one_line():
     )
     assert_refused(run_cli("run", "prefork", "--keepalive", "maybe", "--no-store"), "--keepalive")
     assert_refused(run_cli("run", "prefork", "--workers", "500", "--no-store"), "at most 128")
+
+
+def test_a_scoreboard_slot_moves_only_along_its_table():
+    from lab.experiments.prefork.scoreboard import MOVES, SERVING, STATES, Scoreboard, WorkerState
+
+    board = Scoreboard(slots=1)
+    try:
+        assert board.read(0).state is WorkerState.FREE  # a fresh page: zeros, all free
+        board.claim(0)
+        for state in (WorkerState.IDLE, WorkerState.BUSY, WorkerState.IDLE):
+            board.set_state(0, state)
+            assert board.read(0).state == state and state in SERVING
+        with pytest.raises(ValueError, match="from idle to booting"):
+            board.set_state(0, WorkerState.BOOTING)
+        board.release(0)
+        with pytest.raises(ValueError, match="from free to free"):
+            board.release(0)
+    finally:
+        board.close()
+    reached = {after for _, after in MOVES}
+    assert reached == set(STATES), "every state is reached by some move"
+
+
+def test_the_master_stops_once_and_quick_beats_graceful():
+    from lab.experiments.prefork.master import Master, MasterState
+
+    master = Master.__new__(Master)  # its state alone: no socket, no app
+    master.state = MasterState.RUNNING
+    master.handle_quit()
+    assert master.state == "quitting"
+    assert master.handle_quit().startswith("ignored")
+    master.handle_term()  # TERM during a graceful stop: quick instead
+    assert master.state == "stopping"
+    assert master.handle_int().startswith("ignored")
+    with pytest.raises(ValueError, match="from stopping to quitting"):
+        master.move(MasterState.QUITTING)
