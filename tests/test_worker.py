@@ -532,3 +532,17 @@ def test_worker_timeouts_are_checked_before_anything_forks(tmp_path, args):
     result = run_cli("worker", *args, "--pidfile", str(pidfile))
     assert_refused(result, args[1])
     assert not pidfile.exists()
+
+
+def test_the_worker_daemon_moves_only_along_its_table():
+    from lab.experiments.worker.daemon import MOVES, State, Worker
+
+    worker = Worker.__new__(Worker)  # its state alone: no Redis, no slots
+    worker.state = State.WORKING
+    worker.move(State.QUIET)
+    assert worker.handle_tstp() is None and worker.state == "quiet"  # TSTP twice: one quiet
+    worker.move(State.STOPPING)
+    worker.handle_term()  # TERM and INT in one batch: one stop, nothing else touched
+    with pytest.raises(ValueError, match="from stopping to quiet"):
+        worker.move(State.QUIET)
+    assert all(after is not State.WORKING for _, after in MOVES), "nothing wakes it again"
