@@ -256,9 +256,8 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     where = placement.plan(params.pin)
     session.env.update(load=tool, placement=where.describe(), **_versions())
     session.env["loadavg_before"] = os.getloadavg()
-    warnings = session.env.setdefault("warnings", [])
     if params.load == "auto" and tool == "asyncio":
-        warnings.append(
+        session.warn(
             "wrk is not installed (apt-get install wrk): the asyncio clients made the load, "
             "and a Python client may be slower than the fastest servers"
         )
@@ -301,7 +300,8 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     load_seen = f"{session.env['loadavg_before'][0]:.2f} -> {session.env['loadavg_after'][0]:.2f}"
     yield from ratios(records, load_seen)
     yield from targets(records)
-    warnings.extend(_overlaps(records))
+    for overlap in _overlaps(records):
+        session.warn(overlap)
     session.step(done, total, "done")
 
 
