@@ -104,7 +104,7 @@ EVENTS = ("HUP", "USR2", "TTIN", "TTOU", "kill-worker")  # events.EVENTS, withou
 LOADS = ("auto", "wrk", "asyncio")  # load.TOOLS
 ALL_SETUPS = ("default", "tuned", "linger", "abrupt")  # config.SETUPS, every server's
 
-#: The issue's targets: at least gunicorn sync's throughput, no failed request across a
+#: The lesson's targets: at least gunicorn sync's throughput, no failed request across a
 #: HUP or a USR2 + QUIT, a killed worker replaced within 100 ms.
 RATIO_TARGET = 1.0
 #: "p99 no worse" allows the noise of a tail over a few 2 s rounds: identical runs here
@@ -400,7 +400,8 @@ def _is_lab(record: dict[str, Any]) -> bool:
 
 
 def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, from these records: what the closing note and the benchmark quote.
+    """The targets (RATIO_TARGET, P99_NOISE, RECOVERY_TARGET_MS), met or not, from these
+    records: what the closing note and the benchmark quote.
 
     The ratio is the median of per-round ratios, per (workers, connections,
     keep-alive) where both prefork and gunicorn-sync ran the hello app as
