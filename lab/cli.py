@@ -460,7 +460,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("status", "up", "down"), nargs="?", default="status")
     command("doctor", cmd_doctor, "what this machine offers the lab")
 
-    # `daemonlab signals`: the platform's signals as `kill -l` numbers them (lab/signal_table.py).
+    # `daemonlab signals`: the platform's signals as `kill -l` numbers them
+    # (lab/experiments/signals/table.py).
     def cmd_signals(args: argparse.Namespace) -> int:
         from lab.experiments.signals import table as signal_table
 

@@ -143,3 +143,21 @@ def test_a_lesson_never_imports_another_lesson(name):
         for other in lessons_imported(path) - {name}
     }
     assert not crossing, sorted(crossing)
+
+
+def test_every_file_of_the_lab_the_project_names_exists():
+    """A comment or a page that sends a reader to a file of lab/ sends them somewhere real."""
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    named = {
+        (path, f)
+        for f in files
+        if Path(f).suffix in (".py", ".md", ".ipynb", ".toml") and (ROOT / f).is_file()
+        # lower case only: lab/experiments/NAME/plot.py is a pattern, not a file
+        for path in re.findall(r"(?<![\w/.-])(lab/[a-z0-9_/]+\.py)\b", (ROOT / f).read_text())
+    }
+    missing = sorted(f"{f} names {path}" for path, f in named if not (ROOT / path).exists())
+    assert not missing, missing
