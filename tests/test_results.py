@@ -436,10 +436,10 @@ def _running_row(path, pid: int, started: str, pid_start: str | None) -> None:
 
 def test_a_run_whose_pid_now_belongs_to_another_process_reads_as_interrupted(results_path):
     """Pids are reused: a live process holding the writer's pid is not the writer."""
-    from lab.results import writer
+    from lab.results import pid_start
 
     open_store(results_path).close()
-    me = writer(os.getpid())
+    me = pid_start(os.getpid())
     _running_row(results_path, os.getpid(), "2026-01-01T00:00:00+00:00", me)
     boot, ticks = me.split()
     _running_row(results_path, os.getpid(), "2026-01-01T00:00:00+00:00", f"{boot} {ticks}0")

