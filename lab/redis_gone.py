@@ -1,6 +1,6 @@
 """Redis going away mid-run, said in one line: what the cron and worker lessons share.
 
-Both lessons keep their jobs' ledger in Redis (lab/jobs.py). When Redis
+Both lessons keep their jobs' ledger in Redis (lab/work.py). When Redis
 stops answering mid-run, two things can surface: redis-py's own
 ConnectionError or TimeoutError, or a LabError from a child process that
 gave up first (rq's worker exits when its Redis goes, a cron tick fails to

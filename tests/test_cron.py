@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import jobs
+from lab import work
 from lab.experiments import cron
 from lab.experiments.cron import startup, ticks
 from tests.conftest import ROOT, assert_refused, missing, require_service, run_cli
@@ -253,7 +253,7 @@ def test_examples_crontab_commands_run_as_cron_runs_them(conn, ns, tmp_path):
     tick = subprocess.run(["/bin/sh", "-c", commands["minute"]], env=env, cwd=tmp_path, timeout=60)
     assert tick.returncode == 0, (tmp_path / "cron.log").read_text()
     (line,) = conn.lrange(f"{ns}:ledger", 0, -1)
-    assert jobs.Entry.parse(line).job_id.startswith("tick-")
+    assert work.Entry.parse(line).job_id.startswith("tick-")
     boot = subprocess.run(["/bin/sh", "-c", commands["@reboot"]], env=env, cwd=tmp_path, timeout=60)
     assert boot.returncode == 0, (tmp_path / "cron.log").read_text()
     try:

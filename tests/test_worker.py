@@ -114,17 +114,17 @@ class Daemon:
 
 
 def _enqueue(conn, ns: str, kind: str, count: int, first: int = 0) -> list[str]:
-    from lab import jobs
+    from lab import work
 
-    jobs = [queue.Job(f"{kind}{first + n}", kind, jobs.stamp()) for n in range(count)]
+    jobs = [queue.Job(f"{kind}{first + n}", kind, work.stamp()) for n in range(count)]
     queue.enqueue(conn, queue.Keys(ns), jobs)
     return [j.job_id for j in jobs]
 
 
 def _ledger(conn, ns: str):
-    from lab import jobs
+    from lab import work
 
-    return [jobs.Entry.parse(line) for line in conn.lrange(queue.Keys(ns).ledger, 0, -1)]
+    return [work.Entry.parse(line) for line in conn.lrange(queue.Keys(ns).ledger, 0, -1)]
 
 
 def _held(conn, ns: str) -> int:
@@ -281,7 +281,7 @@ def test_ttin_writes_every_slots_stack_to_the_log(model, says, redis_conn, ns, d
     pid = daemon.start("--concurrency-model", model, "--concurrency", "2", "--deadline", "0")
     _wait(lambda: _held(redis_conn, ns) == 2, "2 slow jobs in flight")
     os.kill(pid, signal.SIGTTIN)
-    _wait(lambda: says in daemon.logged() and "jobs.py" in daemon.logged(), "the stacks")
+    _wait(lambda: says in daemon.logged() and "work.py" in daemon.logged(), "the stacks")
     log = daemon.logged()
     assert "TTIN: 2 of 2 slots busy" in log
     if model == "processes":

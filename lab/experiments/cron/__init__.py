@@ -1,7 +1,7 @@
 """cron: the same job started by cron (a fresh interpreter a tick) or by a daemon already up.
 
 The talk's "cron job vs daemon" slide asks when a daemon is worth running.
-This lesson measures both sides on the same unit of work (lab/jobs.py, the
+This lesson measures both sides on the same unit of work (lab/work.py, the
 job the worker lesson queues too):
 
 - cron: each tick, `sh -c` starts the lab's interpreter with cron's minimal
@@ -38,7 +38,7 @@ Sources: crontab(5) and cron(8) of Debian's cron 3.0pl1 (the environment,
 (https://docs.python.org/3/using/cmdline.html#cmdoption-X); signal(7) on
 real-time signals queueing; Redis BLPOP (https://redis.io/docs/latest/commands/blpop/).
 
-Reading map: lab/jobs.py (the unit of work and its ledger line, shared
+Reading map: lab/work.py (the unit of work and its ledger line, shared
 with the worker lesson: read first), child.py (a cron tick, and the two
 waiting daemons), ticks.py (ticking at a rate, each way, and what each tick
 cost, read with lab/usage.py where the kernel keeps it precisely),
@@ -148,7 +148,7 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     import redis
 
-    from lab import jobs, redis_gone, services
+    from lab import redis_gone, services, work
     from lab.experiments.cron import crossing, startup, ticks
 
     services.require("redis")
@@ -179,7 +179,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
             yield from crossing.crossings(done, daemons)
             session.step(total, total, "done")
     finally:
-        jobs.forget(conn, ns)
+        work.forget(conn, ns)
         conn.close()
 
 

@@ -19,7 +19,7 @@ so two ticks close together are two jobs, where two SIGUSR1 would merge
 into one. TERM ends either, after the job in hand.
 
 Standard library only at the top: what a tick imports is part of what is
-measured, and it imports redis (and the job, lab.jobs) in
+measured, and it imports redis (and the job, lab.work) in
 the function that needs it, in plain sight.
 """
 
@@ -59,22 +59,22 @@ def _record(conn, ledger: str, entry) -> None:
 
 def tick(job: str, job_id: str, ticked: int, ledger: str) -> None:
     """One cron tick: connect, run one job, write its line, leave."""
-    from lab import jobs
+    from lab import work
 
     conn = _connect()
     conn.ping()
-    ready = jobs.stamp()
-    start = jobs.stamp()
-    jobs.do(job)
+    ready = work.stamp()
+    start = work.stamp()
+    work.do(job)
     _record(
-        conn, ledger, jobs.entry(job_id, 1, ticked or BOOTED, start, booted=BOOTED, ready=ready)
+        conn, ledger, work.entry(job_id, 1, ticked or BOOTED, start, booted=BOOTED, ready=ready)
     )
     conn.close()
 
 
 def wait_redis(job: str, queue: str, ledger: str, wake: float) -> None:
     """The daemon on Redis: BLPOP `queue`; each item ("ID TICK_NS") is one job."""
-    from lab import jobs
+    from lab import work
 
     stop = _stop_on_term()
     conn = _connect()
@@ -87,15 +87,15 @@ def wait_redis(job: str, queue: str, ledger: str, wake: float) -> None:
         job_id, ticked = item[1].decode().split()
         if job_id == "stop":  # the experiment's way to end a daemon that never wakes (--wake 0)
             break
-        start = jobs.stamp()
-        jobs.do(job)
-        _record(conn, ledger, jobs.entry(job_id, 1, int(ticked), start))
+        start = work.stamp()
+        work.do(job)
+        _record(conn, ledger, work.entry(job_id, 1, int(ticked), start))
     conn.close()
 
 
 def wait_signal(job: str, prefix: str, ledger: str) -> None:
     """The daemon on a signal: sigwaitinfo; the n-th WORK_SIGNAL is job PREFIX-n."""
-    from lab import jobs
+    from lab import work
 
     wanted = {WORK_SIGNAL, signal.SIGTERM, signal.SIGINT}
     # Blocked, so they stay pending until sigwaitinfo takes them: no handler runs at all.
@@ -108,9 +108,9 @@ def wait_signal(job: str, prefix: str, ledger: str) -> None:
         info = signal.sigwaitinfo(wanted)
         if info.si_signo != WORK_SIGNAL:
             break
-        start = jobs.stamp()
-        jobs.do(job)
-        _record(conn, ledger, jobs.entry(f"{prefix}-{n}", 1, 0, start))
+        start = work.stamp()
+        work.do(job)
+        _record(conn, ledger, work.entry(f"{prefix}-{n}", 1, 0, start))
         n += 1
     conn.close()
 

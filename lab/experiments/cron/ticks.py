@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import children, jobs, services, usage
+from lab import children, services, usage, work
 from lab.errors import LabError, last_line
 from lab.experiments.cron.child import WORK_SIGNAL
 
@@ -81,7 +81,7 @@ class Tick:
 
     def reap(self) -> None:
         _, status, rusage = os.wait4(self.pid, 0)
-        self.ended = jobs.stamp()
+        self.ended = work.stamp()
         self.status = children.exit_code(status)
         self.cpu_s = usage.rusage_cpu_s(rusage)
         self.peak_mb = usage.rusage_peak_mb(rusage)
@@ -109,7 +109,7 @@ def cron_ticks(conn, ns: str, job: str, rate: float, duration: float) -> dict[st
         try:
             for n, at in enumerate(_schedule(rate, duration)):
                 time.sleep(max(0.0, began + at - time.monotonic()))
-                ticked = jobs.stamp()
+                ticked = work.stamp()
                 command = tick_command(job, f"{ns}-{n}", ticked, ledger)
                 pid = os.posix_spawn(
                     "/bin/sh", ["/bin/sh", "-c", command], env, file_actions=actions
@@ -134,7 +134,7 @@ def cron_ticks(conn, ns: str, job: str, rate: float, duration: float) -> dict[st
     peak = _median([t.peak_mb for t in ticks])
     return {
         "jobs": len(ticks),
-        **jobs.pickup([e.pickup_ns for e in entries]),
+        **work.pickup([e.pickup_ns for e in entries]),
         "cpu_ms_per_job": round(1000 * _median([t.cpu_s for t in ticks]), 3),
         "rss_mb": round(peak, 1),
         "mb_s_per_job": round(peak * _median(lifetimes), 3),
@@ -209,7 +209,7 @@ class Daemon:
         )
 
     def send(self, conn) -> None:
-        ticked = jobs.stamp()
+        ticked = work.stamp()
         if self.how == "redis":
             conn.rpush(self.queue, f"{self.ns}-r{len(self.sent)} {ticked}")
         else:
@@ -251,7 +251,7 @@ def daemon_ticks(conn, daemon: Daemon, rate: float, duration: float) -> dict[str
         pickups = [e.pickup_ns for e in entries]
     return {
         "jobs": len(sent),
-        **jobs.pickup(pickups),
+        **work.pickup(pickups),
         "cpu_ms_per_job": round(1000 * cpu / len(sent), 3),
         "rss_mb": round(rss, 1),
         "mb_s_per_job": round(rss / rate, 3),  # held all along: 1/rate seconds of it per job
@@ -272,7 +272,7 @@ def idle(daemon: Daemon, seconds: float) -> dict[str, Any]:
     }
 
 
-def _entries(conn, ledger: str, count: int) -> list[jobs.Entry]:
+def _entries(conn, ledger: str, count: int) -> list[work.Entry]:
     """The first `count` lines of the ledger, waiting up to TAIL_S for the last to arrive."""
     deadline = time.monotonic() + TAIL_S
     while conn.llen(ledger) < count:
@@ -282,7 +282,7 @@ def _entries(conn, ledger: str, count: int) -> list[jobs.Entry]:
             )
         time.sleep(0.002)
     lines = conn.lrange(ledger, 0, count - 1)
-    entries = [jobs.Entry.parse(line) for line in lines]
+    entries = [work.Entry.parse(line) for line in lines]
     return sorted(entries, key=lambda e: _number(e.job_id))
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lab import jobs
+from lab import work
 from lab.experiments.worker import marks
 
 __all__ = ["MODELS", "SETTINGS", "make_app", "queue_key", "run_worker", "send"]
@@ -65,12 +65,12 @@ def job(
     kind: str, job_id: str, queued: int, ledger_key: str, ledger_url: str, mark: bool = False
 ) -> None:
     """The job under Celery: the same work and ledger line as every system's."""
-    start = jobs.stamp()
+    start = work.stamp()
     conn = _ledger_conn(ledger_url)
     if mark:  # the crash table: when (and where) each run of a job began
         conn.rpush(marks.key(ledger_key), marks.line(job_id, start))
-    jobs.do(kind)
-    conn.rpush(ledger_key, jobs.entry(job_id, 1, queued, start).line())
+    work.do(kind)
+    conn.rpush(ledger_key, work.entry(job_id, 1, queued, start).line())
 
 
 def make_app(
@@ -124,7 +124,7 @@ def send(
 ) -> None:
     """Queue one job, stamped just before, through `producer` (app.producer_or_acquire():
     one connection for many jobs, as a web process sending jobs keeps one)."""
-    args = (kind, job_id, jobs.stamp(), ledger_key, ledger_url, mark)
+    args = (kind, job_id, work.stamp(), ledger_key, ledger_url, mark)
     app.send_task(TASK, args=args, task_id=job_id, producer=producer)
 
 

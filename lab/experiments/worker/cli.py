@@ -278,15 +278,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     import secrets
 
-    from lab import jobs
+    from lab import work
     from lab.experiments.worker import queue
 
-    if args.job not in jobs.KINDS:
-        raise LabError(f"--job: unknown value {args.job!r} (choose from {', '.join(jobs.KINDS)})")
+    if args.job not in work.KINDS:
+        raise LabError(f"--job: unknown value {args.job!r} (choose from {', '.join(work.KINDS)})")
     if args.count < 1:
         raise LabError(f"--count must be at least 1, got {args.count}")
     batch = secrets.token_hex(4)
-    jobs = [queue.Job(f"{batch}-{n}", args.job, jobs.stamp()) for n in range(args.count)]
+    jobs = [queue.Job(f"{batch}-{n}", args.job, work.stamp()) for n in range(args.count)]
     total = queue.enqueue(_redis(), _keys(args), jobs)
     print(f"queued {args.count} {args.job} jobs; {total} waiting in {_keys(args).queue}")
     return 0

@@ -41,7 +41,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from lab import jobs, services
+from lab import services, work
 from lab.errors import LabError
 from lab.experiments.worker import marks, peers, queue
 from lab.experiments.worker.measure import (
@@ -117,7 +117,7 @@ def crash_row(
     finally:
         for child in started:
             child.stop()
-        jobs.forget(conn, ns)
+        work.forget(conn, ns)
         conn.close()
 
 
@@ -149,7 +149,7 @@ def _kill_holder(
         if pid is None:
             time.sleep(0.005)
             continue
-        at = jobs.stamp()
+        at = work.stamp()
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -162,7 +162,7 @@ def _kill_holder(
 def _holder(conn, ns: str, killed: list[int], running_only: bool) -> int | None:
     ledger = queue.Keys(ns).ledger
     newest = [marks.Mark.parse(raw) for raw in conn.lrange(marks.key(ledger), -16, -1)]
-    ended = {(e.pid, e.start) for e in map(jobs.Entry.parse, conn.lrange(ledger, -64, -1))}
+    ended = {(e.pid, e.start) for e in map(work.Entry.parse, conn.lrange(ledger, -64, -1))}
     alive = [m for m in newest if m.pid not in killed]
     running = [m for m in alive if (m.pid, m.start) not in ended]
     chosen = running if running_only else running or alive
@@ -212,7 +212,7 @@ def _count(
     conn, ns: str, system: str, jobs: int, kills: list[int], victims: list[int]
 ) -> dict[str, Any]:
     keys = queue.Keys(ns)
-    entries = [jobs.Entry.parse(line) for line in conn.lrange(keys.ledger, 0, -1)]
+    entries = [work.Entry.parse(line) for line in conn.lrange(keys.ledger, 0, -1)]
     done = {e.job_id for e in entries}
     begun = [marks.Mark.parse(raw) for raw in conn.lrange(marks.key(keys.ledger), 0, -1)]
     if system == "lab":

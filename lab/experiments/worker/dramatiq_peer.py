@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from lab import jobs
+from lab import work
 from lab.experiments.worker import marks
 
 __all__ = ["MODELS", "SETTINGS", "ENV", "queue_key", "run_worker", "send", "setup"]
@@ -70,14 +70,14 @@ def job(kind: str, job_id: str, queued: int, ledger_key: str, ledger_url: str, m
     """The job under Dramatiq: the same work and ledger line as every system's."""
     import redis
 
-    start = jobs.stamp()
+    start = work.stamp()
     conn = _LEDGER.get(os.getpid())
     if conn is None:  # one per process: the worker processes are forked
         conn = _LEDGER[os.getpid()] = redis.Redis.from_url(ledger_url)
     if mark:
         conn.rpush(marks.key(ledger_key), marks.line(job_id, start))
-    jobs.do(kind)
-    conn.rpush(ledger_key, jobs.entry(job_id, 1, queued, start).line())
+    work.do(kind)
+    conn.rpush(ledger_key, work.entry(job_id, 1, queued, start).line())
 
 
 def queue_key(namespace: str) -> str:
@@ -85,7 +85,7 @@ def queue_key(namespace: str) -> str:
 
 
 def send(actor, kind: str, job_id: str, ledger_key: str, ledger_url: str, mark: bool = False):
-    actor.send(kind, job_id, jobs.stamp(), ledger_key, ledger_url, mark)
+    actor.send(kind, job_id, work.stamp(), ledger_key, ledger_url, mark)
 
 
 def run_worker(namespace: str, url: str, model: str, workers: int, heartbeat_ms: int = 0) -> int:

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lab import children, jobs, redis_gone, services, usage
+from lab import children, redis_gone, services, usage, work
 from lab.errors import LabError, last_line
 from lab.experiments.worker import peers, queue
 
@@ -140,7 +140,7 @@ def measure_cell(
         for child in started:
             child.stop()
         if conn is not None:
-            jobs.forget(conn, ns)
+            work.forget(conn, ns)
             conn.close()
 
 
@@ -157,7 +157,7 @@ def _start_gated(
         _wait_ready(ready_r, workers)
         start_s = time.perf_counter() - began
         cpu0 = tree_cpu_s(workers)
-        t0 = jobs.stamp()
+        t0 = work.stamp()
     finally:
         os.close(gate_w)  # the gate opens (and stays open, whatever happened)
         os.close(ready_r)
@@ -195,7 +195,7 @@ def _pickup_phase(
     before = conn.llen(queue.Keys(ns).ledger)
     ask(producer, f"paced {cell.job} {samples} {gap}")
     tail = TAIL_S + samples * TAIL_PER_JOB_S
-    _wait_ledger(conn, ns, before + samples, jobs.stamp() + int(tail * 1e9), workers)
+    _wait_ledger(conn, ns, before + samples, work.stamp() + int(tail * 1e9), workers)
     if conn.llen(queue.Keys(ns).ledger) < before + samples:
         raise LabError(f"{cell.system}: pick-up jobs still not run {tail:g}s after queued")
     return pickup([e for e in _entries(conn, ns) if peers.phase(e.job_id) == "p"])
@@ -270,7 +270,7 @@ def _start_ungated(
             raise LabError(f"{cell.system}: no job started within {START_TIMEOUT_S:g}s")
         _check_alive(workers)
         time.sleep(POLL_S)
-    return workers, time.perf_counter() - began, tree_cpu_s(workers), jobs.stamp()
+    return workers, time.perf_counter() - began, tree_cpu_s(workers), work.stamp()
 
 
 def start_producer(cell: Cell, ns: str, started: list[Child], env: dict[str, str]) -> Child:
@@ -338,7 +338,7 @@ def _wait_ledger(conn, ns: str, count: int, until_ns: int, workers: list[Child])
     key = queue.Keys(ns).ledger
     while True:
         length = conn.llen(key)
-        if length >= count or jobs.stamp() >= until_ns:
+        if length >= count or work.stamp() >= until_ns:
             return length
         _check_alive(workers)
         time.sleep(POLL_S)
@@ -365,8 +365,8 @@ def _check_alive(workers: list[Child]) -> None:
             raise LabError(f"a worker process exited mid-run: {child.last_words()}")
 
 
-def _entries(conn, ns: str) -> list[jobs.Entry]:
-    return [jobs.Entry.parse(line) for line in conn.lrange(queue.Keys(ns).ledger, 0, -1)]
+def _entries(conn, ns: str) -> list[work.Entry]:
+    return [work.Entry.parse(line) for line in conn.lrange(queue.Keys(ns).ledger, 0, -1)]
 
 
 def tree_cpu_s(workers: list[Child]) -> float:
@@ -396,7 +396,7 @@ def tree_cpu_s(workers: list[Child]) -> float:
 
 
 # -- figures from the ledger (the benchmark calls these too) -------------------------------
-def throughput(entries: list[jobs.Entry], t0: int, cap: int, queued: int) -> dict[str, Any]:
+def throughput(entries: list[work.Entry], t0: int, cap: int, queued: int) -> dict[str, Any]:
     """jobs/s of the filled queue: jobs ended by the last end (or the cap), over that time."""
     ends = sorted(e.end for e in entries if peers.phase(e.job_id) == "t")
     if len(ends) >= queued:
@@ -411,6 +411,6 @@ def throughput(entries: list[jobs.Entry], t0: int, cap: int, queued: int) -> dic
     }
 
 
-def pickup(entries: list[jobs.Entry]) -> dict[str, Any]:
+def pickup(entries: list[work.Entry]) -> dict[str, Any]:
     """Median and p99 of queued -> started, in ms, over the jobs queued spread out in time."""
-    return {"samples": len(entries), **jobs.pickup([e.pickup_ns for e in entries])}
+    return {"samples": len(entries), **work.pickup([e.pickup_ns for e in entries])}

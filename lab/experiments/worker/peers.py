@@ -12,7 +12,7 @@
     celery    celery_peer.py: prefork, threads or solo, default and tuned settings
     dramatiq  dramatiq_peer.py: processes or threads, default and tuned settings
 
-Every system runs the same job (lab.jobs) with the same
+Every system runs the same job (lab.work) with the same
 ledger line at its end; only the way a job travels differs. All Redis keys
 of a run start with its namespace: the lab's by design, rq's through
 RQ_KEY_PREFIX (rq 3, read when rq is imported: these functions run in the
@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from lab import jobs
+from lab import work
 from lab.experiments.worker import celery_peer, dramatiq_peer, marks, queue
 
 __all__ = [
@@ -120,23 +120,23 @@ def rq_job(kind: str, job_id: str, queued: int, ledger_key: str, mark: bool = Fa
     """The job under rq: its connection is the worker's (the work horse's, after fork)."""
     from rq import get_current_job
 
-    start = jobs.stamp()
+    start = work.stamp()
     conn = get_current_job().connection
     if mark:  # the crash table (marks.py)
         conn.rpush(marks.key(ledger_key), marks.line(job_id, start))
-    jobs.do(kind)
-    conn.rpush(ledger_key, jobs.entry(job_id, 1, queued, start).line())
+    work.do(kind)
+    conn.rpush(ledger_key, work.entry(job_id, 1, queued, start).line())
 
 
 async def arq_job(
     ctx: dict, kind: str, job_id: str, queued: int, ledger_key: str, mark: bool = False
 ) -> None:
     """The job under arq: ctx["redis"] is the worker's asyncio pool."""
-    start = jobs.stamp()
+    start = work.stamp()
     if mark:
         await ctx["redis"].rpush(marks.key(ledger_key), marks.line(job_id, start))
-    await jobs.do_async(kind)
-    await ctx["redis"].rpush(ledger_key, jobs.entry(job_id, 1, queued, start).line())
+    await work.do_async(kind)
+    await ctx["redis"].rpush(ledger_key, work.entry(job_id, 1, queued, start).line())
 
 
 # -- producers ------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class Producer:
         if self.system == "lab":
             conn = queue.connect(self.url)
             queue.enqueue(
-                conn, queue.Keys(self.namespace), [queue.Job(i, kind, jobs.stamp()) for i in ids]
+                conn, queue.Keys(self.namespace), [queue.Job(i, kind, work.stamp()) for i in ids]
             )
             conn.close()
         elif self.system == "rq":
@@ -169,7 +169,7 @@ class Producer:
 
             q = self._rq_queue()
             with q.connection.pipeline() as pipe:
-                datas = [self._rq_data(Queue, kind, i, jobs.stamp()) for i in ids]
+                datas = [self._rq_data(Queue, kind, i, work.stamp()) for i in ids]
                 q.enqueue_many(datas, pipeline=pipe)
                 pipe.execute()
             q.connection.close()
@@ -200,7 +200,7 @@ class Producer:
             conn, keys = queue.connect(self.url), queue.Keys(self.namespace)
 
             def send(i: str) -> None:
-                queue.enqueue(conn, keys, [queue.Job(i, kind, jobs.stamp())])
+                queue.enqueue(conn, keys, [queue.Job(i, kind, work.stamp())])
 
         else:
             q = self._rq_queue()
@@ -208,7 +208,7 @@ class Producer:
 
             def send(i: str) -> None:
                 q.enqueue(
-                    rq_job, kind, i, jobs.stamp(), self.ledger, self.mark, job_id=i, result_ttl=0
+                    rq_job, kind, i, work.stamp(), self.ledger, self.mark, job_id=i, result_ttl=0
                 )
 
         began = time.monotonic()
@@ -275,7 +275,7 @@ class Producer:
             await pool.aclose()
 
     async def _arq_send(self, pool, kind: str, i: str) -> None:
-        await pool.enqueue_job("job", kind, i, jobs.stamp(), self.ledger, self.mark, _job_id=i)
+        await pool.enqueue_job("job", kind, i, work.stamp(), self.ledger, self.mark, _job_id=i)
 
 
 def _arq_queue(namespace: str) -> str:

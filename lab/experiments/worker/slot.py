@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lab import jobs
+from lab import work
 from lab.experiments.worker import queue
 
 __all__ = [
@@ -165,9 +165,9 @@ class Slot:
 
 def run_job(conn, keys: queue.Keys, job: queue.Job) -> None:
     """The job, then its ledger line (the job's own effect, before any ack)."""
-    start = jobs.stamp()
-    jobs.do(job.kind)
-    line = jobs.entry(job.job_id, job.attempt, job.queued, start).line()
+    start = work.stamp()
+    work.do(job.kind)
+    line = work.entry(job.job_id, job.attempt, job.queued, start).line()
     conn.rpush(keys.ledger, line)
 
 

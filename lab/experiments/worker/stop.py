@@ -23,7 +23,7 @@ import signal
 import time
 from typing import Any
 
-from lab import jobs, services
+from lab import services, work
 from lab.errors import LabError
 from lab.experiments.worker import marks, peers, queue
 from lab.experiments.worker.measure import (
@@ -79,7 +79,7 @@ def stop_row(
         for child in tops:
             child.proc.wait(EXIT_BOUND_S)
         exit_s = time.monotonic() - began
-        gone = jobs.stamp()
+        gone = work.stamp()
         finished = {e.job_id for e in _entries(conn, keys) if e.end <= gone} & in_hand
         for i in range(count):
             start_worker(cell, ns, i, started, env)
@@ -99,7 +99,7 @@ def stop_row(
     finally:
         for child in started:
             child.stop()
-        jobs.forget(conn, ns)
+        work.forget(conn, ns)
         conn.close()
 
 
@@ -129,8 +129,8 @@ def _held(conn, keys: queue.Keys, system: str) -> set[str]:
     return begun - ended
 
 
-def _entries(conn, keys: queue.Keys) -> list[jobs.Entry]:
-    return [jobs.Entry.parse(line) for line in conn.lrange(keys.ledger, 0, -1)]
+def _entries(conn, keys: queue.Keys) -> list[work.Entry]:
+    return [work.Entry.parse(line) for line in conn.lrange(keys.ledger, 0, -1)]
 
 
 def _settle(conn, keys: queue.Keys, jobs: int) -> None:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 
-from lab import jobs
+from lab import work
 from lab.experiments.worker import queue
 from lab.experiments.worker.slot import Board, Retry, Slot, retryable
 from lab.experiments.worker.threads import stacks
@@ -185,9 +185,9 @@ async def _run_and_ack(conn, slot: Slot, flags: TaskFlags, payload: bytes) -> No
     job = queue.Job.parse(payload)
     slot.board.set_busy(slot.index, True)
     try:
-        start = jobs.stamp()
-        await jobs.do_async(job.kind)
-        line = jobs.entry(job.job_id, job.attempt, job.queued, start).line()
+        start = work.stamp()
+        await work.do_async(job.kind)
+        line = work.entry(job.job_id, job.attempt, job.queued, start).line()
         try:
             await conn.rpush(slot.keys.ledger, line)
         except retryable() as exc:
