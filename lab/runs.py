@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab import env as _env
-from lab import noise
+from lab import noise, states
 from lab.errors import LabError
 
 __all__ = [
@@ -93,9 +93,8 @@ class Run:
 
     def end(self, status: Status, error: str | None = None) -> None:
         """Move to `status` (one of MOVES), with the reason it failed."""
-        if (self.status, status) not in MOVES:
-            raise ValueError(f"a run cannot go from {self.status} to {status}")
-        self.status, self.error = status, error
+        self.status = states.check(MOVES, self.status, status, "a run")
+        self.error = error
 
     def to_json(self) -> dict[str, Any]:
         """What `--json` prints: experiment, run_id, env, records (and the rest)."""

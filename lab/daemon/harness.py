@@ -47,7 +47,7 @@ from typing import Any
 import lab.env  # noqa: F401
 import lab.results.sqlite  # noqa: F401 - the store's backend, and sqlite3 with it
 import lab.runs  # noqa: F401
-from lab import children, experiments
+from lab import children, experiments, states
 from lab.daemon import config as config_mod
 from lab.daemon import sdnotify
 from lab.daemon.signals import SignalWakeup
@@ -164,9 +164,7 @@ class Harness:
 
     def move(self, state: State) -> None:
         """Change state (one of MOVES)."""
-        if (self.state, state) not in MOVES:
-            raise ValueError(f"the harness cannot go from {self.state} to {state}")
-        self.state = state
+        self.state = states.check(MOVES, self.state, state, "the harness")
 
     def _timeout(self) -> float:
         if self.stop_deadline is not None:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lab import children
+from lab import children, states
 from lab.daemon.pidfile import PidFile
 from lab.daemon.signals import SignalWakeup
 from lab.experiments.prefork import apps, listener
@@ -278,9 +278,7 @@ class Master:
 
     def move(self, state: MasterState) -> None:
         """Change state (one of MOVES)."""
-        if (self.state, state) not in MOVES:
-            raise ValueError(f"the master cannot go from {self.state} to {state}")
-        self.state = state
+        self.state = states.check(MOVES, self.state, state, "the master")
 
     def handle_int(self) -> str:
         """INT (^C): quick stop, as TERM."""

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from lab import services
+from lab import services, states
 from lab.daemon.signals import SignalWakeup
 from lab.errors import LabError
 from lab.experiments.worker import queue
@@ -203,9 +203,7 @@ class Worker:
 
     def move(self, state: State) -> None:
         """Change state (one of MOVES)."""
-        if (self.state, state) not in MOVES:
-            raise ValueError(f"the worker cannot go from {self.state} to {state}")
-        self.state = state
+        self.state = states.check(MOVES, self.state, state, "the worker")
 
     # -- one handler per signal (called from the loop, never from a signal handler) -----
     def handle_term(self) -> None:
