@@ -1,4 +1,8 @@
-"""prefork under pytest-benchmark: the issue's three targets, measured in one run each.
+"""prefork under pytest-benchmark: its three targets, measured in one run each.
+
+    throughput    at least gunicorn sync's, its p99 no worse (RATIO_TARGET, P99_NOISE)
+    signals       no failed request across a HUP, or across a USR2 then QUIT
+    a dead worker replaced within 100 ms (RECOVERY_TARGET_MS)
 
 What a regression here would mean: the lab's master or worker got slower per
 request than gunicorn's sync worker (a heavier accept loop, an extra system

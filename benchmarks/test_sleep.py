@@ -10,7 +10,7 @@ where `--benchmark-json` keeps them for comparison across commits:
     pytest benchmarks/test_sleep.py --benchmark-enable --benchmark-compare \
         --benchmark-compare-fail=median:15%
 
-The scale targets (issue 17) run at full size with LAB_SLEEP_SCALE=1 (minutes,
+The scale targets run at full size with LAB_SLEEP_SCALE=1 (minutes,
 a throwaway server with room for 10,000 connections); the suite runs them at
 a twentieth of the size, where the same bar must hold with room to spare:
 
@@ -19,7 +19,7 @@ a twentieth of the size, where the same bar must hold with room to spare:
     threads                     2,000 clients   efficiency >= 0.90
     fork                        1,000 clients   efficiency >= 0.90
 
-Issue 25's targets are ratios, measured in one run on one server (the same
+The floor targets are ratios, measured in one run on one server (the same
 LAB_SLEEP_SCALE=1 for full size), each over 3 runs, every ratio kept in
 extra_info with `met`:
 
@@ -124,7 +124,7 @@ def test_sleep_scale_target(benchmark, name):
     assert record["efficiency"] >= target, record
 
 
-#: Issue 25's targets, each a ratio measured in one run on one server: the C floor
+#: The floor targets, each a ratio measured in one run on one server: the C floor
 #: against mysqlslap at 64 clients (mysqlslap's figure against the threads floor's
 #: connects and wall: the same work), and the best Python client against the floor.
 PEER_CLIENTS, PEER_WITHIN = 64, 0.02

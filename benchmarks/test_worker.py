@@ -1,4 +1,4 @@
-"""The job worker against rq on no-op jobs: the issue's target, measured with the lesson's own code.
+"""The job worker against rq on no-op jobs: its target, measured with the lesson's own code.
 
 One round measures three workers one after the other on the same Redis,
 each with the same number of jobs at once: the lab's thread worker, rq's
@@ -8,7 +8,7 @@ worker.ratios over those records), kept in extra_info:
 
     pytest benchmarks/test_worker.py --benchmark-enable --benchmark-autosave
 
-The target (issue 14): the lab's thread worker at least 1.0x rq's
+The target: the lab's thread worker at least 1.0x rq's
 SimpleWorker and far ahead of its fork per job (here: at least 10x).
 """
 
@@ -61,7 +61,7 @@ def test_lab_threads_against_rq_on_noop_jobs(benchmark):
 
 
 #: Celery's and Dramatiq's tuned rows (their docs' advice for throughput), threads each:
-#: three rounds alternating with the lab's, the ratio as median and range (issue 28).
+#: three rounds alternating with the lab's, the ratio as median and range.
 TUNED = (
     ("lab", "threads", "default"),
     ("celery", "threads", "tuned"),

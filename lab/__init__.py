@@ -27,13 +27,13 @@ def run(name: str, *, store: bool = True, progress: Progress | None = None, **pa
     """Run experiment `name` with these params (the rest default) and store it."""
     from lab import experiments
     from lab import params as params_mod
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     module = experiments.load(name)
     chosen = params_mod.from_mapping(module.Params, params)
     if not store:
         return module.run(chosen, progress=progress)
-    with ResultsStore() as results:
+    with open_store() as results:
         return module.run(chosen, progress=progress, sink=results)
 
 
@@ -42,9 +42,9 @@ def load_runs(name: str, limit: int | None = None, measured: bool = False) -> li
 
     measured=True leaves out runs with no records (one that failed at once).
     """
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore() as results:
+    with open_store() as results:
         return results.runs(name, limit, measured)
 
 

@@ -157,20 +157,20 @@ class Parser(argparse.ArgumentParser):
 
 
 def _results(label: str | None = None):
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     if label is None and os.environ.get("LAB_LABEL"):  # what the store would take instead
         params.check_text(os.environ["LAB_LABEL"], "LAB_LABEL")
-    return ResultsStore(label=label)
+    return open_store(label=label)
 
 
 def _stored(experiment: str | None = None):
     """The store, to read: a command that only reads never creates one (NothingStored,
     which names the lesson asked for in the command that would make one)."""
-    from lab.results import NothingStored, ResultsStore
+    from lab.results import NothingStored, open_store
 
     try:
-        return ResultsStore(readonly=True)
+        return open_store(readonly=True)
     except NothingStored as exc:
         raise NothingStored(exc.path, experiment or "NAME") from None
 
@@ -515,7 +515,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("status", "up", "down"), nargs="?", default="status")
     command("doctor", cmd_doctor, "what this machine offers the lab")
 
-    # `daemonlab signals`: the platform's signals as `kill -l` numbers them (lab/signal_table.py).
+    # `daemonlab signals`: the platform's signals as `kill -l` numbers them
+    # (lab/experiments/signals/table.py).
     def cmd_signals(args: argparse.Namespace) -> int:
         from lab.experiments.signals import table as signal_table
 

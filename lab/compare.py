@@ -73,10 +73,10 @@ def add_parser(subparsers: Any) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from lab import experiments, plotting
     from lab.report import console
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     module = experiments.load(args.experiment)
-    with ResultsStore(readonly=True) as store:
+    with open_store(readonly=True) as store:
         runs = store.runs(args.experiment, measured=True)
     result = compare(module, runs, args.by, args.figure)
     out = console()

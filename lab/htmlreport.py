@@ -70,9 +70,9 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from lab.errors import LabError
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore(readonly=True) as store:
+    with open_store(readonly=True) as store:
         found, missing = sections(store)
         where = store.where
     if not found:  # a page of nothing but "not run yet" tells less than this line

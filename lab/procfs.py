@@ -35,10 +35,12 @@ PR_GET_CHILD_SUBREAPER = 37
 
 
 def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
-    """state, ppid, pgrp, session and tty_nr of `pid`, or None if it is gone.
+    """state, ppid, pgrp, session, tty_nr and starttime of `pid`, or None if it is gone.
 
-    The command name (field 2) may hold spaces and parentheses, so the line is
-    split after its last ")".
+    starttime (field 22) is when the process was forked, in clock ticks since
+    boot (proc(5)): with the pid, it tells a process from a later one that
+    was given the same pid. The command name (field 2) may hold spaces and
+    parentheses, so the line is split after its last ")".
     """
     text = _read(pid, "stat")
     if text is None:
@@ -50,6 +52,7 @@ def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
         "pgrp": int(rest[2]),
         "session": int(rest[3]),
         "tty_nr": int(rest[4]),
+        "starttime": int(rest[19]),
     }
 
 

@@ -21,19 +21,24 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from lab import env as _env
+from lab import noise, states
 from lab.errors import LabError
 
 __all__ = [
+    "MOVES",
+    "NOTES",
     "Progress",
     "Run",
     "RunNotStored",
     "RunSink",
     "Session",
     "SinkFailed",
+    "Status",
     "collect",
     "failed_run",
 ]
@@ -43,6 +48,32 @@ Record = dict[str, Any]
 #: progress(done, total, label): how far an experiment has got, for a progress bar.
 Progress = Callable[[int, int, str], None]
 
+#: The env key of a run's notes (Session.note): what a reader of its table should know.
+NOTES = "notes"
+
+
+class Status(StrEnum):
+    """Where a run is. A StrEnum: stored and printed as its value, so a store written
+    before the enum existed reads back the same ("ok" == Status.OK)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+#: Every move a run's status may make (Run.end refuses any other); a run ends once.
+MOVES = {
+    # RUNNING -> OK: measure() ran to its end (collect)
+    (Status.RUNNING, Status.OK),
+    # RUNNING -> FAILED: measure() raised (collect), or a front door failed before
+    # measuring (failed_run: no server, bad input found late)
+    (Status.RUNNING, Status.FAILED),
+    # RUNNING -> INTERRUPTED: Ctrl-C or SystemExit, the daemon's TERM (collect); or, read
+    # back from a store, the writer died without saying so (lab.results)
+    (Status.RUNNING, Status.INTERRUPTED),
+}
+
 
 @dataclass
 class Run:
@@ -50,12 +81,20 @@ class Run:
     params: dict[str, Any]
     env: dict[str, Any]
     records: list[Record] = field(default_factory=list)
-    status: str = "running"  # running, ok, failed, interrupted
+    status: Status = Status.RUNNING
     started: str = ""
     finished: str | None = None
     run_id: int | None = None
     error: str | None = None
     label: str | None = None  # an attendee's name, a branch: `daemonlab run --label`
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # as read from a store: a plain string
+
+    def end(self, status: Status, error: str | None = None) -> None:
+        """Move to `status` (one of MOVES), with the reason it failed."""
+        self.status = states.check(MOVES, self.status, status, "a run")
+        self.error = error
 
     def to_json(self) -> dict[str, Any]:
         """What `--json` prints: experiment, run_id, env, records (and the rest)."""
@@ -108,6 +147,16 @@ class Session:
     def step(self, done: int, total: int, label: str = "") -> None:
         self.progress(done, total, label)
 
+    def note(self, text: str) -> None:
+        """One line a reader of the run's table should know (a part skipped, a ratio said),
+        stored with the run (env["notes"])."""
+        self.env.setdefault(NOTES, []).append(text)
+
+    def warn(self, text: str) -> None:
+        """One line saying the figures may not carry the lesson this time (lab.noise),
+        stored with the run and printed by the CLI after its table; said once."""
+        noise.warn(self.env, text)
+
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -154,13 +203,13 @@ def collect(
             run.records.append(record)
             keep("add", run, record)
     except (KeyboardInterrupt, SystemExit):
-        run.status = "interrupted"
+        run.end(Status.INTERRUPTED)
         raise
     except BaseException as exc:
-        run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+        run.end(Status.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     else:
-        run.status = "ok"
+        run.end(Status.OK)
     finally:
         run.finished = _now()
         keep("finish", run)
@@ -196,4 +245,6 @@ def _rescue(run: Run, sink: RunSink | None, failure: SinkFailed) -> RunNotStored
 def failed_run(experiment: str, params: dict[str, Any], reason: str) -> Run:
     """A run that failed before it measured anything, with its reason, for the store."""
     now = _now()
-    return Run(experiment, params, _env.fingerprint(), [], "failed", now, now, error=reason)
+    run = Run(experiment, params, _env.fingerprint(), [], Status.RUNNING, now, now)
+    run.end(Status.FAILED, reason)
+    return run

@@ -118,9 +118,9 @@ def no_open_store_connections(monkeypatch):
 
 def stored_runs(where=None, experiment: str | None = None) -> list:
     """The runs in the store at `where` (LAB_RESULTS when None), its connection closed."""
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore(where) as store:
+    with open_store(where) as store:
         return store.runs(experiment)
 
 

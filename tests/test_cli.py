@@ -100,14 +100,14 @@ def test_plot_draws_a_png_from_stored_runs(mysql_server, tmp_path):
 
 
 def test_plotting_another_experiments_run_is_refused_naming_it(results_path):
-    from lab.results import ResultsStore
-    from lab.runs import Run
+    from lab.results import open_store
+    from lab.runs import Run, Status
 
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         for experiment in ("sleep", "cpu"):
             run = Run(experiment, {}, {}, started="now")
             store.begin(run)
-            run.status = "ok"
+            run.end(Status.OK)
             store.finish(run)
     result = run_cli("plot", "sleep", "--run", "1", "--run", "2")
     assert result.returncode == 2 and "run 2 is a cpu run, not sleep" in result.stderr
@@ -115,16 +115,16 @@ def test_plotting_another_experiments_run_is_refused_naming_it(results_path):
 
 def _stored(results_path, experiment: str, status: str, records: list[dict], error=None) -> int:
     """A run written straight into the store, as any front door would leave it."""
-    from lab.results import ResultsStore
-    from lab.runs import Run
+    from lab.results import open_store
+    from lab.runs import Run, Status
 
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         run = Run(experiment, {"fact": [1]}, {"python": "3.11"}, started="2026-12-02T10:00:00")
         store.begin(run)
         for record in records:
             run.records.append(record)
             store.add(run, record)
-        run.status, run.error = status, error
+        run.end(Status(status), error)
         store.finish(run)
     return run.run_id
 

@@ -12,8 +12,8 @@ import pytest
 from lab import experiments
 from lab.compare import compare
 from lab.env import fingerprint
-from lab.results import ResultsStore
-from lab.runs import Run
+from lab.results import open_store
+from lab.runs import Run, Status
 from tests.conftest import run_cli
 
 
@@ -24,7 +24,8 @@ def store_run(store, experiment, records, *, label=None, **env):
     for record in records:
         run.records.append(record)
         store.add(run, record)
-    run.status, run.finished = "ok", "now"
+    run.end(Status.OK)
+    run.finished = "now"
     store.finish(run)
     return run
 
@@ -39,7 +40,7 @@ def sleep_records(threads_efficiency):
 
 @pytest.fixture
 def two_attendees(results_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         store_run(store, "sleep", sleep_records(0.9), label="old", hostname="a")
         store_run(store, "sleep", sleep_records(0.98), label="alice", hostname="a")
         store_run(store, "sleep", sleep_records(0.5), label="bob", hostname="b", cpu_model="Z80")
@@ -69,7 +70,7 @@ def test_by_python_reads_the_records_own_python(results_path):
         {"python": py, "part": "scaling", "strategy": "processes", "workers": 2, "speedup": s}
         for py, s in (("3.12.1", 1.9), ("3.13.0", 1.7))
     ]
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         store_run(store, "cpu", records)
         runs = store.runs("cpu")
     result = compare(experiments.load("cpu"), runs, "python")
@@ -86,7 +87,7 @@ def test_the_command_prints_the_table_and_writes_the_figure(two_attendees, tmp_p
 
 
 def test_nothing_to_compare_is_one_line(results_path):
-    ResultsStore(results_path).close()
+    open_store(results_path).close()
     done = run_cli("compare", "sleep", "--by", "label")
     assert done.returncode == 2 and "no stored runs of 'sleep'" in done.stderr
     done = run_cli("compare", "nosuch")
@@ -95,7 +96,7 @@ def test_nothing_to_compare_is_one_line(results_path):
 
 def test_by_label_leaves_unlabelled_runs_out_so_two_labels_get_their_ratio(results_path):
     """An unlabelled run made a "(no label)" group: three groups, and alice vs bob no ratio."""
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         store_run(store, "sleep", sleep_records(0.9), hostname="a")  # no label
         store_run(store, "sleep", sleep_records(0.98), label="alice", hostname="a")
         store_run(store, "sleep", sleep_records(0.49), label="bob", hostname="b")
@@ -109,7 +110,7 @@ def test_notes_and_measured_text_are_no_part_of_a_case(results_path):
     """managers' notes carry pids (no two runs alike: nothing matched, and axis labels ran
     to 100 characters) and its gaps are measured: a case is the manager and the event."""
     note = "TERM to the process group; left running after the manager stopped: pid 31357"
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         for label, pid, gaps in (("alice", 1, "1.5 2.4"), ("bob", 2, "1.5 2.5")):
             record = {"part": "crash-loop", "manager": "supervisord", "latency_ms": 3900.0 + pid,
                       "backoff": gaps, "final_state": "FATAL", "notes": f"{note}{pid}"}  # fmt: skip

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from lab import work
 from lab.experiments import cron
-from lab.experiments.cron import startup, ticks, work
+from lab.experiments.cron import startup, ticks
 from tests.conftest import ROOT, assert_refused, missing, require_service, run_cli
 from tests.test_worker import killed_redis_mid_run, refused_without_redis
 

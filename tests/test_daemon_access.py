@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.daemon.pidfile import holder
-from lab.results import ResultsStore
+from lab.results import open_store
 from tests.conftest import ROOT
 from tests.test_daemon_support import World, subreaper, wait_until  # noqa: F401 - a fixture
 
@@ -80,7 +80,7 @@ def test_a_run_that_fails_before_it_measures_is_stored_as_failed_with_its_reason
     assert started.returncode == 0, started.stderr
 
     def stored(why: str = ""):
-        with ResultsStore(world.results) as store:
+        with open_store(world.results) as store:
             return [r for r in store.runs("fork") if why in (r.error or "")]
 
     # The first run is stored (here as failed: fork execs a Python under root-only /root).

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.experiments.daemonize.observe import observe
-from lab.results import ResultsStore
+from lab.results import open_store
 from tests.test_daemon_access import nobody_world  # noqa: F401 - a fixture
 from tests.test_daemon_support import (  # noqa: F401 - subreaper and world are fixtures
     World,
@@ -52,7 +52,7 @@ def status(world: World) -> dict:
 
 
 def runs(world: World, status: str | None = None) -> list:
-    with ResultsStore(world.results) as store:
+    with open_store(world.results) as store:
         return [r for r in store.runs("daemonize") if status is None or r.status == status]
 
 
@@ -530,5 +530,17 @@ def test_a_stop_before_the_run_began_stores_nothing_and_counts_nothing(tmp_path,
     finally:
         os.close(read_fd)
         os.close(write_fd)
-    with ResultsStore(tmp_path / "lab.db") as store:
+    with open_store(tmp_path / "lab.db") as store:
         assert store.runs("daemonize") == []
+
+
+def test_the_harness_moves_only_along_its_table() -> None:
+    from lab.daemon.harness import MOVES, Harness, State
+
+    harness = Harness(config=None)  # type: ignore[arg-type]  (moving needs no config)
+    assert harness.state == "running"  # as the status file said it before the enum
+    harness.move(State.STOPPING)
+    harness.move(State.STOPPED)
+    with pytest.raises(ValueError, match="from stopped to running"):
+        harness.move(State.RUNNING)
+    assert all(after is not State.RUNNING for _, after in MOVES), "nothing starts it again"

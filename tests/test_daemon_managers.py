@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.results import ResultsStore
+from lab.results import open_store
 from tests.conftest import ROOT
 from tests.test_daemon_support import (  # noqa: F401 - subreaper and world are fixtures
     World,
@@ -96,7 +96,7 @@ def test_supervisord_runs_the_harness_and_restarts_it_after_kill_9(world: World)
 
 
 def _stored(world: World) -> list:
-    with ResultsStore(world.results) as store:
+    with open_store(world.results) as store:
         return store.runs("daemonize")
 
 

@@ -111,9 +111,9 @@ def test_cli_runs_it_with_a_table_and_json() -> None:
 
 def test_plot_draws_the_timeline_of_both(tmp_path) -> None:
     from lab.experiments.daemonize import plot
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore() as store:  # this test's own store (conftest's LAB_RESULTS)
+    with open_store() as store:  # this test's own store (conftest's LAB_RESULTS)
         run = daemonize.run(daemonize.Params(), sink=store)
     figure = plot.draw([run])
     assert len(figure.axes) == 2

@@ -213,9 +213,9 @@ def test_a_run_stopped_while_it_waits_for_a_greeting_says_nothing_was_stored(sil
             run.communicate()
     assert run.returncode != 0 and "interrupted by SIGTERM" in err, err
     assert "stored" not in err, err
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore(tmp_path / "lab.db", readonly=True) as store:
+    with open_store(tmp_path / "lab.db", readonly=True) as store:
         assert store.runs() == [], "nothing was stored, and nothing was said to be"
 
 

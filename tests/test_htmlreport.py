@@ -19,8 +19,8 @@ import pytest
 from lab import children, experiments, htmlreport, plotting
 from lab.env import fingerprint
 from lab.errors import LabError
-from lab.results import ResultsStore
-from lab.runs import Run
+from lab.results import open_store
+from lab.runs import Run, Status
 from lab.sentences import sentence
 from tests.conftest import run_cli
 
@@ -42,14 +42,14 @@ def measured(tmp_path_factory):
     for args in RUNS:
         done = run_cli("run", *args, env={"LAB_RESULTS": str(store)})
         assert done.returncode == 0, done.stderr
-    with ResultsStore(store) as s:
+    with open_store(store) as s:
         fork = s.runs("fork")[0]
         other = Run("fork", fork.params, {**fingerprint(), "hostname": "attendee-2"}, started="x")
         s.begin(other)
         for record in fork.records:
             other.records.append(record)
             s.add(other, record)
-        other.status = "ok"
+        other.end(Status.OK)
         s.finish(other)
     return store
 
@@ -65,7 +65,7 @@ def page(measured, tmp_path_factory):
 
 def test_the_page_has_one_section_per_run_and_machine_with_its_sentence(page, measured):
     text = page.read_text()
-    with ResultsStore(measured, readonly=True) as store:
+    with open_store(measured, readonly=True) as store:
         runs = store.runs()
     assert len(runs) == 4
     for run in runs:
@@ -232,7 +232,7 @@ def test_a_sentence_says_what_the_figures_show_from_the_figures():
 
 def test_a_report_of_an_empty_store_is_one_line_saying_what_to_run(tmp_path):
     store = tmp_path / "empty.db"
-    ResultsStore(store).close()  # a store, with no run in it
+    open_store(store).close()  # a store, with no run in it
     done = run_cli("report", "-o", str(tmp_path / "page"), env={"LAB_RESULTS": str(store)})
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "daemonlab tour" in done.stderr, done.stderr

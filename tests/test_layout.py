@@ -119,3 +119,45 @@ def test_the_project_cites_no_file_outside_itself():
         and re.search(notes + r"(?! runs\()", (ROOT / f).read_text(errors="replace"))
     ]
     assert not citing, citing
+
+
+def lessons_imported(path: Path) -> set[str]:
+    """The lessons a module imports, however spelled (`from lab.experiments import cron` too)."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{path.name}: a relative import (the lab spells them in full)"
+            modules |= {f"{node.module}.{alias.name}" for alias in node.names}
+    named = {m.split(".")[2] for m in modules if m.startswith("lab.experiments.")}
+    return named & set(experiments.ORDER)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_lesson_never_imports_another_lesson(name):
+    """What two lessons share lives under lab/, so a reader of one is never sent into another."""
+    crossing = {
+        f"{path.relative_to(ROOT)} imports lab.experiments.{other}"
+        for path in (EXPERIMENTS / name).glob("*.py")
+        for other in lessons_imported(path) - {name}
+    }
+    assert not crossing, sorted(crossing)
+
+
+def test_every_file_of_the_lab_the_project_names_exists():
+    """A comment or a page that sends a reader to a file of lab/ sends them somewhere real."""
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    named = {
+        (path, f)
+        for f in files
+        if Path(f).suffix in (".py", ".md", ".ipynb", ".toml") and (ROOT / f).is_file()
+        # lower case only: lab/experiments/NAME/plot.py is a pattern, not a file
+        for path in re.findall(r"(?<![\w/.-])(lab/[a-z0-9_/]+\.py)\b", (ROOT / f).read_text())
+    }
+    missing = sorted(f"{f} names {path}" for path, f in named if not (ROOT / path).exists())
+    assert not missing, missing

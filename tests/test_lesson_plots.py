@@ -18,7 +18,7 @@ import pytest
 
 from lab import experiments, params, plotting
 from lab.experiments.sleep.plot import label as sleep_label
-from lab.results import ResultsStore
+from lab.results import ResultsStore, open_store
 from lab.runs import Run
 
 #: Overrides on top of each tour stop: the same parts, smaller work.
@@ -39,7 +39,7 @@ def _tour(name: str) -> tuple[list, set[int]]:
     Twice, because each stop's parts are disjoint: with one tour, the newest run with a
     part is also the only one, and a plot that took the oldest would pass."""
     module = experiments.load(name)
-    with ResultsStore() as store:  # this test's own store (conftest's LAB_RESULTS)
+    with open_store() as store:  # this test's own store (conftest's LAB_RESULTS)
         for _text, overrides in module.TOUR:
             if overrides is not None:
                 chosen = params.from_mapping(module.Params, {**overrides, **SMALLER[name]})
@@ -54,7 +54,8 @@ def _stored_again(store: ResultsStore, run: Run) -> int:
     for record in run.records:
         copy.records.append(record)  # add() numbers a record by its place in the run
         store.add(copy, record)
-    copy.status, copy.finished = run.status, run.finished
+    copy.end(run.status, run.error)
+    copy.finished = run.finished
     store.finish(copy)
     return copy.run_id
 

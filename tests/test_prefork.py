@@ -262,7 +262,8 @@ def test_usr2_starts_a_new_master_on_the_same_socket_and_quit_retires_the_old(
         inode = listening_inode(port_of(server.url))
         os.kill(old, signal.SIGUSR2)
         oldbin = pidfile.with_name(pidfile.name + ".oldbin")
-        assert wait_for(lambda: oldbin.exists() and pidfile.exists())
+        # The new master creates its pidfile, locks it, then writes its pid: wait for the pid.
+        assert wait_for(lambda: oldbin.exists() and pidfile.exists() and pidfile.read_text())
         assert int(oldbin.read_text()) == old
         new = int(pidfile.read_text())
         assert new != old and new in worker_pids(old)  # the old master's child...
@@ -747,3 +748,39 @@ def test_live_says_a_killed_workers_successor_as_well_as_its_death():
         "w[1]: new worker, pid 205, in place of pid 102"
     ]  # w[2] is new (TTIN), not a successor
     assert replacements({}, workers) == []  # the first frame
+
+
+def test_a_scoreboard_slot_moves_only_along_its_table():
+    from lab.experiments.prefork.scoreboard import MOVES, SERVING, STATES, Scoreboard, WorkerState
+
+    board = Scoreboard(slots=1)
+    try:
+        assert board.read(0).state is WorkerState.FREE  # a fresh page: zeros, all free
+        board.claim(0)
+        for state in (WorkerState.IDLE, WorkerState.BUSY, WorkerState.IDLE):
+            board.set_state(0, state)
+            assert board.read(0).state == state and state in SERVING
+        with pytest.raises(ValueError, match="from idle to booting"):
+            board.set_state(0, WorkerState.BOOTING)
+        board.release(0)
+        with pytest.raises(ValueError, match="from free to free"):
+            board.release(0)
+    finally:
+        board.close()
+    reached = {after for _, after in MOVES}
+    assert reached == set(STATES), "every state is reached by some move"
+
+
+def test_the_master_stops_once_and_quick_beats_graceful():
+    from lab.experiments.prefork.master import Master, MasterState
+
+    master = Master.__new__(Master)  # its state alone: no socket, no app
+    master.state = MasterState.RUNNING
+    master.handle_quit()
+    assert master.state == "quitting"
+    assert master.handle_quit().startswith("ignored")
+    master.handle_term()  # TERM during a graceful stop: quick instead
+    assert master.state == "stopping"
+    assert master.handle_int().startswith("ignored")
+    with pytest.raises(ValueError, match="from stopping to quitting"):
+        master.move(MasterState.QUITTING)

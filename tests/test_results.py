@@ -18,7 +18,7 @@ import pytest
 
 from lab.errors import LabError
 from lab.params import Params, option
-from lab.results import ResultsStore, export
+from lab.results import export, open_store
 from lab.runs import collect
 from tests.conftest import ROOT, run_cli, stored_runs
 
@@ -38,7 +38,7 @@ def counting(params, session):
 
 
 def test_a_run_and_its_records_round_trip(results_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         run = collect("counting", Counting(), counting, sink=store)
         (stored,) = store.runs("counting")
     assert stored.run_id == run.run_id and stored.status == "ok"
@@ -48,13 +48,13 @@ def test_a_run_and_its_records_round_trip(results_path):
 
 
 def test_the_store_is_in_wal_mode(results_path):
-    ResultsStore(results_path).close()
+    open_store(results_path).close()
     with contextlib.closing(sqlite3.connect(results_path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_failed_run_keeps_what_it_finished(results_path):
-    with ResultsStore(results_path) as store, pytest.raises(RuntimeError):
+    with open_store(results_path) as store, pytest.raises(RuntimeError):
         collect("counting", Counting(steps=5, fail_at=2), counting, sink=store)
     (stored,) = stored_runs(results_path)
     assert stored.status == "failed" and "boom" in stored.error
@@ -65,9 +65,9 @@ def kill_a_writer_after_three_records() -> None:
     """A process writes three records to the LAB_RESULTS store, then gets kill -9."""
     writer = (
         "import time\n"
-        "from lab.results import ResultsStore\n"
+        "from lab.results import open_store\n"
         "from lab.runs import Run\n"
-        "s = ResultsStore()\n"
+        "s = open_store()\n"
         "r = Run('counting', {}, {}, started='now')\n"
         "s.begin(r)\n"
         "for i in range(3):\n"
@@ -92,10 +92,10 @@ def kill_a_writer_after_three_records() -> None:
 def two_writers_at_once(runs: int = 10, steps: int = 20) -> None:
     """Two processes each store `runs` runs of `steps` records at the same time."""
     writer = (
-        "from lab.results import ResultsStore\n"
+        "from lab.results import open_store\n"
         "from lab.runs import collect\n"
         "from tests.test_results import Counting, counting\n"
-        "with ResultsStore() as s:\n"
+        "with open_store() as s:\n"
         f"    for _ in range({runs}):\n"
         f"        collect('counting', Counting(steps={steps}), counting, sink=s)\n"
     )
@@ -136,11 +136,11 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path, monk
     assert "cannot be used" in result.stderr
     assert precious.read_bytes() == before
     with pytest.raises(LabError):
-        ResultsStore(precious)
+        open_store(precious)
 
 
 def test_export_writes_csv_and_json_lines(results_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         collect("counting", Counting(), counting, sink=store)
         runs = store.runs()
     out = io.StringIO()
@@ -170,7 +170,7 @@ def test_export_writes_floats_without_binary_noise_and_csv_one_lesson_at_a_time(
 
 
 def test_export_and_results_from_the_command_line(results_path, tmp_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         collect("counting", Counting(), counting, sink=store)
     listed = run_cli("results")
     assert listed.returncode == 0 and "counting" in listed.stdout
@@ -181,7 +181,7 @@ def test_export_and_results_from_the_command_line(results_path, tmp_path):
 
 
 def test_an_unknown_run_id_is_refused_in_one_line(results_path):
-    ResultsStore().close()  # a store, without that run
+    open_store().close()  # a store, without that run
     result = run_cli("export", "--run", "999")
     assert result.returncode != 0 and "no run 999" in result.stderr
     assert "Traceback" not in result.stderr
@@ -212,14 +212,14 @@ def test_progress_is_reported_as_the_run_goes():
 
 
 def test_timestamps_are_recorded(results_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         run = collect("counting", Counting(), counting, sink=store)
     assert run.started <= run.finished
     assert time.strftime("%Y") in run.started
 
 
 def test_measured_runs_skip_runs_without_records_before_the_limit(results_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         full = collect("counting", Counting(), counting, sink=store)
         with pytest.raises(RuntimeError):
             collect("counting", Counting(fail_at=0), counting, sink=store)
@@ -261,7 +261,7 @@ def fill(disk, leave: int) -> None:
 
 def test_a_disk_that_fills_mid_run_keeps_every_record_on_stdout(small_disk):
     store = small_disk / "lab.db"
-    ResultsStore(store).close()
+    open_store(store).close()
     fill(small_disk, leave=80 * 1024)
     facts = "1,2,3,4,5,6,7,8,9,10,11,12"
     result = run_cli("run", "fork", "--fact", facts, env={"LAB_RESULTS": str(store)})
@@ -279,7 +279,7 @@ def test_a_disk_that_fills_mid_run_keeps_every_record_on_stdout(small_disk):
 
 
 def test_a_store_that_fails_mid_run_leaves_the_records_in_a_file_beside_it(results_path):
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
         store._db.execute(f"PRAGMA max_page_count = {pages + 3}")  # SQLite's own refusal
         with pytest.raises(LabError) as refused:
@@ -330,14 +330,14 @@ def test_another_applications_database_is_refused_byte_for_byte_untouched(tmp_pa
         (line,) = result.stderr.strip().splitlines()
         assert "cannot be used" in line and "left untouched" in line, line
     with pytest.raises(LabError):
-        ResultsStore(theirs)
+        open_store(theirs)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_a_new_store_is_marked_as_the_labs(results_path):
     from lab.results.sqlite import APPLICATION_ID
 
-    ResultsStore(results_path).close()
+    open_store(results_path).close()
     header = results_path.read_bytes()[:100]
     assert int.from_bytes(header[68:72], "big") == APPLICATION_ID
     with sqlite3.connect(results_path) as db:
@@ -347,7 +347,7 @@ def test_a_new_store_is_marked_as_the_labs(results_path):
 
 def test_an_empty_file_becomes_a_store(results_path):
     results_path.touch()
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         collect("counting", Counting(), counting, sink=store)
         assert len(store.runs()) == 1
 
@@ -363,7 +363,7 @@ def test_a_store_made_before_the_mark_is_adopted_with_its_runs(results_path):
         "INSERT INTO runs VALUES (1, 'counting', '{}', '{}', 'then', 'then', 'ok', NULL, 1, 'h')",
         "INSERT INTO records VALUES (1, 0, '{\"i\": 0}')",
     )
-    with ResultsStore(results_path, label="after") as store:
+    with open_store(results_path, label="after") as store:
         collect("counting", Counting(), counting, sink=store)
         old, new = store.runs()[::-1]
     assert old.records == [{"i": 0}] and old.label is None
@@ -374,7 +374,7 @@ def test_a_store_made_before_the_mark_is_adopted_with_its_runs(results_path):
 def readonly_store(small_disk):
     """A store with one run, on a disk then remounted read-only (root cannot write it)."""
     store = small_disk / "lab.db"
-    with ResultsStore(store) as s:
+    with open_store(store) as s:
         collect("counting", Counting(), counting, sink=s)
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     return store
@@ -388,7 +388,7 @@ def test_a_read_only_store_can_be_listed_and_exported(readonly_store):
     exported = run_cli("export", "--format", "jsonl", env=env)
     assert exported.returncode == 0, exported.stderr
     assert [json.loads(line)["i"] for line in exported.stdout.splitlines()] == [0, 1, 2]
-    with ResultsStore(readonly_store) as store:
+    with open_store(readonly_store) as store:
         assert store.readonly and store.runs()[0].records[2] == {"i": 2, "square": 4}
 
 
@@ -445,10 +445,123 @@ def test_another_applications_wal_database_held_open_is_refused_untouched(tmp_pa
 
 
 def test_results_of_an_empty_store_says_so_instead_of_an_empty_table(results_path):
-    ResultsStore(results_path).close()
+    open_store(results_path).close()
     done = run_cli("results", "cpu")
     assert done.returncode == 0, done.stderr
     assert (
         done.stdout
         == f"no runs of cpu stored in {results_path} yet: `daemonlab run cpu` stores one\n"
     )
+
+
+def test_listing_runs_reads_all_their_records_in_one_query(results_path):
+    """Not one query per run: on a MySQL store each is a round trip over the network."""
+    with open_store(results_path) as store:
+        for _ in range(21):
+            collect("counting", Counting(), counting, sink=store)
+        asked = []
+        read = store._read
+        store._read = lambda sql, args=(): asked.append(sql) or read(sql, args)
+        runs = store.runs(limit=20)
+    assert [r.run_id for r in runs] == list(range(21, 1, -1))
+    assert all(r.records == [{"i": i, "square": i * i} for i in range(3)] for r in runs)
+    assert len(asked) == 2, asked
+
+
+def _running_row(path, pid: int, started: str, pid_start: str | None) -> None:
+    """A run left "running" by a writer `pid` (on this host), as a store holds it."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO runs (experiment, params, env, started, status, pid, host, pid_start)"
+            " VALUES ('counting', '{}', '{}', ?, 'running', ?, ?, ?)",
+            (started, pid, os.uname().nodename, pid_start),
+        )
+    db.close()
+
+
+def test_a_run_whose_pid_now_belongs_to_another_process_reads_as_interrupted(results_path):
+    """Pids are reused: a live process holding the writer's pid is not the writer."""
+    from lab.results import pid_start
+
+    open_store(results_path).close()
+    me = pid_start(os.getpid())
+    _running_row(results_path, os.getpid(), "2026-01-01T00:00:00+00:00", me)
+    boot, ticks = me.split()
+    _running_row(results_path, os.getpid(), "2026-01-01T00:00:00+00:00", f"{boot} {ticks}0")
+    # Stored before the writer's start was (NULL): judged by when the pid's holder began.
+    _running_row(results_path, os.getpid(), "2000-01-01T00:00:00+00:00", None)
+    _running_row(results_path, 1, "2099-01-01T00:00:00+00:00", None)
+    assert [r.status for r in stored_runs(results_path)][::-1] == [
+        "running",  # its writer: this process
+        "interrupted",  # this pid, another start: the writer died and the pid was reused
+        "interrupted",  # this pid's holder began long after the run did
+        "running",  # init began before the run did: it may be its writer
+    ]
+
+
+def test_a_store_of_format_1_reads_the_same_and_is_upgraded_in_place(results_path):
+    """What the lab wrote before runs.pid_start existed: read-only it reads NULL there;
+    opened for writing it gains the column, its rows untouched."""
+    from lab.results.sqlite import APPLICATION_ID, FORMAT
+
+    _sqlite(
+        results_path,
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL,"
+        " params TEXT NOT NULL, env TEXT NOT NULL, started TEXT NOT NULL, finished TEXT,"
+        " status TEXT NOT NULL, error TEXT, pid INTEGER NOT NULL, host TEXT NOT NULL,"
+        " label TEXT)",
+        "CREATE TABLE records (run_id INTEGER NOT NULL REFERENCES runs(id),"
+        " seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
+        "INSERT INTO runs VALUES (1, 'counting', '{}', '{\"notes\": [\"n\"]}', 'then', 'then',"
+        " 'ok', NULL, 1, 'h', 'alice')",
+        "INSERT INTO records VALUES (1, 0, '{\"i\": 0.1}')",
+        f"PRAGMA application_id = {APPLICATION_ID}",
+        "PRAGMA user_version = 1",
+    )
+    rows = "SELECT id, experiment, params, env, started, finished, status, error, pid, host, label"
+    with sqlite3.connect(results_path) as db:
+        before = db.execute(f"{rows} FROM runs").fetchall()
+    db.close()
+    with open_store(results_path, readonly=True) as store:
+        (old,) = store.runs()
+    assert (old.status, old.label, old.env, old.records) == (
+        "ok",
+        "alice",
+        {"notes": ["n"]},
+        [{"i": 0.1}],
+    )
+    with open_store(results_path) as store:
+        collect("counting", Counting(), counting, sink=store)
+        assert [r.to_json() for r in store.runs()][1:] == [old.to_json()]
+    with sqlite3.connect(results_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT == 2
+        assert db.execute(f"{rows} FROM runs WHERE id = 1").fetchall() == before
+        assert db.execute("SELECT pid_start FROM runs WHERE id = 2").fetchone()[0]
+    db.close()
+
+
+def test_a_run_ends_once_and_only_by_a_move_in_the_table():
+    from lab.runs import MOVES, Run, Status
+
+    run = Run("counting", {}, {})
+    assert run.status is Status.RUNNING and run.status == "running"  # stored as before
+    run.end(Status.OK)
+    for after in Status:
+        assert (Status.OK, after) not in MOVES
+        with pytest.raises(ValueError, match="cannot go from ok to"):
+            run.end(after)
+    assert {after for before, after in MOVES} == set(Status) - {Status.RUNNING}
+
+
+def test_notes_and_warnings_are_stored_with_the_run(results_path):
+    def noting(params, session):
+        session.note("a part skipped")
+        session.warn("the spread is larger than the difference")
+        session.warn("the spread is larger than the difference")  # said once
+        yield {"i": 0}
+
+    with open_store(results_path) as store:
+        collect("counting", Counting(), noting, sink=store)
+    (stored,) = stored_runs(results_path)
+    assert stored.env["notes"] == ["a part skipped"]
+    assert stored.env["warnings"] == ["the spread is larger than the difference"]

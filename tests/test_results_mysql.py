@@ -21,7 +21,8 @@ import pytest
 
 from lab import db, mysqld
 from lab.errors import LabError
-from lab.results import ResultsStore
+from lab.results import mysql as mysql_store
+from lab.results import open_store
 from lab.results.mysql import MARK
 from lab.runs import collect
 from tests.conftest import ROOT, run_cli, stored_runs
@@ -67,7 +68,7 @@ def _env() -> dict[str, str]:
 
 def test_runs_and_records_round_trip_with_their_label(store_url):
     url, _, admin, name = store_url
-    with ResultsStore(label="alice") as store:
+    with open_store(label="alice") as store:
         assert type(store).__name__ == "MysqlStore"
         run = collect("counting", Counting(), counting, sink=store)
         (stored,) = store.runs("counting")
@@ -97,7 +98,7 @@ def test_the_password_is_never_printed_or_stored(store_url):
         runs = cur.fetchall()
         cur.execute(f"SELECT * FROM `{name}`.records")
         records = cur.fetchall()
-    assert len(runs) == 1 and runs[0][-1] == "bob"
+    assert len(runs) == 1 and runs[0][10] == "bob"  # label
     assert password not in repr(runs) + repr(records)
     wrong = url.replace(password, "not-the-password")
     refused = run_cli("results", env={"LAB_RESULTS": wrong})
@@ -130,6 +131,37 @@ def test_a_writer_killed_mid_run_leaves_its_records_marked_interrupted(monkeypat
     assert stored.records == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
+def test_a_store_from_before_pid_start_reads_the_same_and_gains_the_column(store_url):
+    """Tables as format 1 made them: read-only they read NULL for pid_start; opened for
+    writing they gain it, their rows untouched."""
+    url, _, admin, name = store_url
+    with admin.cursor() as cur:
+        for statement in mysql_store._TABLES:
+            cur.execute(
+                statement.replace("runs (", f"`{name}`.runs (", 1)
+                .replace("records (", f"`{name}`.records (", 1)
+                .replace("    pid_start VARCHAR(80),\n", "")
+            )
+        cur.execute(
+            f"INSERT INTO `{name}`.runs (experiment, params, env, started, status, pid, host)"
+            " VALUES ('counting', '{}', '{}', 'then', 'ok', 1, 'h')"
+        )
+        cur.execute(f"INSERT INTO `{name}`.records VALUES (1, 0, '{{\"i\": 0.1}}')")
+        cur.execute(f"SELECT * FROM `{name}`.runs")
+        before = cur.fetchall()
+    with open_store(url, readonly=True) as store:
+        (old,) = store.runs()
+    assert (old.status, old.records) == ("ok", [{"i": 0.1}])
+    with open_store(url) as store:
+        collect("counting", Counting(), counting, sink=store)
+        assert [r.to_json() for r in store.runs()][1:] == [old.to_json()]
+    with admin.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{name}`.runs WHERE id = 1")
+        assert cur.fetchall() == (before[0] + (None,),)
+        cur.execute(f"SELECT pid_start FROM `{name}`.runs WHERE id = 2")
+        assert cur.fetchone()[0]
+
+
 def test_another_applications_tables_are_refused_and_left_untouched(store_url):
     url, _, admin, name = store_url
     with admin.cursor() as cur:
@@ -148,7 +180,7 @@ def test_another_applications_tables_are_refused_and_left_untouched(store_url):
         cur.execute(f"SELECT * FROM `{name}`.runs")
         assert cur.fetchall() == ((1, 61.5),)
     with pytest.raises(LabError):
-        ResultsStore(url)
+        open_store(url)
 
 
 def test_a_database_with_any_table_not_the_labs_is_refused_and_left_untouched(store_url):

@@ -23,7 +23,7 @@ import pytest
 from lab import children
 from lab.errors import LabError
 from lab.experiments import sleep
-from lab.results import ResultsStore
+from lab.results import open_store
 from tests.conftest import (
     ROOT,
     assert_refused,
@@ -218,7 +218,7 @@ def test_run_is_stored_and_json_has_the_promised_shape(mysql_server, results_pat
     shown = json.loads(result.stdout)
     assert {"experiment", "run_id", "env", "records"} <= shown.keys()
     assert shown["env"]["server_version"]
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         stored = store.run(shown["run_id"])
     assert stored.status == "ok" and stored.records == shown["records"]
     assert "password" not in result.stdout + json.dumps(stored.env)

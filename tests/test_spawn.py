@@ -21,7 +21,7 @@ from lab import interpreters
 from lab.errors import LabError
 from lab.experiments import spawn
 from lab.experiments.spawn import child as spawn_child
-from lab.results import ResultsStore
+from lab.results import open_store
 from tests.conftest import ROOT, assert_refused, run_cli
 
 #: ratios of CPU and wall time: under xdist, no other test beside these (conftest.py)
@@ -169,7 +169,7 @@ def test_ctrl_c_stops_the_measuring_child_and_every_worker(results_path):
     # is_running() is False once the process is reaped (a zombie still runs, to psutil),
     # and it compares start times, so a recycled pid does not count as ours.
     _wait_for(lambda: not any(p.is_running() for p in descendants), 10, "every descendant to go")
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         assert [r.status for r in store.runs("spawn")] == ["interrupted"]
 
 

@@ -160,9 +160,9 @@ def _help_fits(text: str) -> None:
 def _write_data(where: str | None = None) -> None:
     """tests/data/tables.json from a store: per lesson and part, the runs' records with
     the widest cell of each column, their notes and what they missed."""
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore(where, readonly=True) as store:
+    with open_store(where, readonly=True) as store:
         runs = store.runs(measured=True)
     chosen: dict[tuple[str, str, str], dict] = {}
     for run in reversed(runs):  # oldest first: a newer run of a part replaces an older
@@ -192,9 +192,9 @@ if __name__ == "__main__":
 
 def test_results_in_a_pipe_honours_columns(results_path):
     """`COLUMNS=80 daemonlab results | head`: a pipe has no terminal width, COLUMNS gives one."""
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         for stored in RUNS[:8]:
             run = Run(stored.experiment, stored.params, stored.env, started=stored.started)
             store.begin(run)

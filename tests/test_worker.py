@@ -115,7 +115,7 @@ class Daemon:
 
 
 def _enqueue(conn, ns: str, kind: str, count: int, first: int = 0) -> list[str]:
-    from lab.experiments.cron import work
+    from lab import work
 
     jobs = [queue.Job(f"{kind}{first + n}", kind, work.stamp()) for n in range(count)]
     queue.enqueue(conn, queue.Keys(ns), jobs)
@@ -123,7 +123,7 @@ def _enqueue(conn, ns: str, kind: str, count: int, first: int = 0) -> list[str]:
 
 
 def _ledger(conn, ns: str):
-    from lab.experiments.cron import work
+    from lab import work
 
     return [work.Entry.parse(line) for line in conn.lrange(queue.Keys(ns).ledger, 0, -1)]
 
@@ -419,13 +419,13 @@ def test_every_lab_model_runs_every_job_kind(redis_conn):
 def refused_without_redis(experiment: str, results_path: Path) -> None:
     """`daemonlab run EXPERIMENT` with nobody at LAB_REDIS_URL: one line, quickly, and
     the run stored as failed, with nothing in it."""
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     began = time.monotonic()
     done = run_cli("run", experiment, env={"LAB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     assert_refused(done, "Redis does not answer")
     assert time.monotonic() - began < 20
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         (stored,) = store.runs(experiment)
     assert stored.status == "failed" and not stored.records
 
@@ -434,7 +434,7 @@ def killed_redis_mid_run(experiment: str, options: list[str], throwaway, results
     """`daemonlab run EXPERIMENT OPTIONS` on a throwaway Redis, killed (-9) once the run
     has stored a record. Asserts the promise (one line naming Redis, soon after, exit 2,
     no process left) and returns the stored run."""
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     url, server = throwaway
     env = {**os.environ, "LAB_REDIS_URL": url, "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -460,7 +460,7 @@ def killed_redis_mid_run(experiment: str, options: list[str], throwaway, results
     assert cli.returncode == 2 and len(lines) == 1, err
     assert "Redis at 127.0.0.1" in lines[0] and "stopped answering mid-run" in lines[0], lines[0]
     assert not psutil.Process().children(recursive=True)
-    with ResultsStore(results_path) as store:
+    with open_store(results_path) as store:
         (stored,) = store.runs(experiment)
     assert stored.status == "failed"
     return stored
@@ -481,11 +481,11 @@ def test_redis_down_mid_run_is_one_line_and_keeps_what_finished(throwaway_redis,
 
 def _stored_records(path: Path, experiment: str = "worker") -> int:
     """How many records the newest stored run of `experiment` has so far (0 if none)."""
-    from lab.results import ResultsStore
+    from lab.results import open_store
 
     if not path.exists():
         return 0
-    with ResultsStore(path) as store:
+    with open_store(path) as store:
         runs = store.runs(experiment)
     return len(runs[0].records) if runs else 0
 
@@ -535,3 +535,17 @@ def test_worker_timeouts_are_checked_before_anything_forks(tmp_path, args):
     result = run_cli("worker", *args, "--pidfile", str(pidfile))
     assert_refused(result, args[1])
     assert not pidfile.exists()
+
+
+def test_the_worker_daemon_moves_only_along_its_table():
+    from lab.experiments.worker.daemon import MOVES, State, Worker
+
+    worker = Worker.__new__(Worker)  # its state alone: no Redis, no slots
+    worker.state = State.WORKING
+    worker.move(State.QUIET)
+    assert worker.handle_tstp() is None and worker.state == "quiet"  # TSTP twice: one quiet
+    worker.move(State.STOPPING)
+    worker.handle_term()  # TERM and INT in one batch: one stop, nothing else touched
+    with pytest.raises(ValueError, match="from stopping to quiet"):
+        worker.move(State.QUIET)
+    assert all(after is not State.WORKING for _, after in MOVES), "nothing wakes it again"

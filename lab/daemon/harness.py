@@ -38,6 +38,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,23 @@ from typing import Any
 import lab.env  # noqa: F401
 import lab.results.sqlite  # noqa: F401 - the store's backend, and sqlite3 with it
 import lab.runs  # noqa: F401
-from lab import children, experiments
+from lab import children, experiments, states
 from lab.daemon import config as config_mod
 from lab.daemon import sdnotify
 from lab.daemon.signals import SignalWakeup
 from lab.daemon.steps import open_log
 from lab.errors import LabError
-from lab.results import ResultsStore
-from lab.runs import failed_run
+from lab.results import ResultsStore, open_store
+from lab.runs import Status, failed_run
 
-__all__ = ["DISPATCH_ORDER", "Harness", "in_dispatch_order", "prepare_files"]
+__all__ = [
+    "DISPATCH_ORDER",
+    "MOVES",
+    "Harness",
+    "State",
+    "in_dispatch_order",
+    "prepare_files",
+]
 
 log = logging.getLogger("lab.daemon.harness")
 
@@ -83,6 +91,25 @@ MAX_WAIT = 5.0
 DISPATCH_ORDER = (signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
 
+class State(StrEnum):
+    """Where the harness is, as its status file says it (`daemonlab daemon status`)."""
+
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+#: Every move the harness's state may make (Harness.move refuses any other).
+MOVES = {
+    # RUNNING -> STOPPING: TERM or INT (handle_term): the run in hand is interrupted
+    (State.RUNNING, State.STOPPING),
+    # STOPPING -> STOPPED: the run in hand has ended (or there was none): serve returns
+    (State.STOPPING, State.STOPPED),
+    # RUNNING -> STOPPED: serve left on an error (the store refused at start, a bug)
+    (State.RUNNING, State.STOPPED),
+}
+
+
 @dataclass
 class Running:
     """The run in progress: its child, and the pipe on which it says why it failed."""
@@ -105,7 +132,7 @@ class Harness:
     reloads: int = 0
     last_reload: str | None = None
     answers: int = 0
-    stopping: bool = False
+    state: State = State.RUNNING
     stop_deadline: float | None = None
     due: dict[int, float] = field(default_factory=dict)
     wakeup: SignalWakeup | None = None
@@ -115,14 +142,14 @@ class Harness:
         """Run until TERM/INT. `ready()` tells the launcher (or systemd) we are up."""
         self.wakeup = SignalWakeup()
         try:
-            with ResultsStore(self.config.results):  # usable by us, now, or refuse to start
+            with open_store(self.config.results):  # usable by us, now, or refuse to start
                 pass
             self.due = {i: self.started for i in range(len(self.config.jobs))}
             self.write_status()
             log.info("started: pid %d, %s", os.getpid(), self._describe_jobs())
             ready()
             sdnotify.notify("READY=1")
-            while not self.stopping or self.running is not None:
+            while self.state is State.RUNNING or self.running is not None:
                 self._maybe_start_run()
                 for sig in in_dispatch_order(self.wakeup.wait(self._timeout())):
                     getattr(self, "handle_" + sig.name[3:].lower())()
@@ -132,17 +159,22 @@ class Harness:
             return 0
         finally:
             self.wakeup.close()
-            self.write_status(stopped=True)
+            self.move(State.STOPPED)
+            self.write_status()
+
+    def move(self, state: State) -> None:
+        """Change state (one of MOVES)."""
+        self.state = states.check(MOVES, self.state, state, "the harness")
 
     def _timeout(self) -> float:
         if self.stop_deadline is not None:
             return max(0.0, min(MAX_WAIT, self.stop_deadline - time.monotonic()))
-        if self.running is not None or self.stopping or not self.due:
+        if self.running is not None or self.state is not State.RUNNING or not self.due:
             return MAX_WAIT
         return max(0.0, min(MAX_WAIT, min(self.due.values()) - time.monotonic()))
 
     def _maybe_start_run(self) -> None:
-        if self.stopping or self.running is not None or not self.due:
+        if self.state is not State.RUNNING or self.running is not None or not self.due:
             return
         index = min(self.due, key=self.due.__getitem__)
         now = time.monotonic()
@@ -246,9 +278,9 @@ class Harness:
     def handle_term(self) -> None:
         """SIGTERM: stop gracefully. The running experiment is interrupted (its finished
         records stay stored, marked interrupted), then the harness exits 0."""
-        if self.stopping:
+        if self.state is not State.RUNNING:
             return
-        self.stopping = True
+        self.move(State.STOPPING)
         sdnotify.notify("STOPPING=1")
         log.info("stop requested")
         if self.running is not None:
@@ -319,7 +351,7 @@ class Harness:
         self.reap_children()
 
     # -- status, as the daemon itself says it -----------------------------------------
-    def write_status(self, stopped: bool = False) -> dict[str, Any]:
+    def write_status(self) -> dict[str, Any]:
         """Write the status file atomically (rename), so a reader never sees half of it."""
         now = time.monotonic()
         running = None
@@ -331,7 +363,7 @@ class Harness:
             }
         status = {
             "pid": os.getpid(),
-            "state": "stopped" if stopped else "stopping" if self.stopping else "running",
+            "state": self.state.value,
             "started": self.started_at,
             "uptime_s": round(now - self.started, 3),
             "runs_done": self.runs_done,
@@ -390,7 +422,7 @@ def _run_job(job: config_mod.Job, results: Path, err_fd: int) -> int:
     """The run's child: the run goes to the store, and so does a failure before it began."""
     sink: _Watched | None = None
     try:
-        with ResultsStore(results) as store:
+        with open_store(results) as store:
             sink = _Watched(store)
             try:
                 module = experiments.load(job.experiment)
@@ -401,7 +433,7 @@ def _run_job(job: config_mod.Job, results: Path, err_fd: int) -> int:
                     store.begin(failed)
                     store.finish(failed)
                 raise
-        return EXIT_OK if run.status == "ok" else EXIT_FAILED
+        return EXIT_OK if run.status is Status.OK else EXIT_FAILED
     except (SystemExit, KeyboardInterrupt) as exc:
         code = getattr(exc, "code", EXIT_INTERRUPTED)
         code = code if isinstance(code, int) else EXIT_INTERRUPTED

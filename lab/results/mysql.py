@@ -6,7 +6,9 @@ guarantees are the SQLite store's, kept the way a server keeps them:
 - each record is committed as it is measured: autocommit, one INSERT per
   record, InnoDB (a transaction committed is on the server's disk);
 - a writer killed with -9 leaves its run "running", which reads back as
-  "interrupted" on its own machine (the run row names pid and host);
+  "interrupted" on its own machine (the run row names pid, its start and host);
+- a store from before a column was added gains it when first opened for
+  writing (its rows read NULL there), or reads NULL for it when it cannot;
 - a server that goes away mid-run fails the next write at once (the socket
   is reset) or within WRITE_TIMEOUT_S (a server that hangs): SinkFailed, so
   lab.runs.collect keeps measuring and rescues the records; what was
@@ -31,7 +33,7 @@ from typing import Any
 
 from lab import capacity, db
 from lab.errors import LabError
-from lab.results import ResultsStore
+from lab.results import ResultsStore, readable_columns
 from lab.runs import Run, SinkFailed
 
 __all__ = ["MARK", "MysqlStore"]
@@ -55,6 +57,7 @@ _TABLES = (
     pid INT NOT NULL,
     host VARCHAR(255) NOT NULL,
     label VARCHAR(255),
+    pid_start VARCHAR(80),
     KEY by_experiment (experiment, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='{MARK}'""",
     f"""CREATE TABLE IF NOT EXISTS records (
@@ -65,6 +68,13 @@ _TABLES = (
     FOREIGN KEY (run_id) REFERENCES runs(id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='{MARK}'""",
 )
+
+#: Columns added to `runs` since its first format, and how (lab.results.RUN_COLUMNS).
+_ADDED = {"pid_start": "ALTER TABLE runs ADD COLUMN pid_start VARCHAR(80)"}
+#: The server's answers when another process added the column first (ER_DUP_FIELDNAME),
+#: and when this user may not alter tables (ER_TABLEACCESS_DENIED_ERROR).
+_DUPLICATE_COLUMN = 1060
+_NO_ALTER = 1142
 
 #: Client errors that mean the server is gone (pymysql.constants.CR).
 _GONE = {2006: "the server went away", 2013: "the connection to the server was lost"}
@@ -115,11 +125,40 @@ class MysqlStore(ResultsStore):
                 f" create ({named}; left untouched): name a database of the lab's own"
             )
         if set(found) == {"runs", "records"}:
+            self._upgrade()
             return
         if self.readonly:
             raise LabError(f"no results store in {self.where} yet: run an experiment")
         for statement in _TABLES:  # IF NOT EXISTS: two processes may create it at once
             self._execute(statement, ())
+
+    def _upgrade(self) -> None:
+        """Add the columns a store from before them lacks (its rows read NULL there, and
+        code from before them, which names its columns, keeps working); read-only, read
+        NULL for them instead."""
+        import pymysql
+
+        present = [
+            name
+            for (name,) in self._read(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'runs'"
+            )
+        ]
+        if self.readonly:
+            self.run_columns = readable_columns(present)
+            return
+        for name in (name for name in _ADDED if name not in present):
+            try:
+                self._execute(_ADDED[name], ())
+                present.append(name)
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] == _NO_ALTER:  # a user who may only write rows: do without
+                    continue
+                if exc.args[0] != _DUPLICATE_COLUMN:  # another process added it first
+                    raise LabError(f"results store {self.where}: {_reason(exc)}") from None
+                present.append(name)
+        self.run_columns = readable_columns(present)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a connection the server dropped is closed too

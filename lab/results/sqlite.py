@@ -45,15 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.results import RUN_COLUMNS, NothingStored, ResultsStore
+from lab.results import NothingStored, ResultsStore, readable_columns
 from lab.runs import Run, SinkFailed
 
 __all__ = ["APPLICATION_ID", "FORMAT", "SqliteStore"]
 
 #: The mark in a lab store's header: "DLab" as a big-endian 32-bit integer.
 APPLICATION_ID = int.from_bytes(b"DLab", "big")
-#: The store's format (PRAGMA user_version); 1 added runs.label and the mark.
-FORMAT = 1
+#: The store's format (PRAGMA user_version): 1 added runs.label and the mark, 2 added
+#: runs.pid_start (what tells the writer from a later process with its pid).
+FORMAT = 2
 #: How long a writer waits for another (the daemon and the CLI share the file).
 BUSY_TIMEOUT_S = 30
 
@@ -71,7 +72,8 @@ _TABLES = (
     error TEXT,
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
-    label TEXT
+    label TEXT,
+    pid_start TEXT
 )""",
     """CREATE TABLE records (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -106,8 +108,8 @@ class SqliteStore(ResultsStore):
                 if not exists:  # a reader never makes one (`cd /tmp && daemonlab results`)
                     raise NothingStored(self.path)
                 self._db = _open_readonly(self.path)
-                if kind == "unmarked":  # cannot be marked here; its runs have no label
-                    self.run_columns = RUN_COLUMNS.replace("label", "NULL")
+                # An older store cannot be upgraded here: what it lacks reads NULL.
+                self.run_columns = readable_columns(_columns(self._db, "runs"))
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -236,6 +238,8 @@ def _set_up(db: sqlite3.Connection) -> None:
         try:
             if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 _mark(db)
+            if db.execute("PRAGMA user_version").fetchone()[0] < FORMAT:
+                _upgrade(db)
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -262,8 +266,10 @@ def _mark(db: sqlite3.Connection) -> None:
             if app == 0 and not names and version == 0:
                 for statement in _TABLES:
                     db.execute(statement)
+                db.execute(f"PRAGMA user_version = {FORMAT}")
             elif app == 0 and tables == _UNMARKED:
                 db.execute("ALTER TABLE runs ADD COLUMN label TEXT")
+                db.execute("PRAGMA user_version = 1")  # _upgrade takes it on from there
             else:
                 named = ", ".join(sorted(tables or names))
                 # A DatabaseError, so that _open says it the way it says SQLite's own.
@@ -271,7 +277,22 @@ def _mark(db: sqlite3.Connection) -> None:
                     f"it is another application's database (tables: {named}) (left untouched)"
                 )
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version = {FORMAT}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a marked store of an earlier format to FORMAT, in one transaction, looking
+    again inside it (another process may have just done it). Its rows stay as they
+    were: a column added reads NULL in them, and code of the earlier format, which
+    names its columns, goes on reading and writing the store."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] < 2:
+            db.execute("ALTER TABLE runs ADD COLUMN pid_start TEXT")
+            db.execute("PRAGMA user_version = 2")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

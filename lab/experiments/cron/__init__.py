@@ -1,8 +1,8 @@
 """cron: the same job started by cron (a fresh interpreter a tick) or by a daemon already up.
 
 The talk's "cron job vs daemon" slide asks when a daemon is worth running.
-This lesson measures both sides on the same unit of work (work.py, the job
-the worker lesson queues too):
+This lesson measures both sides on the same unit of work (lab/work.py, the
+job the worker lesson queues too):
 
 - cron: each tick, `sh -c` starts the lab's interpreter with cron's minimal
   environment (crontab(5): SHELL, PATH=/usr/bin:/bin, HOME, LOGNAME), which
@@ -39,10 +39,11 @@ Sources: crontab(5) and cron(8) of Debian's cron 3.0pl1 (the environment,
 real-time signals queueing; Redis BLPOP (https://redis.io/docs/latest/commands/blpop/).
 
 Reading map: slide.py (the slide: a tick against a daemon, and what goes wrong
-with it: read first), work.py (the unit of work and its ledger line: read next),
-child.py (a cron tick, and the two waiting daemons), ticks.py (ticking
-at a rate, each way, and what each tick cost), usage.py (CPU and memory,
-where the kernel keeps them precisely), startup.py (-X importtime),
+with it: read first), lab/work.py (the unit of work and its ledger line, shared
+with the worker lesson: read next), child.py (a cron tick, and the two
+waiting daemons), ticks.py (ticking at a rate, each way, and what each tick
+cost, read with lab/usage.py where the kernel keeps it precisely),
+startup.py (-X importtime),
 crossing.py (where the lines cross), plot.py (the figure);
 examples/crontab is the real thing for Debian's cron.
 """
@@ -148,10 +149,8 @@ def run(params: Params = Params(), progress=None, sink=None) -> Run:
 def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     import redis
 
-    from lab import services
-    from lab.errors import LabError
-    from lab.experiments.cron import crossing, startup, ticks, work
-    from lab.experiments.worker.measure import gone
+    from lab import redis_gone, services, work
+    from lab.experiments.cron import crossing, startup, ticks
 
     services.require("redis")
     session.env["redis_url"] = services.url("redis")
@@ -165,22 +164,21 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     total = 1 + len(daemons) + len(params.strategy) * len(params.rate)
     done: list[dict[str, Any]] = []
     try:
-        session.step(next(phases), total, "imports")
-        yield from startup.imports(ns, params.job)
-        for strategy in params.strategy:
-            for record in _strategy(
-                conn, ns, strategy, params, lambda label: session.step(next(phases), total, label)
-            ):
-                done.append(record)
-                yield record
-        yield from crossing.crossings(done, daemons)
-        session.step(total, total, "done")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise gone(exc) from None
-    except LabError:
-        if not services.reachable("redis"):  # a tick failed because Redis went: say that
-            raise gone("connection refused") from None
-        raise
+        with redis_gone.one_line():
+            session.step(next(phases), total, "imports")
+            yield from startup.imports(ns, params.job)
+            for strategy in params.strategy:
+                for record in _strategy(
+                    conn,
+                    ns,
+                    strategy,
+                    params,
+                    lambda label: session.step(next(phases), total, label),
+                ):
+                    done.append(record)
+                    yield record
+            yield from crossing.crossings(done, daemons)
+            session.step(total, total, "done")
     finally:
         work.forget(conn, ns)
         conn.close()

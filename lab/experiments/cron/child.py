@@ -19,7 +19,7 @@ so two ticks close together are two jobs, where two SIGUSR1 would merge
 into one. TERM ends either, after the job in hand.
 
 Standard library only at the top: what a tick imports is part of what is
-measured, and it imports redis (and the job, lab.experiments.cron.work) in
+measured, and it imports redis (and the job, lab.work) in
 the function that needs it, in plain sight.
 """
 
@@ -59,7 +59,7 @@ def _record(conn, ledger: str, entry) -> None:
 
 def tick(job: str, job_id: str, ticked: int, ledger: str) -> None:
     """One cron tick: connect, run one job, write its line, leave."""
-    from lab.experiments.cron import work
+    from lab import work
 
     conn = _connect()
     conn.ping()
@@ -74,7 +74,7 @@ def tick(job: str, job_id: str, ticked: int, ledger: str) -> None:
 
 def wait_redis(job: str, queue: str, ledger: str, wake: float) -> None:
     """The daemon on Redis: BLPOP `queue`; each item ("ID TICK_NS") is one job."""
-    from lab.experiments.cron import work
+    from lab import work
 
     stop = _stop_on_term()
     conn = _connect()
@@ -95,7 +95,7 @@ def wait_redis(job: str, queue: str, ledger: str, wake: float) -> None:
 
 def wait_signal(job: str, prefix: str, ledger: str) -> None:
     """The daemon on a signal: sigwaitinfo; the n-th WORK_SIGNAL is job PREFIX-n."""
-    from lab.experiments.cron import work
+    from lab import work
 
     wanted = {WORK_SIGNAL, signal.SIGTERM, signal.SIGINT}
     # Blocked, so they stay pending until sigwaitinfo takes them: no handler runs at all.

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import children, services
+from lab import children, services, usage, work
 from lab.errors import LabError, last_line
-from lab.experiments.cron import usage, work
 from lab.experiments.cron.child import WORK_SIGNAL
 
 __all__ = ["ROOT", "Daemon", "cron_env", "cron_ticks", "daemon_ticks", "idle", "tick_command"]

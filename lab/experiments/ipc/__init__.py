@@ -218,7 +218,7 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     chosen = [link for t in params.transport for link in links(t)]
     ctx = Context(largest=max(params.size), placement=placement(params.cores))
     if params.floor and ctx.placement is None and any(link.name in FLOOR_OF for link in chosen):
-        session.env.setdefault("warnings", []).append(
+        session.warn(
             "--cores any: Python ran where the scheduler put it, the C floor on one CPU, so "
             "no `x C` is given (placements differ); --cores same or apart places both alike"
         )

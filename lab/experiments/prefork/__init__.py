@@ -105,7 +105,7 @@ EVENTS = ("HUP", "USR2", "TTIN", "TTOU", "kill-worker")  # events.EVENTS, withou
 LOADS = ("auto", "wrk", "asyncio")  # load.TOOLS
 ALL_SETUPS = ("default", "tuned", "linger", "abrupt")  # config.SETUPS, every server's
 
-#: The issue's targets: at least gunicorn sync's throughput, no failed request across a
+#: The lesson's targets: at least gunicorn sync's throughput, no failed request across a
 #: HUP or a USR2 + QUIT, a killed worker replaced within 100 ms.
 RATIO_TARGET = 1.0
 #: "p99 no worse" allows the noise of a tail over a few 2 s rounds: identical runs here
@@ -257,9 +257,8 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     where = placement.plan(params.pin)
     session.env.update(load=tool, placement=where.describe(), **_versions())
     session.env["loadavg_before"] = os.getloadavg()
-    warnings = session.env.setdefault("warnings", [])
     if params.load == "auto" and tool == "asyncio":
-        warnings.append(
+        session.warn(
             "wrk is not installed (apt-get install wrk): the asyncio clients made the load, "
             "and a Python client may be slower than the fastest servers"
         )
@@ -302,7 +301,8 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
     load_seen = f"{session.env['loadavg_before'][0]:.2f} -> {session.env['loadavg_after'][0]:.2f}"
     yield from ratios(records, load_seen)
     yield from targets(records)
-    warnings.extend(_overlaps(records))
+    for overlap in _overlaps(records):
+        session.warn(overlap)
     session.step(done, total, "done")
 
 
@@ -401,7 +401,8 @@ def _is_lab(record: dict[str, Any]) -> bool:
 
 
 def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, from these records: what the closing note and the benchmark quote.
+    """The targets (RATIO_TARGET, P99_NOISE, RECOVERY_TARGET_MS), met or not, from these
+    records: what the closing note and the benchmark quote.
 
     The ratio is the median of per-round ratios, per (workers, connections,
     keep-alive) where both prefork and gunicorn-sync ran the hello app as

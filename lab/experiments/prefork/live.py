@@ -27,6 +27,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from lab.experiments.prefork.scoreboard import SERVING
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
@@ -41,7 +43,7 @@ def snapshot(master: Master) -> dict[str, Any]:
     workers = []
     for proc in sorted(master.workers.values(), key=lambda p: p.slot):
         slot = master.board.read(proc.slot)
-        state = "retiring" if proc.retiring and slot.state in ("idle", "busy") else slot.state
+        state = "retiring" if proc.retiring and slot.state in SERVING else slot.state
         workers.append(
             {
                 "name": f"w[{proc.slot}]",
@@ -57,7 +59,7 @@ def snapshot(master: Master) -> dict[str, Any]:
         "master": {
             "name": "oldbin" if master.reexec_pid else "master",
             "pid": os.getpid(),
-            "state": "running" if master.running else "stopping",
+            "state": master.state,
             "served": master.served(),
             "rss_mb": _rss_mb(os.getpid()),
             "age_s": now - master.started,

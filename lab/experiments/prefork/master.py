@@ -44,17 +44,26 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from lab import children
+from lab import children, states
 from lab.daemon.pidfile import PidFile
 from lab.daemon.signals import SignalWakeup
 from lab.experiments.prefork import apps, listener
 from lab.experiments.prefork.config import MAX_WORKERS, ServeConfig
-from lab.experiments.prefork.scoreboard import SLOTS, Scoreboard
+from lab.experiments.prefork.scoreboard import SERVING, SLOTS, Scoreboard
 from lab.experiments.prefork.worker import Worker, set_name
 
-__all__ = ["CRASH_LIMIT", "CRASH_WINDOW_S", "OLDBIN_ENV", "SIGNALS", "Master"]
+__all__ = [
+    "CRASH_LIMIT",
+    "CRASH_WINDOW_S",
+    "MOVES",
+    "OLDBIN_ENV",
+    "SIGNALS",
+    "Master",
+    "MasterState",
+]
 
 #: What the master answers; every other signal keeps its default.
 SIGNALS = (
@@ -94,6 +103,25 @@ QUICK_GRACE_S = 1.0
 EVENTS_KEPT = 12
 
 
+class MasterState(StrEnum):
+    """Where the master is (the live view prints it)."""
+
+    RUNNING = "running"
+    QUITTING = "quitting"  # a graceful stop: the workers finish the request in hand
+    STOPPING = "stopping"  # a quick stop: the workers end at once
+
+
+#: Every move the master's state may make (Master.move refuses any other).
+MOVES = {
+    # RUNNING -> QUITTING: QUIT (handle_quit), or the main loop left on an error (stop)
+    (MasterState.RUNNING, MasterState.QUITTING),
+    # RUNNING -> STOPPING: TERM or INT (handle_term), or a crash loop (_count_crash)
+    (MasterState.RUNNING, MasterState.STOPPING),
+    # QUITTING -> STOPPING: TERM or INT while the workers finish (handle_term, stop)
+    (MasterState.QUITTING, MasterState.STOPPING),
+}
+
+
 @dataclass
 class WorkerProc:
     """The master's own record of one worker (the worker's word is in the scoreboard)."""
@@ -120,8 +148,7 @@ class Master:
         self.target = self.config.workers
         self.generation = 0
         self.workers: dict[int, WorkerProc] = {}
-        self.running = True
-        self.graceful = True
+        self.state = MasterState.RUNNING
         self.failure: str | None = None  # why the master stopped itself (a crash loop)
         self.crashes = 0  # workers in a row that died young
         self.retired_served = 0  # requests served by workers already reaped
@@ -138,7 +165,7 @@ class Master:
         """Serve until a stop signal (or a crash loop); 0, or 1 with `failure` saying why."""
         self.start()
         try:
-            while self.running:
+            while self.state is MasterState.RUNNING:
                 self.maintain_worker_count()
                 self.retire_old_generation()
                 if self.show is not None:
@@ -233,7 +260,9 @@ class Master:
 
     def handle_quit(self) -> str:
         """QUIT: graceful stop. Unicorn's graceful signal (gunicorn's is TERM)."""
-        self.running, self.graceful = False, True
+        if self.state is not MasterState.RUNNING:
+            return f"ignored: {self.state} already"
+        self.move(MasterState.QUITTING)
         return "graceful stop: workers finish the requests in hand"
 
     def handle_term(self) -> str:
@@ -242,8 +271,14 @@ class Master:
         gunicorn, systemd (it sends TERM, then KILL after TimeoutStopSec) and
         Sidekiq mean graceful by TERM; Unicorn and nginx by QUIT (docs/prefork.md).
         """
-        self.running, self.graceful = False, False
+        if self.state is MasterState.STOPPING:
+            return "ignored: stopping already"
+        self.move(MasterState.STOPPING)
         return "quick stop: workers end at once"
+
+    def move(self, state: MasterState) -> None:
+        """Change state (one of MOVES)."""
+        self.state = states.check(MOVES, self.state, state, "the master")
 
     def handle_int(self) -> str:
         """INT (^C): quick stop, as TERM."""
@@ -427,13 +462,16 @@ class Master:
         self.sock.close()  # no new connections for this master (a USR2 child keeps its copy)
         for proc in self.workers.values():
             proc.retiring = True
-        if self.graceful:
+        if self.state is MasterState.RUNNING:  # the loop left on an error: stop as QUIT does
+            self.move(MasterState.QUITTING)
+        if self.state is MasterState.QUITTING:
             children.signal_pids(list(self.workers), signal.SIGQUIT)
             deadline = time.monotonic() + self.config.timeout
-            while self.workers and self.graceful and time.monotonic() < deadline:
+            quitting = MasterState.QUITTING
+            while self.workers and self.state is quitting and time.monotonic() < deadline:
                 for signum in self.wakeup.wait(min(0.1, deadline - time.monotonic())):
                     if signum in (signal.SIGTERM, signal.SIGINT):
-                        self.graceful = False  # a quick stop asked for during a graceful one
+                        self.handle_term()  # a quick stop asked for meanwhile
                 self.record("CHLD", self.handle_chld())
                 if self.show is not None:
                     self.show(self)
@@ -469,7 +507,7 @@ class Master:
         ]
 
     def _ready(self, procs: list[WorkerProc]) -> int:
-        return sum(self.board.read(p.slot).state in ("idle", "busy") for p in procs)
+        return sum(self.board.read(p.slot).state in SERVING for p in procs)
 
     def _handover_pending(self) -> bool:
         return any(p.generation < self.generation and not p.retiring for p in self.workers.values())
@@ -484,10 +522,10 @@ class Master:
             self.crashes = 0  # it lived: one death is no loop
             return
         self.crashes += 1
-        if self.crashes >= CRASH_LIMIT and self.running:
+        if self.crashes >= CRASH_LIMIT and self.state is MasterState.RUNNING:
             self.failure = (
                 f"workers keep dying: {self.crashes} in a row within {CRASH_WINDOW_S:g} s "
                 "of their fork; the master stops"
             )
-            self.running, self.graceful = False, False
+            self.move(MasterState.STOPPING)
             self.record("crash loop", self.failure)

@@ -42,7 +42,7 @@ from typing import Any
 
 from lab.daemon.signals import SignalWakeup
 from lab.experiments.prefork import apps, wsgi
-from lab.experiments.prefork.scoreboard import Scoreboard
+from lab.experiments.prefork.scoreboard import Scoreboard, WorkerState
 
 __all__ = ["CLIENT_TIMEOUT_S", "IGNORED", "Worker", "set_name"]
 
@@ -100,11 +100,11 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         self.address = self.listener.getsockname()[:2]
         set_name(f"prefork w[{self.slot}]")
-        self.board.set_state(self.slot, "idle")
+        self.board.set_state(self.slot, WorkerState.IDLE)
         try:
             self._loop(wakeup)
         finally:
-            self.board.set_state(self.slot, "quitting")
+            self.board.set_state(self.slot, WorkerState.QUITTING)
             apps.close(self.app)
             wakeup.close()
         return 0
@@ -124,11 +124,11 @@ class Worker:
                 if self._told_to_stop(wakeup, ready):
                     return
                 continue
-            self.board.set_state(self.slot, "busy")
+            self.board.set_state(self.slot, WorkerState.BUSY)
             if self._serve(conn):
                 served += 1
                 self.board.served_one(self.slot, served)
-            self.board.set_state(self.slot, "idle")
+            self.board.set_state(self.slot, WorkerState.IDLE)
 
     def _told_to_stop(self, wakeup: SignalWakeup, ready: list[Any]) -> bool:
         if self.master_alive in ready:

@@ -345,7 +345,8 @@ def _measure(params: Params, session: Session, first) -> Iterator[dict[str, Any]
             ratios = _Ratios()
             for record in steps(params, session, bench, i, len(handlings)):
                 yield where | ratios.add(record)
-            session.env.setdefault("notes", []).extend(ratios.said())
+            for said in ratios.said():
+                session.note(said)
     session.step(1, 1, "done")
 
 
@@ -358,7 +359,7 @@ def _without_floor_if_unbuilt(params: Params, session: Session) -> Params:
         rest = tuple(s for s in params.strategy if s != FLOOR)
         if not rest:
             raise
-        session.env.setdefault("notes", []).append(f"no C floor: {exc}")
+        session.note(f"no C floor: {exc}")
         return dataclasses.replace(params, strategy=rest)
     return params
 
@@ -423,9 +424,7 @@ def _note_server(session: Session, server: db.Server, facts: dict, room: str) ->
         f" {facts['max_connections']:,}, back_log {facts['back_log']:,}, {facts['thread_handling']}"
     )
     because = server.why.partition(": started")[0]
-    session.env.setdefault("notes", []).append(
-        line + "".join(f"; {part}" for part in (because, room) if part)
-    )
+    session.note(line + "".join(f"; {part}" for part in (because, room) if part))
 
 
 @dataclass(frozen=True)
@@ -462,7 +461,7 @@ def _sweep_steps(params, session, bench: _Bench, index: int, servers: int):
     for strategy, variant, func, clients, fits in steps:
         if not fits:
             why = f"over the sweep's ceiling of {CEILING[strategy]} {strategy} clients"
-            session.env.setdefault("notes", []).append(f"skipped {strategy} x{clients}: {why}")
+            session.note(f"skipped {strategy} x{clients}: {why}")
             yield {
                 "strategy": strategy,
                 "variant": variant,
@@ -490,7 +489,7 @@ def _scale_steps(params, session, bench: _Bench, index: int, servers: int):
         if strategy == "sequential":
             why = "not swept: one after another, N clients take N x seconds"
             yield {"strategy": strategy, "variant": variant, "skipped": "scale", "note": "skipped"}
-            session.env.setdefault("notes", []).append(f"skipped {strategy}: {why}")
+            session.note(f"skipped {strategy}: {why}")
             continue
 
         def measure(clients: int, way=(strategy, variant, func)) -> dict[str, Any]:
@@ -504,7 +503,7 @@ def _scale_steps(params, session, bench: _Bench, index: int, servers: int):
         if "broke" in record:
             record["note"] = f"broke: {record['broke']}"
             said = _label((strategy, variant), record["clients"])
-            session.env.setdefault("notes", []).append(f"{said} broke: {record['detail']}")
+            session.note(f"{said} broke: {record['detail']}")
         yield {"strategy": strategy, "variant": variant} | record
 
 

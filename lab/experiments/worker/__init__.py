@@ -358,9 +358,9 @@ def _stop_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
 
 
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's target as records: the lab's thread worker against each peer, same job
-    and workers: the median over the rounds of each round's ratio, and (`..._range`) the
-    lowest and highest of those ratios."""
+    """The target, the lab's thread worker at least as fast as each peer, as records: its
+    jobs/s over each peer's, same job and workers: the median over the rounds of each
+    round's ratio, and (`..._range`) the lowest and highest of those ratios."""
     import statistics
 
     rate: dict[tuple, dict[int, float]] = {}

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lab.experiments.cron import work
+from lab import work
 from lab.experiments.worker import marks
 
 __all__ = ["MODELS", "SETTINGS", "make_app", "queue_key", "run_worker", "send"]

@@ -287,7 +287,7 @@ def _age(beat: str) -> str:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     import secrets
 
-    from lab.experiments.cron import work
+    from lab import work
     from lab.experiments.worker import queue
 
     if args.job not in work.KINDS:

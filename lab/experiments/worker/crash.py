@@ -41,9 +41,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from lab import services
+from lab import services, work
 from lab.errors import LabError
-from lab.experiments.cron import work
 from lab.experiments.worker import marks, peers, queue
 from lab.experiments.worker.measure import (
     Cell,

@@ -38,14 +38,15 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
-from lab import services
+from lab import services, states
 from lab.daemon.signals import SignalWakeup
 from lab.errors import LabError
 from lab.experiments.worker import queue
 from lab.experiments.worker.slot import Board, Outage, Slot
 
-__all__ = ["HANDLED", "MODELS", "Config", "Worker"]
+__all__ = ["HANDLED", "MODELS", "MOVES", "Config", "State", "Worker"]
 
 log = logging.getLogger("lab.worker")
 
@@ -55,6 +56,25 @@ BEATS_PER_TTL = 3
 #: While stopping, how often the loop looks whether the slots are done (and wakes
 #: any that went back to BLMOVE after the last CLIENT UNBLOCK).
 STOP_POLL_S = 0.05
+
+
+class State(StrEnum):
+    """Where the worker is, as Sidekiq names it (`daemonlab worker status` says it)."""
+
+    WORKING = "working"
+    QUIET = "quiet"  # takes no new job; the ones in hand finish; TERM must still come
+    STOPPING = "stopping"  # the jobs in hand finish until the deadline, then go back
+
+
+#: Every move the worker's state may make (Worker.move refuses any other).
+MOVES = {
+    # WORKING -> QUIET: TSTP (handle_tstp)
+    (State.WORKING, State.QUIET),
+    # WORKING -> STOPPING: TERM or INT (handle_term)
+    (State.WORKING, State.STOPPING),
+    # QUIET -> STOPPING: TERM or INT after TSTP, Sidekiq's order for a deploy
+    (State.QUIET, State.STOPPING),
+}
 
 
 @dataclass(frozen=True)
@@ -100,8 +120,7 @@ class Worker:
         self.keys = queue.Keys(config.namespace)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.started = _now()
-        self.stopping = False
-        self.quiet = False
+        self.state = State.WORKING
         self.outage = Outage()
         self.board = Board(config.concurrency, shared=config.model == "processes")
         self._conn = None
@@ -171,7 +190,7 @@ class Worker:
         self._conn = None  # redis-py drops a connection inherited across fork (it checks the pid)
 
     def _loop(self) -> None:
-        while not self.stopping:
+        while self.state is not State.STOPPING:
             for sig in self._wakeup.wait(max(self._next_beat - time.monotonic(), 0)):
                 self._dispatch(sig)
             if time.monotonic() >= self._next_beat:
@@ -182,15 +201,21 @@ class Worker:
     def _dispatch(self, sig: signal.Signals) -> None:
         getattr(self, "handle_" + sig.name.removeprefix("SIG").lower())()
 
+    def move(self, state: State) -> None:
+        """Change state (one of MOVES)."""
+        self.state = states.check(MOVES, self.state, state, "the worker")
+
     # -- one handler per signal (called from the loop, never from a signal handler) -----
     def handle_term(self) -> None:
         """TERM: stop within the deadline; what does not finish goes back to the queue."""
+        if self.state is State.STOPPING:
+            return  # TERM and INT in one batch: one stop
         log.info(
             "TERM: stopping, %d jobs in hand, deadline %gs",
             self.board.busy_count(),
             self.config.deadline,
         )
-        self.stopping = True
+        self.move(State.STOPPING)
 
     def handle_int(self) -> None:
         """INT (Ctrl-C): as TERM."""
@@ -198,9 +223,10 @@ class Worker:
 
     def handle_tstp(self) -> None:
         """TSTP: quiet. No new jobs; the ones in hand finish; TERM must still come."""
-        if not self.quiet:
-            log.info("TSTP: quiet, %d jobs in hand; waiting for TERM", self.board.busy_count())
-        self.quiet = True
+        if self.state is not State.WORKING:
+            return  # quiet already, or stopping, which takes no new job either
+        log.info("TSTP: quiet, %d jobs in hand; waiting for TERM", self.board.busy_count())
+        self.move(State.QUIET)
         self._model.quiet()
         self._unblock()
 
@@ -226,7 +252,7 @@ class Worker:
             "beat": _now(),
             "busy": self.board.busy_count(),
             "done": self.board.done(),
-            "quiet": self.quiet,
+            "quiet": self.state is not State.WORKING,  # Sidekiq's: a stopping one is quiet
             **asdict(self.config),
         }
 

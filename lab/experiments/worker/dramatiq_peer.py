@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from lab.experiments.cron import work
+from lab import work
 from lab.experiments.worker import marks
 
 __all__ = ["MODELS", "SETTINGS", "ENV", "queue_key", "run_worker", "send", "setup"]

@@ -1,6 +1,6 @@
 """Start marks: each run of a job says when it began, for the crash table (crash.py).
 
-The ledger (lab.experiments.cron.work) has a line per job that *finished*. A
+The ledger (lab.work) has a line per job that *finished*. A
 job killed mid-run leaves none, so a second run of it would look like a first.
 With marks on, a job pushes `JOB_ID START_NS PID` to LEDGER:started as it
 begins: a job with two marks ran twice (its side effects happened twice),

@@ -16,8 +16,8 @@ For one (system, model, workers, job):
     6  stop the processes (TERM, a grace, KILL, reaped) and delete every key
        of the namespace, whatever happened.
 
-Every wait is bounded. Redis gone mid-measurement is a LabError in one line;
-the finished records are already stored (lab.runs.collect).
+Every wait is bounded. Redis gone mid-measurement is a LabError in one line
+(lab/redis_gone.py); the finished records are already stored (lab.runs.collect).
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lab import children, services
+from lab import children, redis_gone, services, usage, work
 from lab.errors import LabError, last_line
-from lab.experiments.cron import usage, work
 from lab.experiments.worker import peers, queue
 
 __all__ = [
@@ -118,60 +117,26 @@ class Child:
 def measure_cell(
     cell: Cell, queued: int, seconds: float, samples: int, gap: float
 ) -> dict[str, Any]:
-    import redis
-
+    """One measurement, in the six steps of this module's docstring."""
     ns = namespace()
     conn = None
     started: list[Child] = []
-    env: dict[str, str] = {}
     try:
-        conn = queue.connect(services.url("redis"))
-        producer = start_producer(cell, ns, started, env)
-        if cell.system in peers.GATED:
-            workers, ready_r, gate_w = _start_workers(cell, ns, started, env)
-            began = time.perf_counter()
-            try:
-                ask(producer, f"fill {cell.job} {queued}")
-                _wait_ready(ready_r, workers)
-                start_s = time.perf_counter() - began
-                cpu0 = tree_cpu_s(workers)
-                t0 = work.stamp()
-            finally:
-                os.close(gate_w)  # the gate opens (and stays open, whatever happened)
-                os.close(ready_r)
-        else:
-            workers, start_s, cpu0, t0 = _start_ungated(
-                cell, ns, queued, producer, conn, started, env
-            )
-        cap = t0 + int(seconds * 1e9)
-        done = _wait_ledger(conn, ns, queued, cap, workers)
-        cpu1 = tree_cpu_s(workers)
-        entries = _entries(conn, ns)
-        if cell.system not in peers.GATED:  # the clock starts at the first job's start
-            t0 = min((e.start for e in entries if peers.phase(e.job_id) == "t"), default=t0)
-        record = throughput(entries, t0, cap, queued)
-        record["cpu_ms_per_job"] = round((cpu1 - cpu0) * 1000 / max(record["jobs"], 1), 4)
-        if done < queued:
-            conn.delete(peers.QUEUE_KEY[cell.system](ns))
-        _wait_idle(conn, ns, workers)
-        before = conn.llen(queue.Keys(ns).ledger)
-        ask(producer, f"paced {cell.job} {samples} {gap}")
-        tail = TAIL_S + samples * TAIL_PER_JOB_S
-        _wait_ledger(conn, ns, before + samples, work.stamp() + int(tail * 1e9), workers)
-        if conn.llen(queue.Keys(ns).ledger) < before + samples:
-            raise LabError(f"{cell.system}: pick-up jobs still not run {tail:g}s after queued")
-        record.update(pickup([e for e in _entries(conn, ns) if peers.phase(e.job_id) == "p"]))
-        record["start_s"] = round(start_s, 3)
-        return record
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise gone(exc) from None
-    except LabError:
-        # A worker or the producer gave up first (rq's worker exits when its Redis goes):
-        # if Redis is what went away, that is the one line to say.
-        if not services.reachable("redis"):
-            raise gone("connection refused") from None
-        raise
-    finally:
+        with redis_gone.one_line():
+            conn = queue.connect(services.url("redis"))
+            producer = start_producer(cell, ns, started, {})
+            if cell.system in peers.GATED:
+                workers, start_s, cpu0, t0 = _start_gated(cell, ns, queued, producer, started)
+            else:
+                workers, start_s, cpu0, t0 = _start_ungated(
+                    cell, ns, queued, producer, conn, started
+                )
+            record, done = _throughput_phase(conn, cell, ns, queued, seconds, workers, cpu0, t0)
+            _drop_the_rest(conn, cell, ns, workers, left=done < queued)
+            record.update(_pickup_phase(conn, cell, ns, producer, samples, gap, workers))
+            record["start_s"] = round(start_s, 3)
+            return record
+    finally:  # 6: stop the processes, delete the namespace's keys, whatever happened
         for child in started:
             child.stop()
         if conn is not None:
@@ -179,10 +144,61 @@ def measure_cell(
             conn.close()
 
 
-def gone(why: object) -> LabError:
-    """The one line for Redis gone mid-run (what finished is stored already)."""
-    host, port = services.address("redis")
-    return LabError(f"Redis at {host}:{port} stopped answering mid-run: {why}")
+def _start_gated(
+    cell: Cell, ns: str, queued: int, producer: Child, started: list[Child]
+) -> tuple[list[Child], float, float, int]:
+    """Steps 1 to 3 for a worker that waits on the gate: 1 start the workers, 2 fill the
+    queue while they start, 3 open the gate (t0) once all are ready (workers, start_s,
+    cpu0, t0)."""
+    workers, ready_r, gate_w = _start_workers(cell, ns, started, {})
+    began = time.perf_counter()
+    try:
+        ask(producer, f"fill {cell.job} {queued}")
+        _wait_ready(ready_r, workers)
+        start_s = time.perf_counter() - began
+        cpu0 = tree_cpu_s(workers)
+        t0 = work.stamp()
+    finally:
+        os.close(gate_w)  # the gate opens (and stays open, whatever happened)
+        os.close(ready_r)
+    return workers, start_s, cpu0, t0
+
+
+def _throughput_phase(
+    conn, cell: Cell, ns: str, queued: int, seconds: float, workers: list[Child], cpu0, t0
+) -> tuple[dict[str, Any], int]:
+    """Step 3: the filled queue run down (or `seconds` gone): jobs/s and CPU per job, and
+    how many ledger lines there were when it ended."""
+    cap = t0 + int(seconds * 1e9)
+    done = _wait_ledger(conn, ns, queued, cap, workers)
+    cpu1 = tree_cpu_s(workers)
+    entries = _entries(conn, ns)
+    if cell.system not in peers.GATED:  # the clock starts at the first job's start
+        t0 = min((e.start for e in entries if peers.phase(e.job_id) == "t"), default=t0)
+    record = throughput(entries, t0, cap, queued)
+    record["cpu_ms_per_job"] = round((cpu1 - cpu0) * 1000 / max(record["jobs"], 1), 4)
+    return record, done
+
+
+def _drop_the_rest(conn, cell: Cell, ns: str, workers: list[Child], left: bool) -> None:
+    """Step 4: drop what is `left` in the queue (the cap came first); wait until the workers
+    are idle, so no job of step 3 is still running when step 5 measures."""
+    if left:
+        conn.delete(peers.QUEUE_KEY[cell.system](ns))
+    _wait_idle(conn, ns, workers)
+
+
+def _pickup_phase(
+    conn, cell: Cell, ns: str, producer: Child, samples: int, gap: float, workers: list[Child]
+) -> dict[str, Any]:
+    """Step 5: `samples` jobs queued one at a time, at random moments: their pick-up."""
+    before = conn.llen(queue.Keys(ns).ledger)
+    ask(producer, f"paced {cell.job} {samples} {gap}")
+    tail = TAIL_S + samples * TAIL_PER_JOB_S
+    _wait_ledger(conn, ns, before + samples, work.stamp() + int(tail * 1e9), workers)
+    if conn.llen(queue.Keys(ns).ledger) < before + samples:
+        raise LabError(f"{cell.system}: pick-up jobs still not run {tail:g}s after queued")
+    return pickup([e for e in _entries(conn, ns) if peers.phase(e.job_id) == "p"])
 
 
 def start_child(
@@ -240,15 +256,14 @@ def _start_ungated(
     producer: Child,
     conn,
     started: list[Child],
-    env: dict[str, str],
 ) -> tuple[list[Child], float, float, int]:
-    """A worker that takes jobs as soon as it is up (Celery, Dramatiq): fill the queue
-    first, then start it; its start-up is until the first ledger line, its CPU counted
-    from then (workers, start_s, cpu0, a provisional t0)."""
+    """Steps 1 to 3 for a worker that takes jobs as soon as it is up (Celery, Dramatiq):
+    2 fill the queue first, then 1 start it, 3 its clock starts with the first ledger
+    line, its CPU counted from then (workers, start_s, cpu0, a provisional t0)."""
     ask(producer, f"fill {cell.job} {queued}")
     began = time.perf_counter()
     count = peers.processes(cell.system, cell.model, cell.workers)
-    workers = [start_worker(cell, ns, i, started, env) for i in range(count)]
+    workers = [start_worker(cell, ns, i, started, {}) for i in range(count)]
     deadline = time.monotonic() + START_TIMEOUT_S
     while not conn.llen(queue.Keys(ns).ledger):
         if time.monotonic() > deadline:
@@ -358,7 +373,7 @@ def tree_cpu_s(workers: list[Child]) -> float:
     """CPU seconds of these processes and their descendants, live or already reaped.
 
     A live process: its threads' time on a CPU to the nanosecond
-    (lab.experiments.cron.usage). A descendant already reaped by its parent
+    (lab.usage). A descendant already reaped by its parent
     (rq's work horses): its parent's children times from /proc/PID/stat, in
     clock ticks of 10 ms: the only record left of it.
     """

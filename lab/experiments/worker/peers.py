@@ -12,7 +12,7 @@
     celery    celery_peer.py: prefork, threads or solo, default and tuned settings
     dramatiq  dramatiq_peer.py: processes or threads, default and tuned settings
 
-Every system runs the same job (lab.experiments.cron.work) with the same
+Every system runs the same job (lab.work) with the same
 ledger line at its end; only the way a job travels differs. All Redis keys
 of a run start with its namespace: the lab's by design, rq's through
 RQ_KEY_PREFIX (rq 3, read when rq is imported: these functions run in the
@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from lab.experiments.cron import work
+from lab import work
 from lab.experiments.worker import celery_peer, dramatiq_peer, marks, queue
 
 __all__ = [

@@ -7,7 +7,7 @@ The keys of one namespace (`Keys`), all starting with it:
     NS:heartbeat:ID          worker ID is alive: a key with a TTL, refreshed well before it ends
     NS:workers               hash: every worker ID that may hold jobs -> its number of slots
     NS:retried               a list: the id of every job taken back from a worker mid-job
-    NS:ledger                the jobs' own record of having run (lab.experiments.cron.work)
+    NS:ledger                the jobs' own record of having run (lab.work)
 
 The reliable fetch (Redis's "reliable queue" pattern, https://redis.io/docs/latest/commands/lmove/):
 BLMOVE takes a job from the queue *into* the slot's processing list in one

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lab.experiments.cron import work
+from lab import work
 from lab.experiments.worker import queue
 
 __all__ = [

@@ -23,9 +23,8 @@ import signal
 import time
 from typing import Any
 
-from lab import services
+from lab import services, work
 from lab.errors import LabError
-from lab.experiments.cron import work
 from lab.experiments.worker import marks, peers, queue
 from lab.experiments.worker.measure import (
     Cell,

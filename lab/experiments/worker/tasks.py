@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 
-from lab.experiments.cron import work
+from lab import work
 from lab.experiments.worker import queue
 from lab.experiments.worker.slot import Board, Retry, Slot, retryable
 from lab.experiments.worker.threads import stacks

@@ -1,4 +1,4 @@
-"""The unit of work both daily-daemon lessons run: a job of one kind, and its ledger line.
+"""The unit of work both daily-daemon lessons (cron, worker) run: a job, and its ledger line.
 
 A job here is what a cron job or a queued job usually is: a few lines of
 Python that may wait (I/O) or compute, then record that they ran. The same
@@ -35,6 +35,7 @@ __all__ = [
     "do",
     "do_async",
     "entry",
+    "forget",
     "pickup",
     "stamp",
 ]
@@ -47,7 +48,7 @@ KINDS = {
     "slow": "waits 2 s (longer than a short shutdown deadline)",
 }
 
-IO_S = 0.010  # the issue's 10 ms: long against a Redis round trip (~0.1 ms), short for a test
+IO_S = 0.010  # 10 ms: long against a Redis round trip (~0.1 ms), short for a test
 SLOW_S = 2.0
 #: Iterations of the cpu job's loop: ~2 ms of one core on the 2-core machines the lab
 #: targets (measured: 1.8-2.4 ms under Python 3.11). Fixed, not calibrated: every
