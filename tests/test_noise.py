@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from lab import noise
+import os
+
+from lab import noise, procfs
+from lab.tour import MARK
+from tests.conftest import wait_until
 
 
 def test_a_spread_larger_than_the_difference_warns_once() -> None:
@@ -14,3 +18,104 @@ def test_a_spread_larger_than_the_difference_warns_once() -> None:
     noise.compare(env, "2 workers", *close)
     assert env["warnings"] == [said]
     assert "threads 0.7-1.3 s and processes 0.85-0.95 s" in said and "cannot tell" in said
+
+
+# -- other processes during a run: lab.noise.Watch, against real processes ---------------
+
+#: A CPU-bound loop that names itself (PR_SET_NAME), so the warning can be read for it.
+BURN = (
+    "import ctypes, sys, time\n"
+    "ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)\n"
+    "end = time.monotonic() + float(sys.argv[2])\n"
+    "while time.monotonic() < end: pass\n"
+)
+#: The lab's own work in a watched window: one child kept busy for this long, then reaped.
+LAB_BURN_S = 0.5
+
+
+def _outside(name: str, env: dict) -> int:
+    """A busy loop outside this process's tree: started by a shell that exits at once, so
+    init adopts it; its pid."""
+    import subprocess
+    import sys
+
+    shell = subprocess.run(
+        ["sh", "-c", '"$0" -c "$1" "$2" 600 </dev/null >/dev/null 2>&1 & echo $!',
+         sys.executable, BURN, name],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    pid = int(shell.stdout)
+    wait_until(lambda: (procfs.proc_stat(pid) or {}).get("comm") == name, 5, f"{name} to run")
+    assert procfs.proc_stat(pid)["ppid"] != os.getpid()  # not a child of ours
+    return pid
+
+
+def _lab_work() -> None:
+    """What a run does meanwhile: a busy child of ours, waited for."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", BURN, "lab-burner", str(LAB_BURN_S)], check=True)
+
+
+def _stop(pid: int) -> None:
+    from lab import children
+
+    children.stop_process(pid, grace=1.0)
+
+
+def test_the_labs_own_processes_are_not_other_processes(monkeypatch) -> None:
+    """On a quiet machine, a run that keeps the cores busy itself gives no warning: through a
+    child it waits for, a child still running (a server), and a marked process init adopted
+    (a tour's daemon)."""
+    import resource
+    import subprocess
+    import sys
+
+    monkeypatch.setenv(MARK, "noise-test")  # as a tour sets it before its chapters
+    adopted = _outside("lab-daemon", dict(os.environ))
+    unmarked = {k: v for k, v in os.environ.items() if k != MARK}  # ours as our child alone
+    server = subprocess.Popen([sys.executable, "-c", BURN, "lab-server", "600"], env=unmarked)
+    try:
+        wait_until(lambda: procfs.proc_stat(server.pid)["comm"] == "lab-server", 5, "a server")
+        watch = noise.Watch()
+        alive = {pid: procfs.proc_stat(pid)["cpu_ticks"] for pid in (adopted, server.pid)}
+        waited = resource.getrusage(resource.RUSAGE_CHILDREN)
+        _lab_work()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        others = watch.others()
+        ticks = sum(procfs.proc_stat(pid)["cpu_ticks"] - was for pid, was in alive.items())
+        said = watch.warning()
+    finally:
+        _stop(adopted)
+        server.kill()
+        server.wait()
+    # what the three took, seen from them, is the lab's in the watch's figure (ticks: 10 ms)
+    spent = after.ru_utime + after.ru_stime - waited.ru_utime - waited.ru_stime
+    spent += ticks / os.sysconf("SC_CLK_TCK")
+    assert others.lab * others.seconds >= spent - 0.05, others
+    assert others.most not in ("lab-burner", "lab-server", "lab-daemon"), others
+    assert said is None, f"{said} (a quiet machine? load {os.getloadavg()[0]:.1f})"
+
+
+def test_a_busy_loop_outside_the_lab_is_one_line_of_80_columns(monkeypatch) -> None:
+    monkeypatch.delenv(MARK, raising=False)
+    neighbour = _outside("busy-neighbour", dict(os.environ))
+    try:
+        watch = noise.Watch()
+        _lab_work()
+        others = watch.others()
+        said = watch.warning()
+    finally:
+        _stop(neighbour)
+    assert others.cores >= noise.OTHERS_CORES, others
+    assert said is not None and "\n" not in said
+    assert said.startswith(f"other processes took {others.cores:.1f} of {os.cpu_count()} cores")
+    assert len(f"daemonlab: warning: {said}") <= 80
+
+
+def test_a_long_name_is_cut_to_fit_80_columns(monkeypatch) -> None:
+    crowded = noise.Others(12.3, 0.1, 128, 1.0, "x" * 15)  # comm is at most 15 characters
+    monkeypatch.setattr(noise.Watch, "others", lambda self: crowded)
+    said = noise.Watch().warning()
+    assert said.endswith("x)") and len(f"daemonlab: warning: {said}") <= 80
