@@ -11,9 +11,11 @@ lesson this time.
   this process, its descendants, and, in a tour, every process carrying the
   tour's mark (a daemon a chapter started, adopted by init since). The rest
   is other people's work, however it came and went.
-- Two figures a lesson compares are closer than their spread: `compare` adds
-  a line to `session.env["warnings"]`, stored with the run and printed after
-  the table.
+- The figures that carry a lesson's point scatter more than the point is
+  large: a lesson's verdict (lab/experiments/cpu/verdict.py, spawn's) asks
+  `apart` of the figures it compares, and when the spread is what hides or
+  reverses the point it says `too_noisy` (a note under the table, and the
+  report's sentence) instead of letting the table teach the opposite.
 
 Things that did not work, and why:
 - The load average: it counts the past minutes, the lab's own previous run
@@ -29,14 +31,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from lab import procfs
 
-__all__ = ["OTHERS_CORES", "WARNINGS", "Figure", "Others", "Watch", "compare", "warn"]
-
-#: The env key the CLI reads.
-WARNINGS = "warnings"
+__all__ = ["OTHERS_CORES", "Figure", "Others", "Watch", "apart", "too_noisy"]
 
 #: Other processes' CPU, in cores over the run, from which a run says they competed.
 #: Half a core: then on a 2-core machine a lesson that needs both (cpu's processes)
@@ -166,28 +166,21 @@ class Figure(NamedTuple):
     low: float
     high: float
 
-
-def warn(env: dict[str, Any], text: str) -> None:
-    """Add one warning line to a run's env (said once, however often it is found)."""
-    found = env.setdefault(WARNINGS, [])
-    if text not in found:
-        found.append(text)
+    @property
+    def spread_pct(self) -> float:
+        """The spread in % of the median: the `±%` of the lessons' tables."""
+        return (self.high - self.low) / self.median * 100 if self.median else 0.0
 
 
-def compare(env: dict[str, Any], what: str, a: Figure, b: Figure, unit: str = "s") -> str | None:
-    """Warn when the spread of `a` or `b` is larger than the difference of their medians.
+def apart(a: Figure, b: Figure) -> bool:
+    """Whether this run tells `a` from `b`: the difference of their medians is larger
+    than the spread of either. If not, a repeat of the one could land on the other."""
+    return abs(a.median - b.median) > max(a.high - a.low, b.high - b.low)
 
-    Then this run cannot tell `a` from `b`: a repeat of the one could land on
-    the other. Returns the warning.
-    """
-    effect = abs(a.median - b.median)
-    spread = max(a.high - a.low, b.high - b.low)
-    if spread <= effect:
-        return None
-    text = (
-        f"{what}: {a.name} {a.low:.3g}-{a.high:.3g} {unit} and {b.name} "
-        f"{b.low:.3g}-{b.high:.3g} {unit}: the spread ({spread:.3g} {unit}) is larger than "
-        f"the difference ({effect:.3g} {unit}), so this run cannot tell them apart"
-    )
-    warn(env, text)
-    return text
+
+def too_noisy(figures: Iterable[Figure], command: str) -> str:
+    """What a lesson says instead of a point its figures cannot carry: the widest spread
+    among them, and the command that measures again."""
+    spread = max(f.spread_pct for f in figures)
+    # two lines, each well inside 80 columns; a report joins them
+    return f"too noisy to show the point here (spread {spread:.0f}%), run\n`{command}`"

@@ -93,10 +93,29 @@ def _sleep(records: list[Record]) -> str | None:
     return head + f"{shown} against {_seconds(serial)} one after another."
 
 
+def _too_noisy(point: Callable[[list[Record]], str | None], records: list[Record]) -> str | None:
+    """A lesson's verdict (its verdict.point), one interpreter at a time: the first
+    "too noisy to show the point" it says, or None where the records show it."""
+    by_python: dict[Any, list[Record]] = {}
+    for r in records:
+        by_python.setdefault(r.get("python"), []).append(r)
+    for python, group in by_python.items():
+        said = point(group)
+        if said:
+            said = said.replace("\n", " ")  # the lesson's two lines, as one sentence
+            return f"{python}: {said}" if len(by_python) > 1 else said
+    return None
+
+
 def _cpu(records: list[Record]) -> str | None:
+    from lab.experiments.cpu import verdict
+
     said = []
     scaling = [r for r in records if r.get("part") == "scaling" and r.get("speedup") is not None]
-    if scaling:
+    noisy = _too_noisy(verdict.point, scaling)
+    if noisy:  # not figures that teach the opposite of the lesson
+        said.append(noisy)
+    elif scaling:
         workers = max(r["workers"] for r in scaling)
         at = [r for r in scaling if r["workers"] == workers and r["strategy"] != "sequential"]
         ways = ", ".join(
@@ -115,15 +134,19 @@ def _cpu(records: list[Record]) -> str | None:
 
 
 def _spawn(records: list[Record]) -> str | None:
+    from lab.experiments.spawn import verdict
+
+    said = []
     # measured ones only: a method this Python lacks (a subinterpreter before 3.12) is a
     # record with a note and no figure
     create = [r for r in records if r.get("part") == "create" and r.get("median_ms") is not None]
-    if not create:
-        return None
-    ordered = sorted(create, key=lambda r: r["median_ms"])
-    ways = ", ".join(f"{r['method']} {_ms(r['median_ms'])}" for r in ordered)
-    ratio = ordered[-1]["median_ms"] / ordered[0]["median_ms"]
-    return _sentence([f"to create and reap one worker (median): {ways}; {ratio:,.0f}x apart"])
+    if create:
+        ordered = sorted(create, key=lambda r: r["median_ms"])
+        ways = ", ".join(f"{r['method']} {_ms(r['median_ms'])}" for r in ordered)
+        ratio = ordered[-1]["median_ms"] / ordered[0]["median_ms"]
+        said.append(f"to create and reap one worker (median): {ways}; {ratio:,.0f}x apart")
+    noisy = _too_noisy(verdict.point, records)  # fork against the parent's size
+    return _sentence(said + ([f"fork against parent size: {noisy}"] if noisy else []))
 
 
 def _cow(records: list[Record]) -> str | None:

@@ -9,15 +9,13 @@ from lab.tour import MARK
 from tests.conftest import wait_until
 
 
-def test_a_spread_larger_than_the_difference_warns_once() -> None:
-    apart = (noise.Figure("threads", 1.0, 0.95, 1.05), noise.Figure("processes", 0.5, 0.48, 0.6))
-    env: dict = {}
-    assert noise.compare(env, "2 workers", *apart) is None and env == {}
+def test_figures_are_apart_only_when_their_difference_is_larger_than_their_spread() -> None:
+    clear = (noise.Figure("threads", 1.0, 0.95, 1.05), noise.Figure("processes", 0.5, 0.48, 0.6))
+    assert noise.apart(*clear) and noise.apart(*reversed(clear))
     close = (noise.Figure("threads", 1.0, 0.7, 1.3), noise.Figure("processes", 0.9, 0.85, 0.95))
-    said = noise.compare(env, "2 workers", *close)
-    noise.compare(env, "2 workers", *close)
-    assert env["warnings"] == [said]
-    assert "threads 0.7-1.3 s and processes 0.85-0.95 s" in said and "cannot tell" in said
+    assert not noise.apart(*close)
+    said = noise.too_noisy(close, "daemonlab run cpu")
+    assert said == "too noisy to show the point here (spread 60%), run\n`daemonlab run cpu`"
 
 
 # -- other processes during a run: lab.noise.Watch, against real processes ---------------
