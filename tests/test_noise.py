@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from lab import noise, procfs
 from lab.tour import MARK
@@ -62,10 +63,18 @@ def _stop(pid: int) -> None:
     children.stop_process(pid, grace=1.0)
 
 
+def _busy_s() -> float:
+    """CPU seconds the machine has spent on work, read apart from lab.noise (psutil)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq
+
+
 def test_the_labs_own_processes_are_not_other_processes(monkeypatch) -> None:
     """On a quiet machine, a run that keeps the cores busy itself gives no warning: through a
     child it waits for, a child still running (a server), and a marked process init adopted
-    (a tour's daemon)."""
+    (a tour's daemon). The test's own reading of the machine says whether it was quiet."""
     import resource
     import subprocess
     import sys
@@ -76,12 +85,12 @@ def test_the_labs_own_processes_are_not_other_processes(monkeypatch) -> None:
     server = subprocess.Popen([sys.executable, "-c", BURN, "lab-server", "600"], env=unmarked)
     try:
         wait_until(lambda: procfs.proc_stat(server.pid)["comm"] == "lab-server", 5, "a server")
-        watch = noise.Watch()
+        watch, machine = noise.Watch(), _busy_s()
         alive = {pid: procfs.proc_stat(pid)["cpu_ticks"] for pid in (adopted, server.pid)}
         waited = resource.getrusage(resource.RUSAGE_CHILDREN)
         _lab_work()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        others = watch.others()
+        others, machine = watch.others(), _busy_s() - machine
         ticks = sum(procfs.proc_stat(pid)["cpu_ticks"] - was for pid, was in alive.items())
         said = watch.warning()
     finally:
@@ -93,7 +102,14 @@ def test_the_labs_own_processes_are_not_other_processes(monkeypatch) -> None:
     spent += ticks / os.sysconf("SC_CLK_TCK")
     assert others.lab * others.seconds >= spent - 0.05, others
     assert others.most not in ("lab-burner", "lab-server", "lab-daemon"), others
-    assert said is None, f"{said} (a quiet machine? load {os.getloadavg()[0]:.1f})"
+    # The rest of the machine by this test's own count (psutil, less what the three said
+    # they spent): the watch's figure for the others, to a few ticks (0.02 cores measured).
+    neighbours = (machine - spent) / others.seconds
+    assert abs(others.cores - neighbours) < 0.2, (neighbours, others)
+    # Quiet: the rest stayed clear of the line. A shared machine often does not; then the
+    # assertions above still hold.
+    if neighbours < noise.OTHERS_CORES - 0.2:
+        assert said is None, f"{said}; the others by psutil: {neighbours:.2f} cores"
 
 
 def test_a_busy_loop_outside_the_lab_is_one_line_of_80_columns(monkeypatch) -> None:
@@ -108,7 +124,9 @@ def test_a_busy_loop_outside_the_lab_is_one_line_of_80_columns(monkeypatch) -> N
         _stop(neighbour)
     assert others.cores >= noise.OTHERS_CORES, others
     assert said is not None and "\n" not in said
-    assert said.startswith(f"other processes took {others.cores:.1f} of {os.cpu_count()} cores")
+    # read again as it speaks: the figure may have moved by a tick since
+    cores = os.cpu_count()
+    assert re.fullmatch(rf"other processes took \d+\.\d of {cores} cores \(most: .+\)", said)
     assert len(f"daemonlab: warning: {said}") <= 80
 
 
