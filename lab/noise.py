@@ -40,9 +40,10 @@ __all__ = ["OTHERS_CORES", "Figure", "Others", "Watch", "apart", "too_noisy"]
 
 #: Other processes' CPU, in cores over the run, from which a run says they competed.
 #: Half a core: then on a 2-core machine a lesson that needs both (cpu's processes)
-#: finds one taken a quarter of the time. A busy loop started beside a run measures
-#: 0.9 to 1.0 here; the machine's own services (MariaDB, Redis, RabbitMQ, NATS,
-#: Mosquitto, PostgreSQL) idle measure under 0.1 (tests/test_noise.py).
+#: finds one taken a quarter of the time. The shared servers a lesson talks to stay far
+#: below it: RabbitMQ took 0.025 cores and Redis 0.020 through ipc's zmq/amqp/redis run
+#: (4.4 s); a busy loop beside a run takes what the scheduler gives it, a whole core
+#: on a quiet 2-core machine.
 OTHERS_CORES = 0.5
 
 #: A warning fits 80 columns after the CLI's "daemonlab: warning: " (20 characters).
