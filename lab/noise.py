@@ -82,7 +82,8 @@ class Watch:
             return None
         now = _processes()
         # A process the watch saw begin counts in full; one it saw before, its growth. A
-        # child reaped meanwhile is in its parent's figure (cutime, cstime).
+        # child reaped meanwhile is in its parent's figure (cutime, cstime), all its life:
+        # a child of the lab's older than the run makes the others look smaller, never larger.
         was = {key: ticks for key, (_, ticks, _) in self.before.items()}
         used = {key: ticks - was.get(key, 0) for key, (_, ticks, _) in now.items()}
         ours = self._ours(now, used)
