@@ -33,8 +33,8 @@ def point(records: list[dict[str, Any]]) -> str | None:
         processes = by.get(("processes", workers))
         if strategy != "threads" or processes is None or workers < 2:
             continue
-        if threads["usable_cores"] < 2 or not threads["gil_enabled"]:
-            continue  # no difference is expected: nothing to show
+        if threads.get("usable_cores", 1) < 2 or not threads.get("gil_enabled"):
+            continue  # no difference is expected (or an old record does not say): nothing to show
         figures = [_figure(threads), _figure(processes)]
         if not noise.apart(*figures):  # either way round: a point within the noise is none
             hidden += figures
