@@ -3,8 +3,10 @@
 The report (lab/htmlreport.py) puts one under each lesson's plot: not a
 caption written in advance, but the run's own numbers, so that a machine
 where threads did not overlap says so ("2 clients: threads 1.99 s against
-2.00 s one after another"). The lessons of the talk get a sentence of their
-own; any other experiment gets the range of its figure (lab.compare picks
+2.00 s one after another"), and a run too noisy to show its lesson's point
+says that instead of figures that teach the opposite (cpu's and spawn's
+verdict.py: "too noisy to show the point here (spread 142%), run ...").
+The lessons of the talk get a sentence of their own; any other experiment gets the range of its figure (lab.compare picks
 which figure and what names a case). A run whose records are not what its
 sentence expects (an old run, one part only) gets the range too.
 """
