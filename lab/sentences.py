@@ -6,9 +6,10 @@ where threads did not overlap says so ("2 clients: threads 1.99 s against
 2.00 s one after another"), and a run too noisy to show its lesson's point
 says that instead of figures that teach the opposite (cpu's and spawn's
 verdict.py: "too noisy to show the point here (spread 142%), run ...").
-The lessons of the talk get a sentence of their own; any other experiment gets the range of its figure (lab.compare picks
-which figure and what names a case). A run whose records are not what its
-sentence expects (an old run, one part only) gets the range too.
+The lessons of the talk get a sentence of their own; any other experiment
+gets the range of its figure (lab.compare picks which figure and what names
+a case). A run whose records are not what its sentence expects (an old run,
+one part only) gets the range too.
 """
 
 from __future__ import annotations
