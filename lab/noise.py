@@ -40,10 +40,11 @@ __all__ = ["OTHERS_CORES", "Figure", "Others", "Watch", "apart", "too_noisy"]
 
 #: Other processes' CPU, in cores over the run, from which a run says they competed.
 #: Half a core: then on a 2-core machine a lesson that needs both (cpu's processes)
-#: finds one taken a quarter of the time. The shared servers a lesson talks to stay far
-#: below it: RabbitMQ took 0.025 cores and Redis 0.020 through ipc's zmq/amqp/redis run
-#: (4.4 s); a busy loop beside a run takes what the scheduler gives it, a whole core
-#: on a quiet 2-core machine.
+#: finds one taken a quarter of the time. Far above what a quiet machine does: 0.00 to
+#: 0.10 cores here in 30 quiet moments (kdamond, the VM's init, Redis), and the shared
+#: servers a lesson talks to: RabbitMQ took 0.025 cores and Redis 0.020 through ipc's
+#: zmq/amqp/redis run (4.4 s). A busy loop beside a run takes what the scheduler gives
+#: it, a whole core on a quiet 2-core machine.
 OTHERS_CORES = 0.5
 
 #: A warning fits 80 columns after the CLI's "daemonlab: warning: " (20 characters).
