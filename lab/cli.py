@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -286,9 +285,9 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
 
     `table` holds the table options (--wide, --columns); None: the default table.
     """
-    from lab import report
+    from lab import noise, report
 
-    competing = _competing_load()
+    watch = noise.Watch()  # other processes' CPU during the run: said after it, if they competed
     sink = _results(label) if store else None
     try:
         with report.progress_bar(module.NAME) as progress:
@@ -308,46 +307,10 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
                 f"stored as run {run.run_id} in {sink.where}; plot it: daemonlab plot {module.NAME}"
             )
     # On stderr, so that --json's stdout stays one document.
-    for warning in [*competing, *run.env.get("warnings", [])]:
+    competed = watch.warning()
+    for warning in [*([competed] if competed else []), *run.env.get("warnings", [])]:
         print(report.wrapped(f"daemonlab: warning: {warning}"), file=sys.stderr)
     return run
-
-
-def _competing_load() -> list[str]:
-    """A warning when other processes keep this machine's cores busy as the run starts.
-
-    The load average would count the past minute, the lab's own previous run
-    included (a tour's chapters would warn about each other). The run queue
-    counts now: /proc/stat's procs_running, sampled for a tenth of a second,
-    less this process. Half a core's worth of other runnable work on average
-    is the line: past it, a core the lesson needs is often taken.
-    """
-    from lab.env import usable_cores
-
-    samples = []
-    for _ in range(20):
-        samples.append(_runnable() - 1)  # this process is running while it reads
-        time.sleep(0.005)
-    others, cores = sum(samples) / len(samples), usable_cores()
-    if others < 0.5:
-        return []
-    return [
-        f"{others:.1f} other processes were runnable on average on {cores} cores as this run "
-        f"began (load average {os.getloadavg()[0]:.1f}): they competed for the CPU, so its "
-        "timings may be noisy"
-    ]
-
-
-def _runnable() -> int:
-    """How many processes are runnable right now (/proc/stat procs_running; 1 elsewhere)."""
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("procs_running"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 1
 
 
 # -- plot / results / export -------------------------------------------------------

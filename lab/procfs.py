@@ -35,12 +35,15 @@ PR_GET_CHILD_SUBREAPER = 37
 
 
 def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
-    """state, ppid, pgrp, session, tty_nr and starttime of `pid`, or None if it is gone.
+    """state, ppid, pgrp, session, tty_nr, comm, cpu_ticks and starttime of `pid`, or None
+    if it is gone.
 
+    The command name (field 2) may hold spaces and parentheses, so the line is
+    split after its last ")". cpu_ticks: utime + stime of the process and of its
+    reaped children (fields 14-17), in clock ticks (os.sysconf("SC_CLK_TCK")).
     starttime (field 22) is when the process was forked, in clock ticks since
     boot (proc(5)): with the pid, it tells a process from a later one that
-    was given the same pid. The command name (field 2) may hold spaces and
-    parentheses, so the line is split after its last ")".
+    was given the same pid.
     """
     text = _read(pid, "stat")
     if text is None:
@@ -52,7 +55,9 @@ def proc_stat(pid: int | str = "self") -> dict[str, Any] | None:
         "pgrp": int(rest[2]),
         "session": int(rest[3]),
         "tty_nr": int(rest[4]),
-        "starttime": int(rest[19]),
+        "comm": text[text.index("(") + 1 : text.rindex(")")],
+        "cpu_ticks": sum(int(ticks) for ticks in rest[11:15]),
+        "starttime": int(rest[19]),  # with the pid, names one process: pids are reused
     }
 
 

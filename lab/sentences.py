@@ -3,10 +3,13 @@
 The report (lab/htmlreport.py) puts one under each lesson's plot: not a
 caption written in advance, but the run's own numbers, so that a machine
 where threads did not overlap says so ("2 clients: threads 1.99 s against
-2.00 s one after another"). The lessons of the talk get a sentence of their
-own; any other experiment gets the range of its figure (lab.compare picks
-which figure and what names a case). A run whose records are not what its
-sentence expects (an old run, one part only) gets the range too.
+2.00 s one after another"), and a run too noisy to show its lesson's point
+says that instead of figures that teach the opposite (cpu's and spawn's
+verdict.py: "too noisy to show the point here (spread 142%), run ...").
+The lessons of the talk get a sentence of their own; any other experiment
+gets the range of its figure (lab.compare picks which figure and what names
+a case). A run whose records are not what its sentence expects (an old run,
+one part only) gets the range too.
 """
 
 from __future__ import annotations
@@ -93,10 +96,29 @@ def _sleep(records: list[Record]) -> str | None:
     return head + f"{shown} against {_seconds(serial)} one after another."
 
 
+def _too_noisy(point: Callable[[list[Record]], str | None], records: list[Record]) -> str | None:
+    """A lesson's verdict (its verdict.point), one interpreter at a time: the first
+    "too noisy to show the point" it says, or None where the records show it."""
+    by_python: dict[Any, list[Record]] = {}
+    for r in records:
+        by_python.setdefault(r.get("python"), []).append(r)
+    for python, group in by_python.items():
+        said = point(group)
+        if said:
+            said = said.replace("\n", " ")  # the lesson's two lines, as one sentence
+            return f"{python}: {said}" if len(by_python) > 1 else said
+    return None
+
+
 def _cpu(records: list[Record]) -> str | None:
+    from lab.experiments.cpu import verdict
+
     said = []
     scaling = [r for r in records if r.get("part") == "scaling" and r.get("speedup") is not None]
-    if scaling:
+    noisy = _too_noisy(verdict.point, scaling)
+    if noisy:  # not figures that teach the opposite of the lesson
+        said.append(noisy)
+    elif scaling:
         workers = max(r["workers"] for r in scaling)
         at = [r for r in scaling if r["workers"] == workers and r["strategy"] != "sequential"]
         ways = ", ".join(
@@ -115,15 +137,19 @@ def _cpu(records: list[Record]) -> str | None:
 
 
 def _spawn(records: list[Record]) -> str | None:
+    from lab.experiments.spawn import verdict
+
+    said = []
     # measured ones only: a method this Python lacks (a subinterpreter before 3.12) is a
     # record with a note and no figure
     create = [r for r in records if r.get("part") == "create" and r.get("median_ms") is not None]
-    if not create:
-        return None
-    ordered = sorted(create, key=lambda r: r["median_ms"])
-    ways = ", ".join(f"{r['method']} {_ms(r['median_ms'])}" for r in ordered)
-    ratio = ordered[-1]["median_ms"] / ordered[0]["median_ms"]
-    return _sentence([f"to create and reap one worker (median): {ways}; {ratio:,.0f}x apart"])
+    if create:
+        ordered = sorted(create, key=lambda r: r["median_ms"])
+        ways = ", ".join(f"{r['method']} {_ms(r['median_ms'])}" for r in ordered)
+        ratio = ordered[-1]["median_ms"] / ordered[0]["median_ms"]
+        said.append(f"to create and reap one worker (median): {ways}; {ratio:,.0f}x apart")
+    noisy = _too_noisy(verdict.point, records)  # fork against the parent's size
+    return _sentence(said + ([f"fork against parent size: {noisy}"] if noisy else []))
 
 
 def _cow(records: list[Record]) -> str | None:

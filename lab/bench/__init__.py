@@ -51,7 +51,8 @@ COUNT_THRESHOLD = 0.01
 #: One-sided Mann-Whitney U at 5 rounds a side: p is at least 1/252 = 0.004, so 0.01 is
 #: reachable with one round out of order. No A/A benchmark went below 0.016 here.
 ALPHA = 0.01
-#: Rounds per side: the fewest for which ALPHA is reachable with room to spare.
+#: Rounds per side: the fewest for which ALPHA is reachable at all (4 a side: p >= 0.014;
+#: verdict.smallest_p), one round out of order included.
 ROUNDS = 5
 #: Where `ab` keeps the base's worktree, its venv and the results (gitignored).
 CACHE = ".bench"
@@ -112,8 +113,16 @@ def _thresholds(p: argparse.ArgumentParser) -> None:
 def cmd_ab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lab.bench import rounds
+    from lab.bench import rounds, verdict
+    from lab.errors import LabError
 
+    needed = verdict.rounds_needed(args.alpha)
+    if args.rounds < needed:  # refused before minutes of rounds that could not fail
+        floor = verdict.smallest_p(args.rounds, args.rounds)
+        raise LabError(
+            f"--rounds {args.rounds} cannot fail: p >= {floor:.3g}, alpha {args.alpha:g}; "
+            f"use --rounds {needed}"
+        )
     results = rounds.ab(
         args.base,
         rounds=args.rounds,
@@ -155,6 +164,14 @@ def _judge(results: dict, args: argparse.Namespace) -> int:
     if failed:
         out.print(f"[red]gate: {len(failed)} of {len(verdicts)} fail:[/red] "
                   + escape("; ".join(f"{v.name} ({v.why})" for v in failed)))  # fmt: skip
+        return 1
+    undecided = [v for v in verdicts if v.undecided]
+    if undecided:  # a gate that could not have failed does not say pass
+        out.print(
+            f"[yellow]gate: cannot decide with {results['rounds']} rounds[/yellow] "
+            f"({len(undecided)} of {len(verdicts)} in wall time); "
+            f"--rounds {verdict.rounds_needed(rules.alpha)} can"
+        )
         return 1
     out.print(f"gate: all {len(verdicts)} pass ({rules.describe()})")
     return 0

@@ -30,10 +30,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Rules", "Verdict", "judge", "table"]
+__all__ = ["Rules", "Verdict", "judge", "rounds_needed", "smallest_p", "table"]
 
 #: The bootstrap's resamples: its interval's ends move by well under 1% beyond this.
 RESAMPLES = 2000
+#: More rounds a side than anyone runs: where the search for enough rounds gives up.
+MOST_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,31 @@ class Verdict:
     p: float | None
     fails: bool
     why: str
+    undecided: bool = False  # too few rounds for p to reach alpha: it could not have failed
+
+
+def smallest_p(head: int, base: int) -> float:
+    """The smallest p the wall-time test can give with `head` and `base` samples.
+
+    It is the p of every head sample above every base sample, asked of the test
+    the verdict uses (one-sided Mann-Whitney U, scipy's exact distribution at
+    these sizes): 1/C(head + base, base), 1/6 = 0.167 at 2 a side, 1/252 = 0.004
+    at 5. Below alpha or not, this says whether the gate can fail at all.
+    (Tied samples take the normal approximation, which can go lower; wall times
+    measured in nanoseconds do not tie.)
+    """
+    from scipy import stats
+
+    above = [base + i for i in range(head)]
+    return float(stats.mannwhitneyu(above, list(range(base)), alternative="greater").pvalue)
+
+
+def rounds_needed(alpha: float) -> int:
+    """The fewest rounds a side for which the wall-time test can give p below `alpha`."""
+    for rounds in range(2, MOST_ROUNDS + 1):
+        if smallest_p(rounds, rounds) < alpha:
+            return rounds
+    return MOST_ROUNDS
 
 
 def judge(results: dict[str, Any], rules: Rules) -> list[Verdict]:
@@ -102,7 +129,11 @@ def _wall(name: str, base: list[float], head: list[float], rules: Rules) -> Verd
     slower = ratio > 1 + rules.wall
     significant = p < rules.alpha
     fails = slower and significant
-    if fails:
+    floor = smallest_p(len(head), len(base))
+    undecided = floor >= rules.alpha
+    if undecided:
+        why = f"cannot decide with {min(len(head), len(base))} rounds (p >= {floor:.3g})"
+    elif fails:
         why = f"{ratio:.2f}x the base's time, p = {p:.3g}"
     elif slower:
         why = f"{ratio:.2f}x but not significant (p = {p:.3g})"
@@ -110,7 +141,9 @@ def _wall(name: str, base: list[float], head: list[float], rules: Rules) -> Verd
         why = f"slower (p = {p:.3g}) by less than {rules.wall:.0%}"
     else:
         why = "faster" if ratio < 1 and p > 1 - rules.alpha else "same"
-    return Verdict(name, "wall", base, head, ratio, interval.low, interval.high, p, fails, why)
+    return Verdict(
+        name, "wall", base, head, ratio, interval.low, interval.high, p, fails, why, undecided
+    )
 
 
 def _counts(name: str, base: list[float], head: list[float], rules: Rules) -> Verdict:

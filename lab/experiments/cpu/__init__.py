@@ -29,6 +29,7 @@ Reading map, in order:
     convoy.py   an echo thread beside a spinning one: the wait for the GIL
     crossing.py what crosses between subinterpreters, and what does not: six facts
     child.py    what lab.interpreters runs: both parts, facts about the interpreter
+    verdict.py  whether a run shows the point, or is too noisy to
     plot.py     speedup against workers, and echo latency beside a spinner
     (lab/subinterpreters.py: the one face over 3.12's, 3.13's and 3.14's APIs)
 """
@@ -39,8 +40,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab import interpreters, noise
-from lab.experiments.cpu import child, crossing
+from lab import interpreters
+from lab.experiments.cpu import child, crossing, verdict
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
 from lab.params import option
@@ -201,7 +202,9 @@ def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
             if record["part"] == "scaling" and not record.get("skipped"):
                 scaling.append(record)
             yield record
-        _threads_against_processes(session.env, interpreter.label, scaling)
+        said = verdict.point(scaling)  # the lesson's point, or "too noisy to show it"
+        if said:
+            session.env.setdefault("notes", []).append(f"{interpreter.label}: {said}")
         _say_subinterpreters(session.env, interpreter, params)
 
 
@@ -212,26 +215,6 @@ def _say_subinterpreters(env: dict[str, Any], interpreter, params: Params) -> No
     api = interpreter.subinterpreters
     said = f"subinterpreters by {api}" if api else f"no subinterpreters in {interpreter.version}"
     env.setdefault("notes", []).append(f"{interpreter.label}: {said}")
-
-
-def _threads_against_processes(env: dict[str, Any], label: str, records: list[dict]) -> None:
-    """The lesson's comparison, threads against forked processes at each W >= 2: is the
-    difference between them larger than what the repeats scatter? (lab.noise)"""
-    by = {(r["strategy"], r["workers"]): r for r in records}
-    for (strategy, workers), threads in sorted(by.items()):
-        processes = by.get(("processes", workers))
-        if strategy != "threads" or processes is None or workers < 2:
-            continue
-        if threads["usable_cores"] < 2 or not threads["gil_enabled"]:
-            continue  # no difference is expected: nothing to tell apart
-        noise.compare(
-            env,
-            f"{label}, {workers} workers",
-            *(
-                noise.Figure(r["strategy"], r["wall_s"], r["wall_s_min"], r["wall_s_max"])
-                for r in (threads, processes)
-            ),
-        )
 
 
 def _describe(record: dict[str, Any]) -> str:

@@ -22,9 +22,10 @@ CPythons side by side):
           subinterpreter adds to this process's PSS.
 
 Reading map, in order:
-    slide.py  a thread, a fork, a posix_spawn: the slide, and what goes wrong with it
-    child.py  creating and reaping each kind of worker; fork against parent size; memory
-    plot.py   creation latency per method, fork against parent size, memory per worker
+    slide.py    a thread, a fork, a posix_spawn: the slide, and what goes wrong with it
+    child.py    creating and reaping each kind of worker; fork against parent size; memory
+    verdict.py  whether the rss part shows fork growing and the others flat, or is too noisy
+    plot.py     creation latency per method, fork against parent size, memory per worker
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from lab import interpreters
 from lab.errors import LabError
+from lab.experiments.spawn import verdict
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
@@ -236,16 +238,25 @@ def _measure(
     session.env["transparent_hugepages"] = _thp()
     total, done = len(pythons) * len(calls), 0
     for python in pythons:
+        measured = []
         for label, payload in calls:
             session.step(done, total, f"{python.version}: {label}")
             for record in interpreters.stream_measured(python, MODULE, payload, PART_TIMEOUT_S):
                 if record.get("skipped"):  # said once under the tables, not only as a "-"
-                    said = f"{python.label}: {record['method']}: {record['skipped']}"
-                    notes = session.env.setdefault("notes", [])
-                    notes.extend([said] if said not in notes else [])
+                    _note(session, f"{python.label}: {record['method']}: {record['skipped']}")
+                measured.append(record)
                 yield record
             done += 1
+        said = verdict.point(measured)  # the lesson's point, or "too noisy to show it"
+        if said:
+            _note(session, f"{python.label}: {said}")
     session.step(total, total, "done")
+
+
+def _note(session: Session, said: str) -> None:
+    """One line under the tables, said once."""
+    notes = session.env.setdefault("notes", [])
+    notes.extend([said] if said not in notes else [])
 
 
 def _page_size() -> int:
