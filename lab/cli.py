@@ -286,6 +286,7 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
     `table` holds the table options (--wide, --columns); None: the default table.
     """
     from lab import noise, report
+    from lab.runs import WARNINGS
 
     watch = noise.Watch()  # other processes' CPU during the run: said after it, if they competed
     sink = _results(label) if store else None
@@ -308,7 +309,7 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
             )
     # On stderr, so that --json's stdout stays one document.
     competed = watch.warning()
-    for warning in [*([competed] if competed else []), *run.env.get("warnings", [])]:
+    for warning in [*([competed] if competed else []), *run.env.get(WARNINGS, [])]:
         print(report.wrapped(f"daemonlab: warning: {warning}"), file=sys.stderr)
     return run
 

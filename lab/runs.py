@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab import env as _env
-from lab import noise, states
+from lab import states
 from lab.errors import LabError
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Session",
     "SinkFailed",
     "Status",
+    "WARNINGS",
     "collect",
     "failed_run",
 ]
@@ -50,6 +51,8 @@ Progress = Callable[[int, int, str], None]
 
 #: The env key of a run's notes (Session.note): what a reader of its table should know.
 NOTES = "notes"
+#: The env key of a run's warnings (Session.warn): the figures may not carry the lesson.
+WARNINGS = "warnings"
 
 
 class Status(StrEnum):
@@ -153,9 +156,11 @@ class Session:
         self.env.setdefault(NOTES, []).append(text)
 
     def warn(self, text: str) -> None:
-        """One line saying the figures may not carry the lesson this time (lab.noise),
-        stored with the run and printed by the CLI after its table; said once."""
-        noise.warn(self.env, text)
+        """One line saying the figures may not carry the lesson this time, stored with
+        the run and printed by the CLI after its table; said once."""
+        found = self.env.setdefault(WARNINGS, [])
+        if text not in found:
+            found.append(text)
 
 
 def _now() -> str:

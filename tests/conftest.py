@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,14 @@ BENCHMARKS = ROOT / "benchmarks"
 # time or a CPU share, or reads a figure the whole server shares: it runs with no
 # other test beside it. The alone ones are collected last, so the rest run
 # together first and the alone ones then one after another.
+
+
+def pytest_configure(config) -> None:
+    """`pytest &` in a script (a shell without job control) starts with INT ignored, and
+    Python then installs no KeyboardInterrupt handler (signal module docs): the tests of
+    Ctrl-C in this process need the one a terminal gives."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def alone(item) -> bool:

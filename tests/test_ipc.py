@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 import lab
+from lab.errors import LabError
 from lab.experiments import ipc
 from lab.experiments.ipc import links, transports, wire
 from lab.start_methods import stop_multiprocessing_servers
@@ -416,20 +417,31 @@ def test_the_plot_refuses_runs_without_round_trips() -> None:
 
 
 @pytest.mark.parametrize(
-    ("script", "said"),
+    ("script", "error", "said"),
     [
-        ("import sys; sys.stderr.write('no broker here\\n'); sys.exit(3)", "no broker here"),
-        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
+        (
+            "import sys; sys.stderr.write('no broker here\\n'); sys.exit(3)",
+            LabError,  # the transport is unavailable here: its row says why
+            "the peer did not start: no broker here",
+        ),
+        (
+            "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+            wire.PeerGone,  # the run fails, as for a peer killed mid-way
+            "the peer was killed as it started: killed by signal 9",
+        ),
     ],
     ids=["exit-3", "kill-9"],
 )
-def test_a_peer_that_ends_before_it_is_ready_is_one_line_with_its_last_words(script, said):
+def test_a_peer_that_ends_before_it_is_ready_is_one_line_with_its_last_words(
+    script, error, said
+):
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    with pytest.raises(wire.PeerGone, match=f"the peer did not start: {said}$"):
+    with pytest.raises(LabError, match=f"^{said}$") as raised:
         links.Peer(proc).ready()
+    assert raised.type is error
     assert proc.returncode is not None and proc.stderr.closed

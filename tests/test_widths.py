@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab import experiments, report
-from lab.runs import Run
+from lab.runs import Run, Status
 from tests.conftest import narrowest_width, run_cli
 
 WIDTH = 80
@@ -201,7 +201,7 @@ def test_results_in_a_pipe_honours_columns(results_path):
             for record in stored.records:
                 run.records.append(record)
                 store.add(run, record)
-            run.status = "ok"
+            run.end(Status.OK)
             store.finish(run)
     done = run_cli("results", env={"COLUMNS": str(WIDTH)})
     assert done.returncode == 0, done.stderr

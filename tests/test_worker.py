@@ -281,7 +281,14 @@ def test_ttin_writes_every_slots_stack_to_the_log(model, says, redis_conn, ns, d
     _enqueue(redis_conn, ns, "slow", 2)
     pid = daemon.start("--concurrency-model", model, "--concurrency", "2", "--deadline", "0")
     _wait(lambda: _held(redis_conn, ns) == 2, "2 slow jobs in flight")
-    os.kill(pid, signal.SIGTTIN)
+    # A job is held in Redis a moment before its slot says busy: ask again until both do
+    # (each TTIN is a fresh look).
+    for _ in range(50):
+        dumps = daemon.logged().count("TTIN:")
+        os.kill(pid, signal.SIGTTIN)
+        _wait(lambda: daemon.logged().count("TTIN:") > dumps, "a TTIN dump")  # noqa: B023
+        if "TTIN: 2 of 2 slots busy" in daemon.logged():
+            break
     _wait(lambda: says in daemon.logged() and "work.py" in daemon.logged(), "the stacks")
     log = daemon.logged()
     assert "TTIN: 2 of 2 slots busy" in log

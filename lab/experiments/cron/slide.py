@@ -11,9 +11,9 @@ What goes wrong with it: the job here imports only this package, while a
 real one imports its libraries and connects each tick; only time is
 compared, not the CPU and the memory a daemon holds while it waits, which
 decide when it pays off; and cron ticks once a minute, not as fast as it
-can. work.py is the lesson's job, ticks.py runs it at a rate each way
-with what each tick cost (wait4's rusage), usage.py reads a daemon's idle
-CPU, crossing.py finds where the costs cross.
+can. lab/work.py is the lesson's job, ticks.py runs it at a rate each way
+with what each tick cost (wait4's rusage), lab/usage.py reads a daemon's
+idle CPU, crossing.py finds where the costs cross.
 """
 
 import os
@@ -31,7 +31,7 @@ CRON_ENV = {
 
 
 def job() -> int:
-    return sum(range(1000))  # the work; the lesson's own job is work.py
+    return sum(range(1000))  # the work; the lesson's own job is lab/work.py
 
 
 def ms_per_job(run_once) -> float:

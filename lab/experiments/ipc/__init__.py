@@ -87,6 +87,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.experiments.ipc.transports import TRANSPORTS
+from lab.experiments.ipc.wire import PeerGone
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import BYTES, Column
@@ -247,6 +248,8 @@ def _measure_link(link, params: Params, ctx, floors: dict, session: Session) -> 
             if link.service is not None:
                 services.require(link.service)
             talk = stack.enter_context(conversation(link, ctx))
+        except PeerGone:  # killed as it started: the run fails, as it would mid-way
+            raise
         except LabError as exc:
             session.env.setdefault("missing", []).append(f"{link.name}: {exc}")
             yield {**base, "size": None, "skipped": "unavailable", "why": str(exc)}

@@ -183,7 +183,10 @@ class Peer:
         readable, _, _ = select.select([out], [], [], timeout)
         line = out.readline() if readable else b""
         if not line:
-            raise PeerGone(f"the peer did not start: {self.last_words(timeout=1.0)}")
+            said = self.last_words(timeout=1.0)
+            if self.proc.returncode < 0:  # a signal, not a missing library or broker: a failure
+                raise PeerGone(f"the peer was killed as it started: {said}")
+            raise LabError(f"the peer did not start: {said}")
         said = json.loads(line)
         if "error" in said:
             raise LabError(said["error"])
