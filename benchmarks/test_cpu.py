@@ -26,6 +26,9 @@ from lab.experiments import cpu
 from lab.experiments.cpu import child, convoy, scaling
 from lab.start_methods import stop_multiprocessing_servers
 
+#: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
+pytestmark = pytest.mark.alone
+
 WORKERS = 2
 #: Three times the quick run's work. At the quick run's 6 M steps (0.11 s one after
 #: another on a fast core) a 2-worker pool's own costs (pickling, dispatch, results)

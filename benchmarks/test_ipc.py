@@ -32,6 +32,9 @@ from lab.experiments import ipc
 from lab.experiments.ipc import floor, links, measure, transports
 from lab.start_methods import stop_multiprocessing_servers
 
+#: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
+pytestmark = pytest.mark.alone
+
 SECONDS, SAMPLES = 0.3, 20_000
 #: A Python round trip here is 2-4x floor.c's; past 20x something is broken, not busy.
 SANE_RATIO = 20

@@ -19,7 +19,7 @@ import pytest
 
 from lab.experiments import prefork
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.alone]  # times asserted: nothing beside
 
 
 def _targets(run) -> dict[str, dict]:

@@ -20,6 +20,9 @@ import pytest
 from lab.experiments import signals
 from lab.experiments.signals.latency import measure_state, record
 
+#: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
+pytestmark = pytest.mark.alone
+
 SAMPLES = 50
 CALL_SIZE = 10**7
 #: "At once": a handler runs at the next bytecode boundary, ~0.05 ms here; a

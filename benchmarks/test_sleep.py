@@ -52,7 +52,7 @@ STRATEGIES = {
     "asyncio-uvloop": functools.partial(tasks.asyncio_clients, loop="uvloop"),
 }
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.alone]  # times asserted: nothing beside it
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

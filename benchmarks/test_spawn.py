@@ -26,6 +26,9 @@ from lab import interpreters
 from lab.errors import LabError
 from lab.experiments.spawn import child as spawn_child
 
+#: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
+pytestmark = pytest.mark.alone
+
 METHODS = ("thread", "fork", "posix_spawn", "subprocess", "mp_fork")
 ROUNDS = 30
 #: A thread against the cheapest process, at their fastest: 0.05 ms against 0.5 ms on an

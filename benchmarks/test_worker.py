@@ -20,6 +20,9 @@ from lab.experiments import worker
 from lab.experiments.worker.measure import Cell, measure_cell
 from tests.conftest import require_service
 
+#: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
+pytestmark = pytest.mark.alone
+
 WORKERS = 2
 QUEUED, SECONDS, SAMPLES, GAP = 2000, 2.0, 10, 0.02
 SYSTEMS = (("lab", "threads"), ("rq", "simple"), ("rq", "fork-per-job"))

@@ -22,7 +22,6 @@ import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ROOT / "benchmarks"
 
 
 # -- sharing the machine between pytest-xdist's workers (README: pytest -n 4) ---------
@@ -43,8 +42,7 @@ def pytest_configure(config) -> None:
 
 
 def alone(item) -> bool:
-    """Marked `alone`, or a benchmark (every one of them measures)."""
-    return item.get_closest_marker("alone") is not None or item.path.is_relative_to(BENCHMARKS)
+    return item.get_closest_marker("alone") is not None
 
 
 def pytest_collection_modifyitems(config, items) -> None:
