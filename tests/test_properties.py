@@ -87,6 +87,31 @@ def test_any_value_for_any_option_is_accepted_valid_or_refused(name, field, valu
     assert_valid(chosen)
 
 
+def _default(name: str, field: str):
+    module = experiments.load(name)
+    return next(f.default for f in dataclasses.fields(module.Params) if f.name == field)
+
+
+#: the options whose default a user can type (an empty one has no text)
+TYPED = [(n, f) for n, f in OPTIONS if _default(n, f) not in ("", ())]
+
+
+@pytest.mark.parametrize("name, field", TYPED, ids=[f"{n}--{f}" for n, f in TYPED])
+def test_each_options_default_typed_as_its_help_says_it_is_accepted_as_itself(name, field):
+    """The refusing branch above cannot tell a from_mapping that refuses everything: here
+    every option must take its own default, written as a user types it."""
+    module = experiments.load(name)
+    default = _default(name, field)
+    if isinstance(default, bool):
+        typed = "yes" if default else "no"
+    elif isinstance(default, tuple):
+        typed = ",".join(map(str, default))
+    else:
+        typed = "none" if default is None else str(default)
+    chosen = params.from_mapping(module.Params, {field.replace("_", "-"): typed})
+    assert getattr(chosen, field) == default, typed
+
+
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=50, deadline=None)
 @given(key=st.text(min_size=1, max_size=15))
