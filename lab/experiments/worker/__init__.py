@@ -234,7 +234,7 @@ TOUR = [
         "the process holding a job is killed with -9 four times. Celery as installed acks a "
         "job as it starts it: the job a killed prefork child held is gone. acks_late alone "
         "does not bring it back either: Celery acks a job whose worker process died.",
-        # rq's and Dramatiq's rows can stall on a quiet machine (docs/worker.md): not here.
+        # rq, arq and Dramatiq add about 25 s each (docs/worker.md): not in the tour.
         {
             "system": ("lab", "celery"),
             "model": ("threads", "prefork"),

@@ -106,13 +106,18 @@ def crash_row(
         # The random moments: when the ledger reaches random counts between 10% and 80% of
         # the jobs (a moment in time would often fall after a quick system has finished).
         moments = sorted(rng.sample(range(jobs // 10, jobs * 8 // 10), kills))
+        quiet_s = QUIET_S.get(system, QUIET_DEFAULT_S)
         for moment in moments:
-            _running(conn, ledger, max(moment, conn.llen(ledger) + 1), jobs)
-            victim, at = _kill_holder(conn, ns, system, tops, victims)
+            if not _running(conn, ledger, max(moment, conn.llen(ledger) + 1), jobs, quiet_s):
+                break  # every job left is lost or waits out its recovery: none to be in hand
+            killed = _kill_holder(conn, ns, system, tops, victims, jobs)
+            if killed is None:  # the last job ended first: no job is left to be in hand
+                break  # the row says how many kills there were
+            victim, at = killed
             kill_times.append(at)
             victims.append(victim)
             tops = _replace_dead(cell, ns, tops, victim, started, env)
-        _settle(conn, ledger, jobs, QUIET_S.get(system, QUIET_DEFAULT_S))
+        _settle(conn, ledger, jobs, quiet_s)
         return _count(conn, ns, system, jobs, kill_times, victims)
     finally:
         for child in started:
@@ -125,23 +130,38 @@ def _fill(cell: Cell, ns: str, jobs: int, started: list[Child], env: dict[str, s
     ask(start_producer(cell, ns, started, env), f"fill io {jobs}")
 
 
-def _running(conn, ledger: str, count: int, jobs: int) -> None:
-    """Wait until the ledger has `count` lines (a worker is taking jobs), or all jobs ran."""
-    deadline = time.monotonic() + BOUND_S
-    while conn.llen(ledger) < min(count, jobs):
-        if time.monotonic() > deadline:
+def _running(conn, ledger: str, count: int, jobs: int, quiet_s: float) -> bool:
+    """Wait until the ledger has `count` lines (a worker is taking jobs): True. False when
+    all jobs ran, or nothing ended for `quiet_s`: the jobs left were lost to a kill (rq's
+    wait 180 s) and the ledger would never reach `count` (it waited BOUND_S and failed)."""
+    began = time.monotonic()
+    last, since = -1, began
+    while (length := conn.llen(ledger)) < count:
+        if length >= jobs:
+            return False
+        if length != last:
+            last, since = length, time.monotonic()
+        elif length and time.monotonic() - since > quiet_s:  # jobs ended, then none
+            return False
+        elif not length and time.monotonic() > began + BOUND_S:  # a worker that never began
             raise LabError(f"no job ended within {BOUND_S:g}s of a worker's start")
         time.sleep(0.005)
+    return True
 
 
 def _kill_holder(
-    conn, ns: str, system: str, tops: list[Child], killed: list[int]
-) -> tuple[int, int]:
+    conn, ns: str, system: str, tops: list[Child], killed: list[int], jobs: int
+) -> tuple[int, int] | None:
     """kill -9 the process that began the newest job not yet ended (the lab: its daemon,
-    which writes no marks); (its pid, when). A process that ended on its own meanwhile
-    (a prefork child replaced) is passed over."""
+    which writes no marks); (its pid, when), or None once every job has ended (a quick
+    system can finish between the moment and the kill: rq's holder, a horse forked for
+    one job, is then gone, and the hunt went on for BOUND_S). A process that ended on its
+    own meanwhile (a prefork child replaced) is passed over."""
+    ledger = queue.Keys(ns).ledger
     began = time.monotonic()
     while time.monotonic() < began + BOUND_S:
+        if conn.llen(ledger) >= jobs:
+            return None
         # A process in a job's own code, if one is found within HUNT_S (rq spends most of a
         # 10 ms job's time on its bookkeeping around it); else the newest to begin one.
         hunting = time.monotonic() < began + HUNT_S
