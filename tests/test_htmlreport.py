@@ -122,6 +122,10 @@ def test_at_1280_px_the_page_has_no_sideways_scroll_and_figures_at_half_size_or_
     assert text.count("<details><summary>the table") == text.count("<table>") > 0
 
 
+#: How long a page may take to load and answer in headless chromium.
+LOAD_S = 120
+
+
 def open_in_chromium(browser: str, page: Path, profile: Path) -> dict:
     """Load `page` in headless chromium; its errors and each image's natural size."""
     import websocket
@@ -146,7 +150,8 @@ def open_in_chromium(browser: str, page: Path, profile: Path) -> dict:
         port = _devtools_port(profile, proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
             target = next(t for t in json.load(answer) if t["type"] == "page")
-        ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=30)
+        # 120 s: beside three other workers' tests chromium once went 30 s without a word
+        ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=LOAD_S)
         try:
             return _load(ws, page)
         finally:
@@ -181,7 +186,7 @@ def _load(ws, page: Path) -> dict:
     send("Page.navigate", url=page.as_uri())
     errors: list[str] = []
     loaded = False
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + LOAD_S
     asked = None
     while time.monotonic() < deadline:
         message = json.loads(ws.recv())

@@ -134,7 +134,10 @@ def test_python_dispositions_are_read_from_a_fresh_interpreter() -> None:
     assert by_name["SIGTERM"]["description"] == "Terminated"
 
 
-def test_the_table_prints() -> None:
-    done = run_cli("signals", timeout=60)
+def test_the_table_prints_at_80_columns_with_no_word_cut() -> None:
+    done = run_cli("signals", timeout=60, env={"COLUMNS": "80"})
     assert done.returncode == 0, done.stderr
-    assert "SIGRTMAX" in done.stdout and "KeyboardInterrupt" in done.stdout
+    words = done.stdout.split()
+    # rich cuts a word with "…" (KeyboardInter…), or crops the right edge (Trace/breakp)
+    assert "SIGRTMAX" in words and "KeyboardInterrupt" in words, done.stdout
+    assert "Trace/breakpoint" in words and "…" not in done.stdout, done.stdout

@@ -390,6 +390,7 @@ def _experiment_keys(conn) -> set[bytes]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.alone  # its ratios are times; and "no key left" reads every run's keys
 def test_run_measures_every_system_and_leaves_nothing(no_leaks, redis_conn):
     before = _experiment_keys(redis_conn)
     run = worker.run(worker.Params(**SMALL))

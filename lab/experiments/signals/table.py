@@ -285,18 +285,31 @@ def main(as_json: bool = False) -> int:
         f"disposition (waitpid; core: WCOREDUMP{_no_cores()}); Python at start: "
         "signal.getsignal() in a fresh `python -I`; description: signal.strsignal()",
         caption_justify="left",
+        pad_edge=False,
     )
-    for column in ("#", "name", "default action", "catch", "Python at start", "description"):
-        out.add_column(column, justify="right" if column == "#" else "left")
-    for row in table:
-        also = f" ({', '.join(row['aliases'])})" if row["aliases"] else ""
-        out.add_row(
+    cells_of = [
+        (
             str(row["number"]),
-            row["name"] + also,
+            row["name"] + (f" ({', '.join(row['aliases'])})" if row["aliases"] else ""),
             row["default_action"],
             "yes" if row["catchable"] else "no",
             row["python_at_start"],
             row["description"],
         )
+        for row in table
+    ]
+    titles = ("#", "name", "default action", "catch", "Python at start", "description")
+    for index, column in enumerate(titles):
+        # At 80 columns rich squeezed "Python at start" and cut a word ("KeyboardInter…")
+        # while it kept "name" and "default action" wide: each is held to its longest word.
+        widest = max(len(word) for cells in cells_of for word in cells[index].split())
+        out.add_column(
+            column,
+            justify="right" if column == "#" else "left",
+            min_width=widest if column == "Python at start" else None,
+            max_width=widest if column in ("name", "default action") else None,
+        )
+    for cells in cells_of:
+        out.add_row(*cells)
     console().print(out)
     return 0
