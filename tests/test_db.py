@@ -827,13 +827,21 @@ def _sleep_run(srv: db.Server, tmp_path: Path, *options: str) -> subprocess.Pope
         "LAB_DB_PATHS": "url",
         "LAB_RESULTS": str(tmp_path / "lab.db"),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "sleep", *options],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(tmp_path / "run.err", "wb") as err:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "lab", "run", "sleep", *options],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+
+
+def _said(tmp_path: Path, run: subprocess.Popen) -> str:
+    """How the run stands, for a failed wait: still running, or its exit and last words."""
+    if run.poll() is None:
+        return "the run is still running"
+    return f"the run ended {run.returncode}: {(tmp_path / 'run.err').read_text()[-500:]}"
 
 
 @pytest.mark.db
@@ -861,6 +869,7 @@ def _tagged_sleeps(srv: db.Server) -> int:
 
 
 @pytest.mark.db
+@pytest.mark.alone  # 300 connections at once: beside three workers' tests, once not in 90 s
 @pytest.mark.parametrize("keeper", ["gives back", "killed too: doctor"])
 def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
     lease_server, tmp_path, keeper
@@ -877,7 +886,7 @@ def test_kill_9_of_a_run_gives_the_headroom_back_only_once_its_queries_are_gone(
                      "--seconds", "60", "--server", "found")  # fmt: skip
     refused, doctor = [], None
     try:
-        assert _until(lambda: _tagged_sleeps(lease_server) >= 300, 90), "all 300 sleep"
+        assert _until(lambda: _tagged_sleeps(lease_server) >= 300, 90), _said(tmp_path, run)
         if keeper != "gives back":
             keepers = [p for p in psutil.Process(run.pid).children()
                        if "lab.capacity" in " ".join(p.cmdline())]  # fmt: skip
