@@ -1,3 +1,3 @@
 """The benchmarks use the test suite's fixtures: an isolated results store, a real server."""
 
-from tests.conftest import machine_share, mysql_server, no_leaks, results_path  # noqa: F401
+from tests.conftest import mysql_server, no_leaks, results_path  # noqa: F401

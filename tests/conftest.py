@@ -8,11 +8,8 @@ so a CI run without a server cannot pass by skipping.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -22,55 +19,6 @@ import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# -- sharing the machine between pytest-xdist's workers (README: pytest -n 4) ---------
-# Most tests wait: for an interpreter to start, a server to answer, a SELECT
-# SLEEP to end (test_sleep.py and test_db.py used 66 s of CPU in 195 s of wall
-# time), so four workers share two cores well. A test marked `alone` measures a
-# time or a CPU share, or reads a figure the whole server shares: it runs with no
-# other test beside it. The alone ones are collected last, so the rest run
-# together first and the alone ones then one after another.
-
-
-def pytest_configure(config) -> None:
-    """`pytest &` in a script (a shell without job control) starts with INT ignored, and
-    Python then installs no KeyboardInterrupt handler (signal module docs): the tests of
-    Ctrl-C in this process need the one a terminal gives."""
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def alone(item) -> bool:
-    return item.get_closest_marker("alone") is not None
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    items.sort(key=alone)  # stable: the rest in their order, then the alone ones
-
-
-@pytest.fixture(autouse=True)
-def machine_share(request, tmp_path_factory):
-    """Under xdist: a shared turn for every test, the whole machine for an `alone` one."""
-    if not hasattr(request.config, "workerinput"):  # not an xdist worker (a pytest it ran?)
-        yield
-        return
-    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above the workers'
-    with _turn(shared, alone=alone(request.node)):
-        yield
-
-
-@contextlib.contextmanager
-def _turn(shared: Path, alone: bool):
-    """A readers-writer lock from two flock(2)s. Everyone passes the gate to enter the
-    room; an alone test keeps the gate shut while it waits for the room to empty, so
-    no new test slips in ahead of it (flock alone would let shared turns starve it)."""
-    with open(shared / "gate.lock", "a") as gate, open(shared / "room.lock", "a") as room:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        if not alone:
-            fcntl.flock(gate, fcntl.LOCK_UN)
-        yield  # closing the files lets both locks go
 
 
 @pytest.fixture(autouse=True)

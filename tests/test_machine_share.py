@@ -1,4 +1,4 @@
-"""The suite's turns under xdist (conftest._turn): an `alone` test has the machine to itself.
+"""The suite's turns under xdist (the top conftest.py's _turn): an alone test runs by itself.
 
 flock(2) locks belong to an open file description, so threads that each open the
 lock files contend as xdist's worker processes do.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import fcntl
 import threading
 
-from tests.conftest import _turn, wait_until
+from conftest import _turn
+from tests.conftest import wait_until
 
 
 def _taking(shared, alone: bool, inside: threading.Event, leave: threading.Event):
