@@ -79,6 +79,22 @@ def stored_runs(where=None, experiment: str | None = None) -> list:
         return store.runs(experiment)
 
 
+def store_again(store, run, env: dict | None = None, status=None):
+    """`run` stored once more in `store` as a new run: its records, its start and end
+    (`env` and `status` in place of its own, where given). Returns the copy."""
+    from lab.runs import Run
+
+    copy = Run(run.experiment, run.params, run.env if env is None else env, started=run.started)
+    store.begin(copy)
+    for record in run.records:
+        copy.records.append(record)  # add() numbers a record by its place in the run
+        store.add(copy, record)
+    copy.end(run.status if status is None else status, run.error)
+    copy.finished = run.finished
+    store.finish(copy)
+    return copy
+
+
 def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 

@@ -22,7 +22,7 @@ from lab.errors import LabError
 from lab.results import open_store
 from lab.runs import Run, Status
 from lab.sentences import sentence
-from tests.conftest import run_cli
+from tests.conftest import run_cli, store_again
 
 #: The page is read on a projector's width (a workshop's 1280 x 800).
 WIDTH = 1280
@@ -44,13 +44,7 @@ def measured(tmp_path_factory):
         assert done.returncode == 0, done.stderr
     with open_store(store) as s:
         fork = s.runs("fork")[0]
-        other = Run("fork", fork.params, {**fingerprint(), "hostname": "attendee-2"}, started="x")
-        s.begin(other)
-        for record in fork.records:
-            other.records.append(record)
-            s.add(other, record)
-        other.end(Status.OK)
-        s.finish(other)
+        store_again(s, fork, env={**fingerprint(), "hostname": "attendee-2"}, status=Status.OK)
     return store
 
 

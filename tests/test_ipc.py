@@ -432,9 +432,7 @@ def test_the_plot_refuses_runs_without_round_trips() -> None:
     ],
     ids=["exit-3", "kill-9"],
 )
-def test_a_peer_that_ends_before_it_is_ready_is_one_line_with_its_last_words(
-    script, error, said
-):
+def test_a_peer_that_ends_before_it_is_ready_is_one_line_with_its_last_words(script, error, said):
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
         stdin=subprocess.DEVNULL,

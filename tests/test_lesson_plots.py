@@ -18,8 +18,9 @@ import pytest
 
 from lab import experiments, params, plotting
 from lab.experiments.sleep.plot import label as sleep_label
-from lab.results import ResultsStore, open_store
+from lab.results import open_store
 from lab.runs import Run
+from tests.conftest import store_again
 
 #: Overrides on top of each tour stop: the same parts, smaller work.
 SMALLER = {
@@ -44,20 +45,8 @@ def _tour(name: str) -> tuple[list, set[int]]:
             if overrides is not None:
                 chosen = params.from_mapping(module.Params, {**overrides, **SMALLER[name]})
                 assert module.run(chosen, sink=store).status == "ok"
-        copies = {_stored_again(store, run) for run in reversed(store.runs(name))}
+        copies = {store_again(store, run).run_id for run in reversed(store.runs(name))}
         return store.runs(name), copies
-
-
-def _stored_again(store: ResultsStore, run: Run) -> int:
-    copy = Run(run.experiment, run.params, run.env, started=run.started)
-    store.begin(copy)
-    for record in run.records:
-        copy.records.append(record)  # add() numbers a record by its place in the run
-        store.add(copy, record)
-    copy.end(run.status, run.error)
-    copy.finished = run.finished
-    store.finish(copy)
-    return copy.run_id
 
 
 @pytest.mark.timeout(300)

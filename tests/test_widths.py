@@ -23,7 +23,7 @@ import pytest
 
 from lab import experiments, report
 from lab.runs import Run, Status
-from tests.conftest import narrowest_width, run_cli
+from tests.conftest import narrowest_width, run_cli, store_again
 
 WIDTH = 80
 DATA = Path(__file__).parent / "data" / "tables.json"
@@ -196,13 +196,7 @@ def test_results_in_a_pipe_honours_columns(results_path):
 
     with open_store(results_path) as store:
         for stored in RUNS[:8]:
-            run = Run(stored.experiment, stored.params, stored.env, started=stored.started)
-            store.begin(run)
-            for record in stored.records:
-                run.records.append(record)
-                store.add(run, record)
-            run.end(Status.OK)
-            store.finish(run)
+            store_again(store, stored, status=Status.OK)
     done = run_cli("results", env={"COLUMNS": str(WIDTH)})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
