@@ -7,6 +7,7 @@ The only fakes are the probes in the choice-logic tests: Docker cannot run here,
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -389,6 +390,15 @@ def test_throwaway_server_answers_and_leaves_nothing_behind(require_mysqld, monk
     assert not datadir.exists()
     assert not psutil.pid_exists(server_proc.pid)
     assert "KILL" not in caplog.text  # TERM was enough
+
+
+@pytest.mark.db
+def test_eight_servers_initialised_at_once_all_succeed(require_mysqld, tmp_path):
+    """-n 4 starts throwaway servers side by side: their bootstraps must not share /tmp."""
+    datadirs = [str(tmp_path / f"d{i}") for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(len(datadirs)) as pool:
+        list(pool.map(functools.partial(mysqld._initialise, require_mysqld), datadirs))
+    assert all((Path(d) / "mysql" / "db.frm").exists() for d in datadirs)
 
 
 @pytest.mark.db
