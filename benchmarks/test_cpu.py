@@ -17,9 +17,11 @@ lab's own 3.11 has none), with the processes of the same run beside it.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from lab import interpreters
+from lab import interpreters, noise
 from lab.env import gil_enabled, usable_cores
 from lab.errors import LabError
 from lab.experiments import cpu
@@ -36,9 +38,11 @@ WORKERS = 2
 #: below is for load, not for overhead.
 WORK = 3 * cpu.Params().work
 ROUNDS = 3
-#: More rounds, at most, where the lesson does not show yet: load from elsewhere
-#: slows single rounds for seconds, and only the fastest round is clean.
-MORE_ROUNDS = 7
+#: How long more rounds may go on where the lesson does not show yet: load from
+#: elsewhere slows single rounds for seconds, and only the fastest round is clean.
+#: Seven rounds (about 5 s) once were not enough in CI: pool-fork's best of seven
+#: read 1.28 while its sequential rounds went from 0.36 to 0.58 s.
+MORE_S = 30
 #: Under the GIL two threads share one interpreter: at best as fast as sequential
 #: (switching costs a little); 1.3 leaves room for a sequential round slowed by load.
 THREADS_AT_MOST = 1.3
@@ -114,12 +118,13 @@ def test_cpu_strategy(benchmark, strategy: str, start_method: str | None) -> Non
     else:
         holds = lambda f: True  # noqa: E731 - one core: nothing to run in parallel on
     figures = _summary(samples, sequential)
-    while not holds(figures) and len(samples) < MORE_ROUNDS:
+    watch, deadline = noise.Watch(), time.monotonic() + MORE_S
+    while not holds(figures) and time.monotonic() < deadline:
         more, baseline = _rounds(strategy, start_method, None, 1)
         samples, sequential = samples + more, sequential + baseline
         figures = _summary(samples, sequential)
     benchmark.extra_info.update(figures, workers=WORKERS, work=WORK, rounds=len(samples))
-    assert holds(figures), (figures, [s["wall_s"] for s in sequential])
+    assert holds(figures), (figures, [s["wall_s"] for s in sequential], watch.others())
     if start_method == "spawn":  # a fresh interpreter per worker, kept out of the work phase
         assert figures["start_s"] > figures["wall_s"] / 10, figures
 
@@ -149,8 +154,6 @@ def test_cpu_convoy_echo(benchmark) -> None:
 #: interpreters must come within 10% of them (and still clearly parallel).
 INTERPRETERS_AT_LEAST = 1.7
 BESIDE_PROCESSES = 0.9
-#: Runs of the measuring child tried before the target is judged on the best of them.
-INTERPRETER_ATTEMPTS = 3
 
 
 def _best_speedups(records: list[dict]) -> dict[str, float]:
@@ -174,15 +177,18 @@ def test_cpu_subinterpreters_scale_beside_processes_under_313(benchmark) -> None
     def measure() -> list[dict]:
         return interpreters.run_measured(python, "lab.experiments.cpu.child", payload, 600)
 
-    for attempt in range(INTERPRETER_ATTEMPTS):
-        if attempt == 0:
-            records = benchmark.pedantic(measure, rounds=1)
-        else:
-            records = measure()
+    def holds() -> bool:
+        wanted = min(INTERPRETERS_AT_LEAST, BESIDE_PROCESSES * best["processes"])
+        return best["interpreters"] >= max(wanted, PROCESSES_AT_LEAST)
+
+    records = benchmark.pedantic(measure, rounds=1)
+    watch, deadline = noise.Watch(), time.monotonic() + MORE_S
+    while True:  # the best of each strategy's rounds, over more runs while load hides the point
         for strategy, speedup in _best_speedups(records).items():
             best[strategy] = max(best.get(strategy, 0.0), speedup)
-        if best["interpreters"] >= INTERPRETERS_AT_LEAST or usable_cores() < 2:
+        if holds() or usable_cores() < 2 or time.monotonic() > deadline:
             break
+        records = measure()
     (interp,) = [r for r in records if r["strategy"] == "interpreters"]
     benchmark.extra_info.update(
         {f"{s}_speedup_best": v for s, v in best.items()},
@@ -190,5 +196,4 @@ def test_cpu_subinterpreters_scale_beside_processes_under_313(benchmark) -> None
     )  # fmt: skip
     if usable_cores() < 2:
         pytest.skip("one usable core: nothing to run in parallel on")
-    wanted = min(INTERPRETERS_AT_LEAST, BESIDE_PROCESSES * best["processes"])
-    assert best["interpreters"] >= max(wanted, PROCESSES_AT_LEAST), best
+    assert holds(), (best, watch.others())
