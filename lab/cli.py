@@ -246,13 +246,17 @@ def _chosen_columns(module, text: str | None) -> tuple[str, ...]:
     return only
 
 
-def _print_tables(run, module, args: argparse.Namespace) -> None:
+def _print_tables(run, module, args: argparse.Namespace, noisy_instead: bool = False) -> None:
     from lab import report
+    from lab.runs import NOISY
 
     only = _chosen_columns(module, args.columns)
     out = _console()
-    for table in report.records_tables(run, module.COLUMNS, wide=args.wide, only=only):
-        out.print(table)
+    if noisy_instead and run.env.get(NOISY):
+        out.print("(the table is left out: its figures do not carry the point this time)")
+    else:
+        for table in report.records_tables(run, module.COLUMNS, wide=args.wide, only=only):
+            out.print(table)
     for note in run.env.get("notes", ()):  # what the experiment says about its run
         out.print(report.wrapped(note, out.width), markup=False)
     for line in report.missing(run):  # a tool or server it lacked, with the way to get it
@@ -280,10 +284,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if run.status == "ok" else 1
 
 
-def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=None, label=None):
+def execute(
+    module, chosen, *, store=True, quiet=False, table=None, label=None, noisy_instead=False
+):
     """Run one experiment with a progress bar, store it, and print its table.
 
     `table` holds the table options (--wide, --columns); None: the default table.
+    `noisy_instead`: a run its lesson judged too noisy (Session.too_noisy) prints
+    its notes without the table (the tour: a table there reads as the lesson).
     """
     from lab import noise, report
     from lab.runs import WARNINGS
@@ -302,7 +310,8 @@ def execute(module, chosen, *, store: bool = True, quiet: bool = False, table=No
         if sink is not None:
             sink.close()
     if not quiet:
-        _print_tables(run, module, table or argparse.Namespace(wide=False, columns=None))
+        shape = table or argparse.Namespace(wide=False, columns=None)
+        _print_tables(run, module, shape, noisy_instead)
         if store:
             _console().print(
                 f"stored as run {run.run_id} in {sink.where}; plot it: daemonlab plot {module.NAME}"

@@ -31,6 +31,7 @@ from lab.errors import LabError
 
 __all__ = [
     "MOVES",
+    "NOISY",
     "NOTES",
     "Progress",
     "Run",
@@ -53,6 +54,8 @@ Progress = Callable[[int, int, str], None]
 NOTES = "notes"
 #: The env key of a run's warnings (Session.warn): the figures may not carry the lesson.
 WARNINGS = "warnings"
+#: The env key set (True) by Session.too_noisy: the table would teach the opposite.
+NOISY = "too_noisy"
 
 
 class Status(StrEnum):
@@ -154,6 +157,13 @@ class Session:
         """One line a reader of the run's table should know (a part skipped, a ratio said),
         stored with the run (env["notes"])."""
         self.env.setdefault(NOTES, []).append(text)
+
+    def too_noisy(self, text: str) -> None:
+        """A note saying the figures that carry the lesson's point scatter more than the
+        point is large (lab/noise.py). Marked, so that where a reader would take the table
+        for the lesson (the tour) the note stands in its place."""
+        self.note(text)
+        self.env[NOISY] = True
 
     def warn(self, text: str) -> None:
         """One line saying the figures may not carry the lesson this time, stored with

@@ -102,3 +102,32 @@ def test_a_part_a_tool_was_missing_for_is_one_line_with_its_install_line_and_exi
     text = " ".join(said.getvalue().split())
     assert f"did not run (1, in 1 chapters): fork: xmpp: {why}" in text  # and at the end
     assert text.endswith(" ".join(tour.NEXT.split()))  # where to go next, whatever happened
+
+
+def test_a_run_its_lesson_judged_too_noisy_shows_the_note_in_place_of_its_table(
+    monkeypatch, capsys
+):
+    """A table whose figures scatter more than the point (cpu's processes at 0.75x) reads
+    as the lesson in a tour: the chapter says why and what to run instead."""
+    import io
+
+    from rich.console import Console
+
+    from lab.runs import NOISY
+
+    fork = experiments.load("fork")
+    measured = fork.run
+    why = "too noisy to show the point here (spread 142%), run `daemonlab run fork`"
+
+    def noisy(params, progress=None, sink=None):
+        run = measured(params, progress=progress, sink=sink)
+        run.env.setdefault("notes", []).append(why)
+        run.env[NOISY] = True
+        return run
+
+    monkeypatch.setattr(fork, "run", noisy)
+    out = Console(file=io.StringIO(), width=80, color_system=None)
+    assert tour.main(out, only=["fork"], quick=True) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert printed.startswith("(the table is left out"), printed  # no table above it
+    assert why in printed
