@@ -1,8 +1,8 @@
 """prefork under pytest-benchmark: its three targets, measured in one run each.
 
-    throughput    at least gunicorn sync's, its p99 no worse (RATIO_TARGET, P99_NOISE)
+    throughput    at least gunicorn sync's, its p99 no worse (plan.RATIO_TARGET, plan.P99_NOISE)
     signals       no failed request across a HUP, or across a USR2 then QUIT
-    a dead worker replaced within 100 ms (RECOVERY_TARGET_MS)
+    a dead worker replaced within 100 ms (plan.RECOVERY_TARGET_MS)
 
 What a regression here would mean: the lab's master or worker got slower per
 request than gunicorn's sync worker (a heavier accept loop, an extra system
@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from lab.experiments import prefork
+from lab.experiments.prefork import plan
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.alone]  # times asserted: nothing beside
 
@@ -48,7 +49,7 @@ def test_prefork_serves_hello_at_least_as_fast_as_gunicorn_sync(benchmark):
     compared = [r for r in run.records if r.get("part") == "compare"]
     benchmark.extra_info.update(
         ratio=ratio["value"],
-        ratio_target=prefork.RATIO_TARGET,
+        ratio_target=plan.RATIO_TARGET,
         prefork_p99_ms_median=tail["value"],
         p99=tail["measured"],
         rounds=ROUNDS,

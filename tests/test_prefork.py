@@ -39,7 +39,7 @@ import pytest
 
 from lab import children, procfs
 from lab.experiments import prefork
-from lab.experiments.prefork import launch, wsgi
+from lab.experiments.prefork import launch, plan, wsgi
 from lab.experiments.prefork.config import ServeConfig
 from lab.experiments.prefork.launch import ready_workers, wait_for, worker_pids
 from tests.conftest import ROOT, assert_refused, run_cli
@@ -691,7 +691,7 @@ def test_targets_come_from_the_records_alone():
         {"part": "events", "event": "USR2", "failed": 1, "recovery_ms": 300.0},
         {"part": "events", "event": "kill-worker", "failed": 1, "recovery_ms": 150.0},
     ]  # fmt: skip
-    found = {t["target"].split(" (")[0]: t for t in prefork.targets(records)}
+    found = {t["target"].split(" (")[0]: t for t in plan.targets(records)}
     assert found["prefork req/s >= 1x gunicorn-sync"]["value"] == 1.5
     assert found["prefork req/s >= 1x gunicorn-sync"]["met"] is True
     assert found["prefork p99 <= gunicorn-sync p99"]["met"] is True
@@ -701,7 +701,7 @@ def test_targets_come_from_the_records_alone():
 
 @pytest.mark.parametrize(
     "p99_ms, met",
-    [(5.0 * prefork.P99_NOISE, True), (5.0 * prefork.P99_NOISE + 0.01, False)],
+    [(5.0 * plan.P99_NOISE, True), (5.0 * plan.P99_NOISE + 0.01, False)],
     ids=["at-the-tolerance", "just-over"],
 )
 def test_the_p99_target_allows_its_noise_tolerance_and_not_a_hair_more(p99_ms, met):
@@ -711,7 +711,7 @@ def test_the_p99_target_allows_its_noise_tolerance_and_not_a_hair_more(p99_ms, m
         {"part": "compare", "server": "gunicorn-sync", "app": "hello", "workers": 2,
          "concurrency": 16, "keepalive": False, "rps": 2000.0, "p99_ms": 5.0},
     ]  # fmt: skip
-    found = {t["target"].split(" (")[0]: t for t in prefork.targets(records)}
+    found = {t["target"].split(" (")[0]: t for t in plan.targets(records)}
     assert found["prefork p99 <= gunicorn-sync p99"]["met"] is met
 
 
@@ -721,9 +721,9 @@ def test_rounds_that_overlap_are_said_in_a_warning():
                  "concurrency": 16, "keepalive": False, "rps": r} for r in rps]  # fmt: skip
 
     apart = rounds("prefork", 9000.0, 9500.0) + rounds("gunicorn-sync", 4000.0, 4200.0)
-    assert prefork._overlaps(apart) == []
+    assert plan.overlaps(apart) == []
     close = rounds("prefork", 9000.0, 5000.0) + rounds("gunicorn-sync", 4000.0, 6000.0)
-    (warning,) = prefork._overlaps(close)
+    (warning,) = plan.overlaps(close)
     assert "gunicorn-sync default and prefork default overlap" in warning
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.experiments import prefork
-from lab.experiments.prefork import launch, wsgi
+from lab.experiments.prefork import launch, plan, wsgi
 from lab.experiments.prefork.config import ServeConfig
 from tests.conftest import run_cli
 
@@ -76,7 +76,7 @@ def test_the_experiment_labels_every_peer_row_with_what_the_peer_ran(tmp_path):
     }  # fmt: skip
     cores = len(os.sched_getaffinity(0)) - 1 or 1  # the server's share (placement.py)
     for row in rows:
-        want = prefork.tuned_workers(cores) if row["setup"] == "tuned" else 2
+        want = plan.tuned_workers(cores) if row["setup"] == "tuned" else 2
         assert (row["workers"], row["seen_workers"]) == (want, want), row
         if row["server"] == "gunicorn-sync":
             assert row["seen_parser"] == ("fast" if row["setup"] == "tuned" else "python"), row
@@ -94,12 +94,12 @@ def test_a_ratio_whose_rounds_disagree_is_a_tie():
 
     apart = [row("prefork", n, 300.0) for n in (1, 2, 3)]
     apart += [row("uwsgi", 1, 100.0), row("uwsgi", 2, 120.0), row("uwsgi", 3, 150.0)]
-    (ratio,) = prefork.ratios(apart)
+    (ratio,) = plan.ratios(apart)
     assert (ratio["ratio"], ratio["low"], ratio["high"]) == (2.5, 2.0, 3.0)
     assert ratio["verdict"] == "prefork faster"
     crossing = [row("prefork", n, 300.0) for n in (1, 2, 3)]
     crossing += [row("uwsgi", 1, 250.0), row("uwsgi", 2, 350.0), row("uwsgi", 3, 280.0)]
-    (tie,) = prefork.ratios(crossing)
+    (tie,) = plan.ratios(crossing)
     assert tie["verdict"] == "tie" and tie["low"] < 1.0 < tie["high"]
 
 
