@@ -38,7 +38,7 @@ import pytest
 
 from lab import db
 from lab.experiments import sleep
-from lab.experiments.sleep import processes, tasks, threads
+from lab.experiments.sleep import processes, records, tasks, threads
 from lab.experiments.sleep.job import Job, measured_phase
 from lab.experiments.sleep.watcher import Watcher
 
@@ -115,7 +115,7 @@ def test_sleep_scale_target(benchmark, name):
                 seen["watched"] = watcher.end()
 
             benchmark.pedantic(one_round, rounds=1, iterations=1)
-    record = sleep._record(job, strategy, variant, 0, seen["timings"], seen["watched"])
+    record = records.record(job, strategy, variant, 0, seen["timings"], seen["watched"])
     keys = ("efficiency", "server_efficiency", "skew_s", "connect_s", "server_peak",
             "mib_per_client", "client_mib", "server_threads")  # fmt: skip
     benchmark.extra_info.update(clients=clients, target=target, server=srv.source,

@@ -23,7 +23,7 @@ Things that do not work, and why:
   crosses (NotShareableError). Each connects in its own interpreter.
 - One results pipe read only after the threads are joined, with hundreds of
   clients: a pipe holds 64 KiB, about 1,000 lines, and a writer blocked on a
-  full pipe is never joined. CEILING in __init__ keeps the sweep far below.
+  full pipe is never joined. CEILING in plan.py keeps the sweep far below.
 - A TLS server: pymysql_kwargs carries an SSLContext, which cannot cross;
   the strategy refuses in one line rather than connect without TLS.
 """
