@@ -183,6 +183,17 @@ def test_sleep_memory_under_what_pss_resolves_is_drawn_at_it_and_said() -> None:
     assert "below resolution" in memory.get_xlabel()
 
 
+def test_sleep_draws_a_peers_run_whose_records_hold_only_its_own_figures() -> None:
+    """mysqlslap reports a wall time, not a connect time, memory or server threads: its
+    points are in the panels it has figures for, the others are drawn without it."""
+    own = ("connect_s", "mib_per_client", "server_threads", "server_idle_threads")
+    peer = [{k: v for k, v in r.items() if k not in own}
+            for r in _sleep_records([("mysqlslap", "")], [8, 64])]  # fmt: skip
+    figure = plotting.draw("sleep", _sleep_runs(*TOUR_SLEEP, peer))
+    assert "mysqlslap" in _series(_panel(figure, "wall time"))
+    assert "mysqlslap" not in _series(_panel(figure, "what a client costs to make"))
+
+
 def test_sleep_server_panel_says_what_its_thread_count_holds() -> None:
     figure = plotting.draw("sleep", _sleep_runs(*TOUR_SLEEP))
     legend = _panel(figure, "the server's side").get_legend()

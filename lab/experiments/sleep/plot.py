@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lab.experiments.sleep.records import FLOOR
 from lab.plotting import colour, newest_per, plain_log_axis, used
 from lab.runs import Record, Run
 
@@ -49,7 +50,6 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Side by side at the same client count: each label's points shifted by this factor.
 OFFSET = 0.035
 POOL_HANDLING = "pool-of-threads"
-FLOOR = "c-floor"
 FLOOR_COLOUR = "#7f7f7f"
 
 
@@ -88,8 +88,9 @@ def draw(runs: list[Run]) -> Figure:
     measured = [r for r in records if _measured(r)]
     _wall(wall_ax, measured, styles)
     _efficiency(eff_ax, records, styles)
-    _per_client(
-        make_ax, measured, lambda r: 1000 * r["connect_s"] / r["clients"], CLOCK_MS,
+    _per_client(  # a peer (mysqlslap) reports its own figures: no connect time of its own
+        make_ax, [r for r in measured if r.get("connect_s") is not None],
+        lambda r: 1000 * r["connect_s"] / r["clients"], CLOCK_MS,
         "ms to make one client (connect_s / clients)", "what a client costs to make", styles,
     )  # fmt: skip
     _per_client(
