@@ -7,6 +7,7 @@ lock files contend as xdist's worker processes do.
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 
 from conftest import _turn
@@ -33,6 +34,13 @@ def _gate_held(shared) -> bool:
         return False
 
 
+def _waiting_on(path) -> bool:
+    """Someone is blocked in flock(2) on `path`: /proc/locks marks a waiter with "->"."""
+    inode = f":{os.stat(path).st_ino} "
+    with open("/proc/locks") as locks:
+        return any("->" in line and inode in line for line in locks)
+
+
 def test_shared_turns_overlap_and_an_alone_one_waits_for_them_and_goes_first(tmp_path):
     events = {name: (threading.Event(), threading.Event()) for name in "abcd"}
     a = _taking(tmp_path, False, *events["a"])
@@ -43,7 +51,9 @@ def test_shared_turns_overlap_and_an_alone_one_waits_for_them_and_goes_first(tmp
     d = _taking(tmp_path, False, *events["d"])  # shared, but after an alone one asked
     events["a"][1].set()
     a.join()
-    assert not events["c"][0].wait(0.3), "the alone turn began beside a shared one"
+    # b still holds the room: the alone turn must be queued on it, not inside.
+    wait_until(lambda: _waiting_on(tmp_path / "room.lock"), 10, "the alone turn at the room")
+    assert not events["c"][0].is_set(), "the alone turn began beside a shared one"
     events["b"][1].set()
     b.join()
     assert events["c"][0].wait(10), "the alone turn began once the room was empty"
