@@ -23,8 +23,9 @@ from lab.experiments.cpu import convoy
 from lab.interpreters import current
 from tests.conftest import ROOT, assert_refused, run_cli, wait_until
 
-#: ratios of CPU and wall time: under xdist, no other test beside these (conftest.py)
-pytestmark = pytest.mark.alone
+#: A test that asserts a ratio of CPU or wall time: under xdist, nothing beside it
+#: (conftest.py). The others (bad input, signals, records) share the machine.
+alone = pytest.mark.alone
 
 GIL = current().gil_enabled
 
@@ -39,6 +40,7 @@ def _best_wall(records: list[dict], strategy: str) -> float:
 ATTEMPTS = 5
 
 
+@alone
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter: threads may scale here")
 def test_threads_do_not_speed_up_cpu_work_but_processes_do(no_leaks) -> None:
     """Judged on the fastest wall time each strategy ever showed, over every attempt.
@@ -109,6 +111,7 @@ def test_the_run_says_too_noisy_exactly_when_the_spread_hides_the_difference(no_
         assert len(noisy) == (1 if _overlapping(run["records"]) else 0), run["env"]
 
 
+@alone
 def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
     params = cpu.Params(
         part=("scaling",), workers=(2,), strategy=("sequential", "pool"), work=100_000, repeat=1
@@ -121,6 +124,7 @@ def test_worker_creation_is_kept_out_of_the_work_phase(no_leaks) -> None:
     assert records["forkserver"]["cpu_s"] is None and "forkserver" in records["forkserver"]["note"]
 
 
+@alone
 @pytest.mark.skipif(not GIL, reason="a free-threaded interpreter has no GIL to convoy on")
 def test_a_spinning_thread_delays_the_echo_and_a_short_switch_interval_helps(no_leaks) -> None:
     params = cpu.Params(part=("convoy",), pings=100, strategy=("threads",))

@@ -24,8 +24,9 @@ from lab.experiments.spawn import child as spawn_child
 from lab.results import open_store
 from tests.conftest import ROOT, assert_refused, run_cli
 
-#: ratios of CPU and wall time: under xdist, no other test beside these (conftest.py)
-pytestmark = pytest.mark.alone
+#: The tests of the measured fixture assert times and sizes: under xdist, nothing
+#: beside them (conftest.py). The others (reaping, signals, bad input) share the machine.
+alone = pytest.mark.alone
 
 SMALL_MB, LARGE_MB = 30, 1024
 
@@ -50,6 +51,7 @@ def measured():
     return spawn.run(params).records
 
 
+@alone
 def test_fork_from_a_large_parent_is_clearly_slower(measured):
     small = _one(measured, part="rss", method="fork", rss_target_mb=SMALL_MB)
     large = _one(measured, part="rss", method="fork", rss_target_mb=LARGE_MB)
@@ -58,6 +60,7 @@ def test_fork_from_a_large_parent_is_clearly_slower(measured):
     assert large["min_ms"] > 3 * small["min_ms"], (small, large)
 
 
+@alone
 def test_posix_spawn_does_not_grow_like_fork(measured):
     def growth(method: str) -> float:
         small = _one(measured, part="rss", method=method, rss_target_mb=SMALL_MB)
@@ -68,6 +71,7 @@ def test_posix_spawn_does_not_grow_like_fork(measured):
     assert growth("thread") < growth("fork") / 3
 
 
+@alone
 def test_a_thread_costs_far_less_memory_than_its_stack_reservation(measured):
     thread = _one(measured, part="memory", method="thread")
     assert thread["count"] == 500
@@ -76,12 +80,14 @@ def test_a_thread_costs_far_less_memory_than_its_stack_reservation(measured):
     assert thread["rss_kb_each"] < reservation_kb / 16, "but only a few pages are touched"
 
 
+@alone
 def test_a_forked_worker_holds_far_less_of_its_own_than_a_spawned_one(measured):
     fork = _one(measured, part="memory", method="fork")
     spawned = _one(measured, part="memory", method="mp_spawn")
     assert fork["uss_kb_each"] < spawned["uss_kb_each"] / 2
 
 
+@alone
 def test_the_records_say_which_python_made_them(measured):
     assert {r["python"] for r in measured} == {interpreters.current().version}
     create = [r for r in measured if r["part"] == "create"]
