@@ -28,8 +28,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from lab.experiments import ipc
-from lab.experiments.ipc import floor, links, measure, transports
+from lab.experiments.ipc import floor, links, measure, plan, transports
 from lab.start_methods import stop_multiprocessing_servers
 
 #: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
@@ -43,7 +42,7 @@ FAST_LINKS = ("pipe/pipe", "socketpair/stream", "unix/stream", "tcp/stream", "sh
 
 @contextmanager
 def talking(name: str, largest: int = 4096, cores: str = "any"):
-    ctx = links.Context(largest=largest, placement=ipc.placement(cores))
+    ctx = links.Context(largest=largest, placement=plan.placement(cores))
     try:
         with links.conversation(transports.find(name), ctx) as talk:
             yield talk
@@ -56,7 +55,7 @@ def talking(name: str, largest: int = 4096, cores: str = "any"):
 def test_round_trip_64_bytes_against_the_c_floor(benchmark, name, no_leaks) -> None:
     """Both on one CPU (--cores same): where the scheduler puts them would otherwise
     decide the ratio (a round trip across cores is ~50 µs in C and Python alike here)."""
-    where = ipc.placement("same")
+    where = plan.placement("same")
     c = floor.measure("pipe" if name == "pipe/pipe" else "unix", 64, SECONDS, SAMPLES, where)
     with talking(name, cores="same") as talk:
         samples = benchmark.pedantic(

@@ -24,7 +24,7 @@ import pytest
 import lab
 from lab.errors import LabError
 from lab.experiments import ipc
-from lab.experiments.ipc import links, transports, wire
+from lab.experiments.ipc import links, plan, transports, wire
 from lab.start_methods import stop_multiprocessing_servers
 from tests.conftest import ROOT, assert_refused, free_port, missing, require_service, run_cli
 
@@ -347,7 +347,7 @@ def test_cores_apart_pins_each_side_to_its_own_cpu_and_puts_the_parent_back(no_l
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one usable CPU")
     before = os.sched_getaffinity(0)
-    where = ipc.placement("apart")
+    where = plan.placement("apart")
     ctx = links.Context(largest=4096, placement=where)
     try:
         with links.conversation(transports.find("pipe/pipe"), ctx) as talk:

@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from lab.experiments import signals
+from lab.experiments.signals import plan
 from lab.experiments.signals.facts import CHILD_CODE
 from tests.conftest import ROOT, assert_refused, run_cli
 
@@ -152,8 +153,8 @@ def test_latency_records_every_state_asked_for(no_leaks) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_fact_that_hangs_is_killed_at_its_timeout_and_does_not_hold(monkeypatch, no_leaks):
-    monkeypatch.setattr(signals, "_FACT_TIMEOUT", 1.0)
-    record = signals._check_in_child("import time; time.sleep(60)", 4, CALL_SIZE)
+    monkeypatch.setattr(plan, "FACT_TIMEOUT", 1.0)
+    record = plan.check_in_child("import time; time.sleep(60)", 4, CALL_SIZE)
     assert record["holds"] is False
     assert "no answer within 1 s" in record["observed"]
 

@@ -20,33 +20,29 @@ reference counts'; immortal objects (PEP 683, 3.12) are never written.
 Reading map, in order:
     slide.py  the slide: a child that only reads still copies; what goes wrong with it
     child.py  the parent's data, the children that read or collect, their private pages
+    plan.py   the run: one fresh interpreter per structure, under each interpreter asked for
     plot.py   private MB per child and step, with and without gc.freeze
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from lab import interpreters
+from lab.experiments.cow import plan
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
 NAME = "cow"
 SUMMARY = "copy-on-write: what forked children that only read stop sharing, with/without gc.freeze"
 
-MODULE = "lab.experiments.cow.child"
 STRUCTURES = ("lists", "tuples", "interned", "small_ints")
 ROLES = ("control", "reader", "collector")
-
-#: Seconds one structure's batches may take under one interpreter.
-PART_TIMEOUT_S = 600.0
 
 #: What each child copied since fork first; the kernel's other figures with --wide.
 COLUMNS = [
@@ -108,26 +104,5 @@ TOUR = [
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
     # Resolved before the run begins: a missing interpreter is refused, not stored.
     pythons = interpreters.chosen(params.python)
-    measure = functools.partial(_measure, pythons=pythons)
+    measure = functools.partial(plan.measure, pythons=pythons)
     return collect(NAME, params, measure, progress=progress, sink=sink)
-
-
-def _measure(
-    params: Params, session: Session, pythons: list[interpreters.Interpreter]
-) -> Iterator[dict[str, Any]]:
-    """One fresh interpreter per structure: each parent holds only what it built."""
-    session.env["interpreters"] = [p.label for p in pythons]
-    total, done = len(pythons) * len(params.structure), 0
-    for python in pythons:
-        for structure in params.structure:
-            session.step(done, total, f"{python.version}: {params.size:,} {structure}")
-            payload = {
-                "structure": structure,
-                "size": params.size,
-                "children": params.children,
-                "roles": list(params.role),
-                "freeze": list(params.freeze),
-            }
-            yield from interpreters.stream_measured(python, MODULE, payload, PART_TIMEOUT_S)
-            done += 1
-    session.step(total, total, "done")

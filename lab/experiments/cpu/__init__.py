@@ -30,23 +30,23 @@ Reading map, in order:
     crossing.py what crosses between subinterpreters, and what does not: six facts
     child.py    what lab.interpreters runs: both parts, facts about the interpreter
     verdict.py  whether a run shows the point, or is too noisy to
+    plan.py     the run: each interpreter in turn, its steps counted, its verdict said
     plot.py     speedup against workers, and echo latency beside a spinner
     (lab/subinterpreters.py: the one face over 3.12's, 3.13's and 3.14's APIs)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from lab import interpreters
-from lab.experiments.cpu import child, crossing, verdict
+from lab.experiments.cpu import plan
 from lab.experiments.cpu.scaling import START_METHODS, STRATEGIES
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -54,8 +54,6 @@ NAME = "cpu"
 SUMMARY = "forking vs threading on CPU-bound work: the GIL, processes, and the convoy effect"
 
 PARTS = ("scaling", "convoy", "crossing")
-
-WORK_MODULE = "lab.experiments.cpu.child"
 
 
 @dataclass(frozen=True)
@@ -166,61 +164,4 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
-
-
-def payload(params: Params) -> dict[str, Any]:
-    """What the measuring child gets (see child.py): the params it needs, as JSON."""
-    return {
-        "parts": list(params.part),
-        "work": params.work,
-        "workers": list(params.workers),
-        "strategies": list(params.strategy),
-        "start_methods": list(params.start_method),
-        "repeat": params.repeat,
-        "pings": params.pings,
-        "fast_switch": params.fast_switch,
-    }
-
-
-def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    chosen = interpreters.chosen(params.python)
-    session.env["interpreters"] = [asdict(i) for i in chosen]
-    sent = payload(params)
-    convoy_cases = 4 if "interpreters" in params.strategy else 3
-    per_interpreter = (
-        (len(child.scaling_plan(sent)) if "scaling" in params.part else 0)
-        + (convoy_cases if "convoy" in params.part else 0)
-        + (len(crossing.FACTS) if "crossing" in params.part else 0)
-    )
-    total, done = per_interpreter * len(chosen), 0
-    for interpreter in chosen:
-        scaling = []
-        for record in interpreters.stream_measured(interpreter, WORK_MODULE, sent, params.timeout):
-            done += 1
-            session.step(done, total, f"{interpreter.label}: {_describe(record)}")
-            if record["part"] == "scaling" and not record.get("skipped"):
-                scaling.append(record)
-            yield record
-        said = verdict.point(scaling)  # the lesson's point, or "too noisy to show it"
-        if said:
-            session.env.setdefault("notes", []).append(f"{interpreter.label}: {said}")
-        _say_subinterpreters(session.env, interpreter, params)
-
-
-def _say_subinterpreters(env: dict[str, Any], interpreter, params: Params) -> None:
-    """One line per interpreter under the tables: which API ran them, or why none did."""
-    if "interpreters" not in params.strategy and "crossing" not in params.part:
-        return
-    api = interpreter.subinterpreters
-    said = f"subinterpreters by {api}" if api else f"no subinterpreters in {interpreter.version}"
-    env.setdefault("notes", []).append(f"{interpreter.label}: {said}")
-
-
-def _describe(record: dict[str, Any]) -> str:
-    if record["part"] == "crossing":
-        return f"fact {record['number']}"
-    if record["part"] == "convoy":
-        return f"convoy, {record['case']} at {record['switch_interval_ms']} ms"
-    method = f" ({record['start_method']})" if record.get("start_method") else ""
-    return f"{record['strategy']}{method} x{record['workers']}"
+    return collect(NAME, params, plan.measure, progress=progress, sink=sink)

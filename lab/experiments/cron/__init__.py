@@ -43,21 +43,21 @@ with it: read first), lab/work.py (the unit of work and its ledger line, shared
 with the worker lesson: read next), child.py (a cron tick, and the two
 waiting daemons), ticks.py (ticking at a rate, each way, and what each tick
 cost, read with lab/usage.py where the kernel keeps it precisely),
-startup.py (-X importtime),
-crossing.py (where the lines cross), plot.py (the figure);
+startup.py (-X importtime), crossing.py (where the lines cross), plan.py
+(the run: imports, each strategy at each rate, the crossings; every key and
+daemon removed after), plot.py (the figure);
 examples/crontab is the real thing for Debian's cron.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from lab.experiments.cron import plan
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -143,74 +143,4 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
-
-
-def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    import redis
-
-    from lab import redis_gone, services, work
-    from lab.experiments.cron import crossing, startup, ticks
-
-    services.require("redis")
-    session.env["redis_url"] = services.url("redis")
-    session.env["cron_env"] = sorted(ticks.cron_env())
-    ns = ticks.namespace()
-    conn = redis.Redis.from_url(
-        services.url("redis"), socket_connect_timeout=2.0, socket_timeout=10.0
-    )
-    daemons = [s for s in params.strategy if s != "cron"]
-    phases = iter(range(1 + len(daemons) + len(params.strategy) * len(params.rate)))
-    total = 1 + len(daemons) + len(params.strategy) * len(params.rate)
-    done: list[dict[str, Any]] = []
-    try:
-        with redis_gone.one_line():
-            session.step(next(phases), total, "imports")
-            yield from startup.imports(ns, params.job)
-            for strategy in params.strategy:
-                for record in _strategy(
-                    conn,
-                    ns,
-                    strategy,
-                    params,
-                    lambda label: session.step(next(phases), total, label),
-                ):
-                    done.append(record)
-                    yield record
-            yield from crossing.crossings(done, daemons)
-            session.step(total, total, "done")
-    finally:
-        work.forget(conn, ns)
-        conn.close()
-
-
-def _strategy(conn, ns: str, strategy: str, params: Params, step) -> Iterator[dict[str, Any]]:
-    """One strategy's records: for a daemon, its idle cost first; then each rate's ticks.
-    A daemon started here is stopped here, whatever happens (Ctrl-C included)."""
-    from lab.experiments.cron import ticks
-
-    daemon = None
-    try:
-        if strategy != "cron":
-            step(f"{strategy} idle")
-            how = strategy.removeprefix("daemon-")
-            daemon = ticks.Daemon(how, f"{ns}-{strategy}", params.job, params.wake)
-            daemon.start()
-            yield {"part": "idle", "strategy": strategy, **ticks.idle(daemon, params.idle)}
-        for rate in params.rate:
-            step(f"{strategy} at {rate:g}/s")
-            if daemon is None:
-                where = f"{ns}-cron-{rate:g}"
-                figures = ticks.cron_ticks(conn, where, params.job, rate, params.duration)
-            else:
-                figures = ticks.daemon_ticks(conn, daemon, rate, params.duration)
-            yield {
-                "part": "ticks",
-                "strategy": strategy,
-                "job": params.job,
-                "rate": rate,
-                **figures,
-            }
-    finally:
-        if daemon is not None:
-            daemon.stop(conn)
+    return collect(NAME, params, plan.measure, progress=progress, sink=sink)

@@ -3,7 +3,7 @@
 The talk's fork slide (one program, two processes, `pid == 0` in the child)
 grown into what a daemon writer must know. Each fact is a small function that
 forks real processes and compares what it expected with what it saw
-(lab.experiments.fork.child); this module runs the checklist and stores one
+(lab.experiments.fork.child); plan.py runs the checklist and stores one
 record per fact: number, fact, expected, observed, holds, seconds.
 
 The checklist never runs in this process. It forks, and this process may
@@ -25,21 +25,20 @@ Reading map, in order:
     mysql.py      fact 12: a connection must not cross fork
     platforms.py  fact 14: the start methods, and life without os.fork
     child.py      the checklist lab.interpreters runs
+    plan.py       the run: fact 12's server found, the checklist under each interpreter
     plot.py       the checklist, and process diagrams drawn from what was seen
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lab import interpreters
-from lab.errors import LabError
+from lab.experiments.fork import plan
 from lab.params import Params as BaseParams
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -47,11 +46,7 @@ NAME = "fork"
 SUMMARY = "what a forked child gets and does not: 15 facts checked live"
 
 ALL_FACTS = tuple(range(1, 16))
-MYSQL_FACT = 12
-#: The measured module, run by lab.interpreters in a child process.
-CHECKLIST = "lab.experiments.fork.child"
-#: The whole checklist takes a second or two; this bounds a broken one.
-CHECKLIST_TIMEOUT_S = 120.0
+MYSQL_FACT = 12  # the one fact that needs a MySQL server: plan.py finds one
 
 
 @dataclass(frozen=True)
@@ -102,42 +97,4 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
-
-
-def _mysql(stack: contextlib.ExitStack, facts: tuple[int, ...]) -> dict:
-    """Where fact 12's server is (lab.db), or why there is none: fact 12 then says skipped."""
-    if MYSQL_FACT not in facts:
-        return {}
-    from lab import db
-
-    try:
-        srv = stack.enter_context(db.server())
-    except LabError as exc:
-        return {"mysql_unavailable": str(exc)}
-    kwargs = srv.pymysql_kwargs()
-    # An SSLContext does not cross a pipe: the child builds its own from "tls".
-    tls = kwargs.pop("ssl", None) is not None
-    return {"mysql": {**kwargs, "tls": tls}, "mysql_url": srv.safe_url()}
-
-
-def _measure(params: Params, session: Session) -> Iterator[dict]:
-    chosen = interpreters.chosen(params.python)
-    session.env["interpreters"] = [i.label for i in chosen]
-    total = len(chosen) * params.repeat * len(params.fact)
-    done = 0
-    with contextlib.ExitStack() as stack:
-        server = _mysql(stack, params.fact)
-        if "mysql_url" in server:
-            session.env["mysql"] = server.pop("mysql_url")
-        payload = {"facts": list(params.fact), **server}
-        for interpreter in chosen:
-            for round_ in range(1, params.repeat + 1):
-                records = interpreters.stream_measured(
-                    interpreter, CHECKLIST, payload, CHECKLIST_TIMEOUT_S
-                )
-                for record in records:
-                    record.pop("interpreter", None)  # the env lists them; the table stays narrow
-                    done += 1
-                    session.step(done, total, f"{record['python']} fact {record['number']}")
-                    yield {**record, "round": round_}
+    return collect(NAME, params, plan.measure, progress=progress, sink=sink)

@@ -22,25 +22,21 @@ Reading map, in order:
     handlers.py   facts 1-5 and 7: what a Python handler is, inside one process
     processes.py  facts 6, 8, 9: signals between processes
     latency.py    delivery latency per receiver state
+    plan.py       the run: the clock checked, each fact in a fresh interpreter, each state timed
     table.py      `daemonlab signals`: the platform's signals as `kill -l` numbers them
     plot.py       latency per state, as boxes on a log scale
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from lab.errors import LabError, last_line
+from lab.experiments.signals import plan
 from lab.experiments.signals.latency import STATES as _STATE_MEANINGS
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -50,7 +46,6 @@ SUMMARY = "trap TERM, HUP, USR1: nine facts about handlers checked live, deliver
 FACT_NUMBERS = tuple(range(1, 10))
 STATES = tuple(_STATE_MEANINGS)  # in the order the table and the plot show them
 PARTS = ("facts", "latency")
-_FACT_TIMEOUT = 60.0  # seconds one fact's interpreter may take, its own waits included
 
 
 @dataclass(frozen=True)
@@ -117,69 +112,4 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
-
-
-def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    import signal
-
-    from lab.experiments.signals.facts import CHILD_CODE
-    from lab.experiments.signals.latency import measure_state, record
-
-    _check_clock(session.env)
-    session.env["sigrtmin"], session.env["sigrtmax"] = signal.SIGRTMIN, signal.SIGRTMAX
-    facts = params.fact if "facts" in params.part else ()
-    states = params.state if "latency" in params.part else ()
-    total, done = len(facts) + len(states), 0
-    for number in facts:
-        session.step(done, total, f"fact {number}")
-        yield {"part": "facts", **_check_in_child(CHILD_CODE, number, params.call_size)}
-        done += 1
-    for state in states:
-        session.step(done, total, f"latency: {state}")
-        yield record(state, measure_state(state, params.samples, params.call_size))
-        done += 1
-    session.step(done, total, "done")
-
-
-def _check_clock(env: dict[str, Any]) -> None:
-    """Latencies subtract two processes' perf_counter readings: one system-wide clock needed."""
-    implementation = time.get_clock_info("perf_counter").implementation
-    env["perf_counter"] = implementation
-    if "CLOCK_MONOTONIC" not in implementation:
-        raise LabError(
-            f"perf_counter here is {implementation}, not CLOCK_MONOTONIC: "
-            "readings of two processes cannot be compared"
-        )
-
-
-def _check_in_child(code: str, number: int, call_size: int) -> dict[str, Any]:
-    from lab import children
-    from lab.experiments.signals.waits import python
-
-    with python(
-        ["-c", code, str(number), str(call_size)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:  # leaving the block closes its pipes, whatever happened
-        try:
-            out, err = proc.communicate(timeout=_FACT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            out, err = "", f"no answer within {_FACT_TIMEOUT:g} s"
-        finally:
-            children.stop_popen(proc, 1.0)  # on Ctrl-C too: TERM, a grace, KILL, reaped
-    lines = out.strip().splitlines()
-    if proc.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    from lab.experiments.signals.facts import FACTS
-
-    statement, expected, _ = FACTS[number]
-    last = last_line(err, f"exit {proc.returncode}")
-    return {
-        "number": number,
-        "fact": statement,
-        "expected": expected,
-        "observed": last,
-        "holds": False,
-    }
+    return collect(NAME, params, plan.measure, progress=progress, sink=sink)

@@ -25,23 +25,21 @@ Reading map, in order:
     slide.py    a thread, a fork, a posix_spawn: the slide, and what goes wrong with it
     child.py    creating and reaping each kind of worker; fork against parent size; memory
     verdict.py  whether the rss part shows fork growing and the others flat, or is too noisy
+    plan.py     the run: memory checked first, one fresh interpreter per call of child.py
     plot.py     creation latency per method, fork against parent size, memory per worker
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from lab import interpreters
-from lab.errors import LabError
-from lab.experiments.spawn import verdict
+from lab.experiments.spawn import plan
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -51,7 +49,6 @@ SUMMARY = (
     " fork vs parent size"
 )
 
-MODULE = "lab.experiments.spawn.child"
 METHODS = (
     "thread",
     "fork",
@@ -65,13 +62,6 @@ METHODS = (
 RSS_METHODS = ("fork", "posix_spawn", "thread", "interpreter")
 MEMORY_WORKERS = ("thread", "fork", "mp_spawn", "interpreter")
 PARTS = ("create", "rss", "memory")
-
-#: The most of the machine's available memory one --rss value may ask for:
-#: the rest is for the other engineers, the kernel, and the fork's page tables.
-RSS_SHARE_OF_AVAILABLE = 0.5
-
-#: Seconds one measured part may take before it is stopped (2 GB on a busy machine).
-PART_TIMEOUT_S = 600.0
 
 #: Which interpreter made the record (`--python` runs several side by side).
 _PYTHON = Column("python", "python")
@@ -168,108 +158,9 @@ TOUR = [
 ]
 
 
-def _check_memory(params: Params) -> None:
-    """Refuse a parent size the machine cannot hold (the run would swap or be OOM-killed)."""
-    if "rss" not in params.part:
-        return
-    available = _available_mb()
-    too_big = [mb for mb in params.rss if mb > available * RSS_SHARE_OF_AVAILABLE]
-    if too_big:
-        raise LabError(
-            f"--rss {too_big[0]} MB is more than half of the {available} MB"
-            " this machine has available"
-        )
-
-
-def _available_mb() -> int:
-    """MemAvailable from /proc/meminfo, in MB: what can be had without swapping."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) // 1024
-    raise LabError("no MemAvailable in /proc/meminfo: the rss part needs Linux")
-
-
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
     # Checked before the run begins: what cannot run is refused, not stored as failed.
-    _check_memory(params)
+    plan.check_memory(params)
     pythons = interpreters.chosen(params.python)
-    measure = functools.partial(_measure, pythons=pythons)
+    measure = functools.partial(plan.measure, pythons=pythons)
     return collect(NAME, params, measure, progress=progress, sink=sink)
-
-
-def _payloads(params: Params) -> list[tuple[str, dict[str, Any]]]:
-    """(progress label, payload) for each call of the measuring module, in order."""
-    calls: list[tuple[str, dict[str, Any]]] = []
-    if "create" in params.part:
-        for method in params.method:
-            calls.append(
-                (
-                    f"create {method}",
-                    {"part": "create", "methods": [method], "repeat": params.repeat},
-                )
-            )
-    if "rss" in params.part:
-        for mb in params.rss:
-            payload = {
-                "part": "rss",
-                "rss_mb": mb,
-                "methods": list(params.rss_method),
-                "repeat": params.rss_repeat,
-            }
-            calls.append((f"fork from {mb} MB", payload))
-    if "memory" in params.part:
-        for worker in params.memory_worker:
-            # a subinterpreter is held like a process: a few, each a whole interpreter
-            count = params.threads if worker == "thread" else params.processes
-            calls.append(
-                (f"{count} idle {worker}", {"part": "memory", "method": worker, "count": count})
-            )
-    return calls
-
-
-def _measure(
-    params: Params, session: Session, pythons: list[interpreters.Interpreter]
-) -> Iterator[dict[str, Any]]:
-    """One fresh interpreter per call: a part never inherits another's memory."""
-    calls = _payloads(params)
-    session.env["interpreters"] = [p.label for p in pythons]
-    session.env["page_size"] = _page_size()
-    session.env["transparent_hugepages"] = _thp()
-    total, done = len(pythons) * len(calls), 0
-    for python in pythons:
-        measured = []
-        for label, payload in calls:
-            session.step(done, total, f"{python.version}: {label}")
-            for record in interpreters.stream_measured(python, MODULE, payload, PART_TIMEOUT_S):
-                if record.get("skipped"):  # said once under the tables, not only as a "-"
-                    _note(session, f"{python.label}: {record['method']}: {record['skipped']}")
-                measured.append(record)
-                yield record
-            done += 1
-        said = verdict.point(measured)  # the lesson's point, or "too noisy to show it"
-        if said:
-            _note(session, f"{python.label}: {said}")
-    session.step(total, total, "done")
-
-
-def _note(session: Session, said: str) -> None:
-    """One line under the tables, said once."""
-    notes = session.env.setdefault("notes", [])
-    notes.extend([said] if said not in notes else [])
-
-
-def _page_size() -> int:
-    import os
-
-    return os.sysconf("SC_PAGE_SIZE")
-
-
-def _thp() -> str | None:
-    """The transparent huge page mode (`[madvise]`): huge pages would make fork cheaper."""
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text[text.find("[") + 1 : text.find("]")] or None
