@@ -8,7 +8,7 @@ import pytest
 
 from lab import experiments, interpreters
 from lab.experiments import cpu, spawn
-from lab.runs import Run
+from lab.runs import NOISY, Run
 from lab.sentences import sentence
 
 PYTHON = "CPython 3.12.3"
@@ -117,5 +117,7 @@ def test_the_lessons_put_the_verdict_under_their_tables(monkeypatch) -> None:
     )
     ran = cpu.run(cpu.Params(part=("scaling",), workers=(1, 2), repeat=1))
     assert any("too noisy to show the point here (spread 142%)" in n for n in ran.env["notes"])
+    assert ran.env[NOISY] is True  # the tour prints the note in place of the table
     ran = spawn.run(spawn.Params(part=("rss",), rss=(30, 500)))
     assert any("too noisy to show the point here (spread 213%)" in n for n in ran.env["notes"])
+    assert ran.env[NOISY] is True

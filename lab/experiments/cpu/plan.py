@@ -57,9 +57,9 @@ def measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
             if record["part"] == "scaling" and not record.get("skipped"):
                 scaling.append(record)
             yield record
-        said = verdict.point(scaling)  # the lesson's point, or "too noisy to show it"
-        if said:
-            session.note(f"{interpreter.label}: {said}")
+        noisy = verdict.point(scaling)  # None where the records show the point
+        if noisy:
+            session.too_noisy(f"{interpreter.label}: {noisy}")
         _say_subinterpreters(session, interpreter, params)
 
 

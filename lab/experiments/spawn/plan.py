@@ -114,9 +114,9 @@ def measure(
                 measured.append(record)
                 yield record
             done += 1
-        said = verdict.point(measured)  # the lesson's point, or "too noisy to show it"
-        if said:
-            _note(session, f"{python.label}: {said}")
+        noisy = verdict.point(measured)  # None where the records show the point
+        if noisy:
+            session.too_noisy(f"{python.label}: {noisy}")
     session.step(total, total, "done")
 
 
