@@ -20,8 +20,9 @@ import pytest
 from lab.experiments import signals
 from lab.experiments.signals.latency import measure_state, record
 
-#: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
-pytestmark = pytest.mark.alone
+#: A latency is asserted: under xdist, nothing beside it (conftest.py). The fact
+#: checklist asserts what holds, as tests/test_signals.py does beside other tests.
+alone = pytest.mark.alone
 
 SAMPLES = 50
 CALL_SIZE = 10**7
@@ -37,6 +38,7 @@ def _call_ms() -> float:
     return (time.perf_counter() - started) * 1e3
 
 
+@alone
 @pytest.mark.parametrize("state", ["sleep", "python-loop", "asyncio", "wakeup-fd"])
 def test_delivery_latency(benchmark, state: str) -> None:
     latencies = benchmark.pedantic(
@@ -49,6 +51,7 @@ def test_delivery_latency(benchmark, state: str) -> None:
     assert figures["median_ms"] < AT_ONCE_MS, figures
 
 
+@alone
 def test_handler_waits_for_a_long_c_call(benchmark) -> None:
     latencies = benchmark.pedantic(measure_state, args=("c-call", 5, CALL_SIZE), rounds=2)
     figures = record("c-call", latencies)

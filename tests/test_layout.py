@@ -134,6 +134,26 @@ def lessons_imported(path: Path) -> set[str]:
     return named & set(experiments.ORDER)
 
 
+#: The lesson's front door past its docstring: about 120 lines of code, blank and
+#: comment lines not counted. prefork's four tables of columns take it to 139.
+FRONT_DOOR_LINES = 140
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_front_door_is_the_contract_and_its_plumbing_lives_in_plan_py(name):
+    """__init__.py holds the lesson (Params, COLUMNS, TOUR) and a run() that hands over
+    to plan.py: no private function or class, and short enough to read at one sitting."""
+    source = (EXPERIMENTS / name / "__init__.py").read_text()
+    tree = ast.parse(source)
+    defined = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    private = [n.name for n in defined if n.name.startswith("_")]
+    assert not private, f"{name}/__init__.py keeps plumbing: {private} (plan.py holds it)"
+    assert (EXPERIMENTS / name / "plan.py").exists()
+    past_doc = source.splitlines()[tree.body[0].end_lineno :]
+    code = [line for line in past_doc if line.strip() and not line.strip().startswith("#")]
+    assert len(code) <= FRONT_DOOR_LINES, f"{name}/__init__.py: {len(code)} lines of code"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_a_lesson_never_imports_another_lesson(name):
     """What two lessons share lives under lab/, so a reader of one is never sent into another."""
