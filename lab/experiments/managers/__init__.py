@@ -63,6 +63,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.experiments.managers import plan
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
@@ -172,6 +173,4 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    from lab.experiments.managers import plan  # here, not above: plan.py reads MANAGERS
-
     return collect(NAME, params, plan.measure, progress=progress, sink=sink)

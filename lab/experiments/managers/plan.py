@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.experiments.managers import MANAGERS
 from lab.runs import Session
 
 if TYPE_CHECKING:
@@ -35,6 +34,8 @@ PATIENCE_S = 10.0
 
 def manager(name: str) -> type[Manager]:
     """The class that drives the manager called `name` (MANAGERS: its module and class)."""
+    from lab.experiments.managers import MANAGERS  # the lesson imports this module as it loads
+
     module, cls = MANAGERS[name]
     return getattr(importlib.import_module(f"lab.experiments.managers.{module}"), cls)
 

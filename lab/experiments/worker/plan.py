@@ -11,12 +11,15 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lab import services
-from lab.experiments.worker import Params, crash, peers, stop
+from lab.experiments.worker import crash, peers, stop
 from lab.experiments.worker.measure import Cell, measure_cell
 from lab.runs import Session
+
+if TYPE_CHECKING:
+    from lab.experiments.worker import Params
 
 __all__ = ["PEERS", "Peer", "cells", "measure", "ratios", "throughput_record"]
 
