@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.experiments import managers
-from lab.experiments.managers import events
+from lab.experiments.managers import events, plan
 
 KILLS = 2
 
@@ -24,11 +23,11 @@ KILLS = 2
     "name", ["supervisord", "circus", "circus-fast", "monit", "lab", "lab-exec"]
 )
 def test_restart_after_kill_9(benchmark, name: str, no_leaks) -> None:
-    cls = managers._manager(name)
+    cls = plan.manager(name)
     if cls.missing() is not None:
         pytest.skip(cls.missing())
     record = benchmark.pedantic(
-        events.kill_9, args=(cls, KILLS, 1.1, managers.PATIENCE_S), rounds=1, iterations=1
+        events.kill_9, args=(cls, KILLS, 1.1, plan.PATIENCE_S), rounds=1, iterations=1
     )
     # The lesson's property: the daemon really came back, every time, as a new
     # ready process (kill_9 counts a restart only on READY from a new pid).

@@ -3,8 +3,8 @@
 One round measures three workers one after the other on the same Redis,
 each with the same number of jobs at once: the lab's thread worker, rq's
 SimpleWorker (no fork) and rq's default Worker (a fork per job). The
-figures are the experiment's own (measure.measure_cell per system, then
-worker.ratios over those records), kept in extra_info:
+figures are the experiment's own (plan.throughput_record per system, then
+plan.ratios over those records), kept in extra_info:
 
     pytest benchmarks/test_worker.py --benchmark-enable --benchmark-autosave
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.experiments import worker
-from lab.experiments.worker.measure import Cell, measure_cell
+from lab.experiments.worker import plan
+from lab.experiments.worker.measure import Cell
 from tests.conftest import require_service
 
 #: a time or a CPU share is asserted: under xdist, nothing beside it (tests/conftest.py)
@@ -31,16 +31,7 @@ SYSTEMS = (("lab", "threads"), ("rq", "simple"), ("rq", "fork-per-job"))
 def _record(system: str, model: str, setting: str = "default", round_: int = 1) -> dict:
     """One cell measured, as the experiment's own record of it."""
     cell = Cell(system, model, WORKERS, "noop", setting)
-    return {
-        "part": "throughput",
-        "round": round_,
-        "system": system,
-        "model": model,
-        "setting": setting,
-        "workers": WORKERS,
-        "job": "noop",
-        **measure_cell(cell, QUEUED, SECONDS, SAMPLES, GAP),
-    }
+    return plan.throughput_record(cell, round_, QUEUED, SECONDS, SAMPLES, GAP)
 
 
 def _round() -> list[dict]:
@@ -51,7 +42,7 @@ def _round() -> list[dict]:
 def test_lab_threads_against_rq_on_noop_jobs(benchmark):
     require_service("redis")
     records = benchmark.pedantic(_round, rounds=1, iterations=1)
-    (ratio,) = worker.ratios(records)
+    (ratio,) = plan.ratios(records)
     for r in records:
         name = f"{r['system']}_{r['model']}"
         benchmark.extra_info[f"{name}_jobs_per_s"] = r["jobs_per_s"]
@@ -81,7 +72,7 @@ def _tuned_rounds() -> list[dict]:
 def test_lab_threads_against_celery_and_dramatiq_tuned(benchmark):
     require_service("redis")
     records = benchmark.pedantic(_tuned_rounds, rounds=1, iterations=1)
-    (ratio,) = worker.ratios(records)
+    (ratio,) = plan.ratios(records)
     assert ratio["rounds"] == ROUNDS
     for key in ("vs_celery", "vs_dramatiq"):
         benchmark.extra_info[f"x_{key[3:]}"] = ratio[key]

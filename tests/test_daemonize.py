@@ -20,6 +20,7 @@ import pytest
 
 from lab.daemon.steps import STEPS
 from lab.experiments import daemonize
+from lab.experiments.daemonize import plan
 from tests.conftest import ROOT, run_cli
 from tests.test_daemon_support import (  # noqa: F401 - world is a fixture
     NO_TERMINAL,
@@ -130,11 +131,11 @@ def test_a_folder_left_by_a_killed_observer_is_removed_by_the_next_run(no_leaks)
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    left = Path(tempfile.mkdtemp(prefix=daemonize.RUN_DIR_PREFIX))
-    (left / daemonize.OWNER).write_text(gone.stdout)
-    alive = Path(tempfile.mkdtemp(prefix=daemonize.RUN_DIR_PREFIX))
-    (alive / daemonize.OWNER).write_text(f"{os.getpid()}\n")
-    folders = lambda: set(Path(tempfile.gettempdir()).glob(f"{daemonize.RUN_DIR_PREFIX}*"))  # noqa: E731
+    left = Path(tempfile.mkdtemp(prefix=plan.RUN_DIR_PREFIX))
+    (left / plan.OWNER).write_text(gone.stdout)
+    alive = Path(tempfile.mkdtemp(prefix=plan.RUN_DIR_PREFIX))
+    (alive / plan.OWNER).write_text(f"{os.getpid()}\n")
+    folders = lambda: set(Path(tempfile.gettempdir()).glob(f"{plan.RUN_DIR_PREFIX}*"))  # noqa: E731
     before = folders()
     try:
         daemonize.run(daemonize.Params(impl=("lab",)))

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from lab.experiments import managers
-from lab.experiments.managers import events
+from lab.experiments.managers import events, plan
 from tests.conftest import ROOT, assert_refused, missing, run_cli
 from tests.test_daemon_support import TAG, tagged
 
@@ -78,7 +78,7 @@ def nothing_left(no_leaks, monkeypatch):
 
 
 def require_manager(name: str) -> type:
-    cls = managers._manager(name)
+    cls = plan.manager(name)
     why = cls.missing()
     if why is not None:
         missing(why, "LAB_REQUIRE_SERVICES")
@@ -88,17 +88,17 @@ def require_manager(name: str) -> type:
 @pytest.mark.parametrize("name", RESTARTING)
 def test_kill_9_is_followed_by_a_new_ready_daemon(name: str, nothing_left) -> None:
     cls = require_manager(name)
-    record = events.kill_9(cls, repeat=2, uptime=1.1, patience=managers.PATIENCE_S)
+    record = events.kill_9(cls, repeat=2, uptime=1.1, patience=plan.PATIENCE_S)
     assert record["restarts"] == 2, record
     assert len(record["latencies_ms"]) == 2
     # The new daemon's own READY came after the kill, from a new pid (events.kill_9
     # waits for READY from any pid but the killed one).
-    assert 0 < record["latency_ms"] <= record["max_ms"] < managers.PATIENCE_S * 1000
+    assert 0 < record["latency_ms"] <= record["max_ms"] < plan.PATIENCE_S * 1000
 
 
 def test_honcho_restarts_nothing_and_stops_the_sibling(nothing_left) -> None:
     cls = require_manager("honcho")
-    record = events.kill_9(cls, repeat=2, uptime=1.1, patience=managers.PATIENCE_S)
+    record = events.kill_9(cls, repeat=2, uptime=1.1, patience=plan.PATIENCE_S)
     assert record["restarts"] == 0 and record["latency_ms"] is None
     assert record["final_state"].startswith("exited")
     assert "the other process got SIGTERM" in record["notes"], record["notes"]
@@ -194,7 +194,7 @@ def test_an_error_mid_event_still_stops_the_manager_and_sweeps(monkeypatch, noth
 
     monkeypatch.setattr(events, "started_ns", fail)  # called after the first restart
     with pytest.raises(RuntimeError, match="broken on purpose"):
-        events.kill_9(require_manager("supervisord"), 2, 1.1, managers.PATIENCE_S)
+        events.kill_9(require_manager("supervisord"), 2, 1.1, plan.PATIENCE_S)
 
 
 def test_ctrl_c_leaves_no_manager_or_daemon_running(nothing_left) -> None:

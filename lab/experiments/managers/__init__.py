@@ -55,21 +55,19 @@ socket; manager.py: what every manager provides, the temporary place and the
 sweep that leaves nothing running; events.py: kill -9, the crash loop and the
 stop, driven the same way for all; supervisord.py, circus.py, honcho.py,
 monit.py, harness.py: one manager each, its config written in the place;
-plot.py: the figure.
+plan.py: the run, every manager through every event (or, with --daemon, being the
+daemon); plot.py: the figure.
 """
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from lab.errors import LabError
+from lab.experiments.managers import plan
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
 __all__ = ["COLUMNS", "EVENTS", "FULL", "MANAGERS", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
@@ -87,12 +85,6 @@ MANAGERS = {
     "lab-exec": ("harness", "HarnessExec"),
 }
 EVENTS = ("kill-9", "crash-loop", "stop")
-#: Managers that differ from another only in how soon they restart (circus at check_delay
-#: 0.1, the harness exec'ing a fresh interpreter): they take part in the kill -9 alone.
-RESTART_VARIANTS = ("circus-fast", "lab-exec")
-#: How long a kill may wait for the new daemon before it counts as not restarted:
-#: monit's cycle, plus a zombie cycle (see monit.py), plus a loaded machine.
-PATIENCE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -126,10 +118,9 @@ class Params(_Params):
 
 FULL = {"repeat": 10, "window": 10.0}
 
-_COMMON = [Column("manager", "manager")]
 COLUMNS = {
     "kill-9": [
-        *_COMMON,
+        Column("manager", "manager"),
         Column("latency_ms", "restart ms", ".0f"),
         Column("spawned_ms", "kill>fork", ".0f"),
         Column("starting_ms", "fork>READY", ".0f"),
@@ -142,7 +133,7 @@ COLUMNS = {
         Column("notes", "how it noticed", wide=True),
     ],
     "crash-loop": [
-        *_COMMON,
+        Column("manager", "manager"),
         Column("restarts", "restarts", "d"),
         Column("latency_ms", "over ms", ".0f"),
         Column("backoff", "gaps s"),
@@ -150,7 +141,7 @@ COLUMNS = {
         Column("notes", "notes", wide=True),
     ],
     "stop": [
-        *_COMMON,
+        Column("manager", "manager"),
         Column("signal", "signal"),
         Column("latency_ms", "stop ms", ".0f"),
         Column("wait_s", "waits s", ".0f"),
@@ -182,74 +173,4 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
-
-
-def _manager(name: str) -> Any:
-    import importlib
-
-    module, cls = MANAGERS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
-
-
-def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    if params.daemon:
-        yield from _be_the_daemon(params.daemon, params.exec_daemon)
-        return
-    from lab.experiments.managers import events
-
-    session.env["missing"] = {}
-    plan = [
-        (name, event)
-        for name in params.manager
-        for event in params.event
-        if event == "kill-9" or name not in RESTART_VARIANTS
-    ]
-    total, done = len(plan), 0
-    for name in params.manager:
-        cls = _manager(name)
-        why = cls.missing()
-        if why is not None:
-            session.env["missing"][name] = why
-        for event in [e for n, e in plan if n == name]:
-            session.step(done, total, f"{name}: {event}")
-            done += 1
-            if why is not None:
-                yield {"part": event, "manager": name, "event": event, "skipped": why,
-                       "final_state": "missing", "notes": why}  # fmt: skip
-            elif event == "kill-9":
-                yield events.kill_9(cls, params.repeat, params.uptime, PATIENCE_S)
-            elif event == "crash-loop":
-                yield _with_backoff(events.crash_loop(cls, params.window))
-            else:
-                yield events.stop(cls)
-    session.step(done, total, "done")
-
-
-def _with_backoff(record: dict[str, Any]) -> dict[str, Any]:
-    """The gaps between starts, readable in a table: "1.1 2.3" (seconds)."""
-    record["backoff"] = " ".join(f"{gap / 1000:.1f}" for gap in record["gaps_ms"]) or "-"
-    return record
-
-
-def _be_the_daemon(options: str, fresh: bool) -> Iterator[dict[str, Any]]:
-    """This process becomes the daemon under test (the harness's run child does this):
-    in process, warm, or (`fresh`) by exec of a new interpreter, as other managers do."""
-    from lab.experiments.managers import daemon
-
-    if fresh:
-        import os
-        import sys
-
-        from lab.daemon import steps
-
-        # What a manager's fork + exec starts from: default signal dispositions and an
-        # empty mask (both survive exec; the harness's run child has handlers of its own).
-        steps.reset_signal_handlers()
-        steps.reset_signal_mask()
-        argv = [sys.executable, "-m", daemon.__name__, *shlex.split(options)]
-        os.execv(sys.executable, argv)
-    code = daemon.main(shlex.split(options))
-    if code:
-        raise LabError(f"the daemon exited {code}")
-    yield from ()
+    return collect(NAME, params, plan.measure, progress=progress, sink=sink)

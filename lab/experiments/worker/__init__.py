@@ -52,21 +52,20 @@ celery_peer.py and dramatiq_peer.py (the two queues most Python users run),
 runner.py (the processes an experiment starts), measure.py (one
 measurement, step by step), crash.py (the crash table: kill -9 of the
 process holding a job) with marks.py, stop.py (TERM and the deadline),
-plot.py (the figure).
+plan.py (the run: both tables, the sweep in alternating rounds, the ratios
+to each peer), plot.py (the figure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from lab.params import Params as _Params
 from lab.params import option
 from lab.report import Column
-from lab.runs import Run, Session, collect
+from lab.runs import Run, collect
 
-__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "ratios", "run"]
+__all__ = ["COLUMNS", "FULL", "NAME", "SUMMARY", "TOUR", "Params", "run"]
 
 NAME = "worker"
 SUMMARY = (
@@ -248,154 +247,6 @@ TOUR = [
 
 
 def run(params: Params = Params(), progress=None, sink=None) -> Run:
-    return collect(NAME, params, _measure, progress=progress, sink=sink)
+    from lab.experiments.worker import plan  # here: --help and the list need no Redis client
 
-
-def cells(params: Params) -> list[Any]:
-    """Every (system, model, workers, job) asked for, in the order measured."""
-    from lab.experiments.worker.measure import Cell
-    from lab.experiments.worker.peers import MODELS as BY_SYSTEM
-    from lab.experiments.worker.peers import SETTINGS as SETTINGS_OF
-
-    chosen = [
-        (system, model, setting)
-        for system in params.system
-        for model in BY_SYSTEM[system]
-        if model in params.model
-        for setting in SETTINGS_OF[system]
-        if setting in params.setting or len(SETTINGS_OF[system]) == 1
-    ]
-    return [
-        Cell(s, m, w, j, setting)
-        for j in params.job
-        for w in params.workers
-        for s, m, setting in chosen
-    ]
-
-
-def _measure(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    from lab import services
-    from lab.experiments.worker.measure import measure_cell
-
-    services.require("redis")
-    session.env["redis_url"] = services.url("redis")
-    session.env.update(_versions())
-    yield from _crash_table(params, session)
-    yield from _stop_table(params, session)
-    # Rounds alternate: every cell once, then every cell again, so a slow spell of a
-    # shared machine falls on all systems rather than on one.
-    todo = [(r, cell) for r in range(params.rounds) for cell in cells(params)]
-    done: list[dict[str, Any]] = []
-    for i, (round_, cell) in enumerate(todo):
-        session.step(
-            i, len(todo), f"{cell.system} {cell.model} {cell.setting} x{cell.workers} {cell.job}"
-        )
-        figures = measure_cell(cell, params.queued, params.seconds, params.samples, params.gap)
-        record = {
-            "part": "throughput",
-            "round": round_ + 1,
-            "system": cell.system,
-            "model": cell.model,
-            "setting": cell.setting,
-            "workers": cell.workers,
-            "job": cell.job,
-            **figures,
-        }
-        done.append(record)
-        yield record
-    yield from ratios(done)
-    session.step(len(todo), len(todo), "done")
-
-
-def _crash_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    """The headline: who loses a job to kill -9 (crash.py)."""
-    from lab.experiments.worker import crash
-
-    if not params.crash:
-        return
-    rows = [row for row in crash.ROWS if row[0] in params.system]
-    for i, (system, model, setting) in enumerate(rows):
-        session.step(i, len(rows), f"crash: {system} {model} {setting}, kill -9 x{crash.KILLS}")
-        figures = crash.crash_row(system, model, setting, params.crash)
-        yield {
-            "part": "crash",
-            "system": system,
-            "model": model,
-            "setting": setting,
-            **figures,
-            "verdict": crash.verdict(figures),
-        }
-
-
-#: The peers the lab's thread worker is set against: (column, system, model, setting).
-#: Celery and Dramatiq: their tuned rows, the best each gives a user who read its docs.
-PEERS = (
-    ("vs_simple", "rq", "simple", "default"),
-    ("vs_fork", "rq", "fork-per-job", "default"),
-    ("vs_arq", "arq", "asyncio", "default"),
-    ("vs_celery", "celery", "threads", "tuned"),
-    ("vs_celery_prefork", "celery", "prefork", "tuned"),
-    ("vs_dramatiq", "dramatiq", "threads", "tuned"),
-)
-
-
-def _stop_table(params: Params, session: Session) -> Iterator[dict[str, Any]]:
-    """What each does with the jobs in hand when told to stop (stop.py)."""
-    from lab.experiments.worker import stop
-
-    if not params.stop:
-        return
-    rows = [row for row in stop.ROWS if row[0] in params.system]
-    for i, (system, model, setting, signame, deadline) in enumerate(rows):
-        session.step(i, len(rows), f"stop: {system} {model} {setting}, {signame}")
-        yield {
-            "part": "stop",
-            "system": system,
-            "model": model,
-            "setting": setting,
-            **stop.stop_row(system, model, setting, signame, deadline),
-        }
-
-
-def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The target, the lab's thread worker at least as fast as each peer, as records: its
-    jobs/s over each peer's, same job and workers: the median over the rounds of each
-    round's ratio, and (`..._range`) the lowest and highest of those ratios."""
-    import statistics
-
-    rate: dict[tuple, dict[int, float]] = {}
-    for r in records:
-        if r.get("part") == "throughput":
-            key = (r["system"], r["model"], r.get("setting", "default"), r["workers"], r["job"])
-            rate.setdefault(key, {})[r.get("round", 1)] = r["jobs_per_s"]
-    out = []
-    for (system, model, _setting, workers, job), lab in rate.items():
-        if (system, model) != ("lab", "threads"):
-            continue
-        row: dict[str, Any] = {
-            "part": "ratio",
-            "job": job,
-            "workers": workers,
-            "rounds": len(lab),
-            "lab_threads_per_s": statistics.median(lab.values()),
-        }
-        for column, *peer in PEERS:
-            other = rate.get((*peer, workers, job), {})
-            each = [lab[n] / other[n] for n in lab if other.get(n)]
-            row[column] = round(statistics.median(each), 2) if each else None
-            row[f"{column}_range"] = f"{min(each):.2f}-{max(each):.2f}" if each else None
-        if any(row[column] is not None for column, *_ in PEERS):
-            out.append(row)
-    return out
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("redis", "rq", "arq", "celery", "kombu", "dramatiq"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "missing"
-    return found
+    return collect(NAME, params, plan.measure, progress=progress, sink=sink)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from lab import services, work
 from lab.errors import LabError
@@ -35,18 +35,26 @@ from lab.experiments.worker.measure import (
     start_worker,
 )
 
-__all__ = ["ROWS", "stop_row"]
+__all__ = ["ROWS", "Row", "stop_row"]
 
-#: (system, model, setting, signal, the lab's deadline in s)
+
+class Row(NamedTuple):
+    system: str
+    model: str
+    setting: str
+    signal: str  # TERM, or QUIT (Celery's cold shutdown)
+    deadline_s: float | None  # the lab's --deadline; None: the system has none
+
+
 ROWS = (
-    ("lab", "threads", "default", "TERM", 5.0),
-    ("lab", "threads", "default", "TERM", 0.5),
-    ("rq", "simple", "default", "TERM", None),
-    ("arq", "asyncio", "default", "TERM", None),
-    ("celery", "prefork", "default", "TERM", None),
-    ("celery", "prefork", "default", "QUIT", None),
-    ("celery", "prefork", "acks-late", "QUIT", None),
-    ("dramatiq", "processes", "default", "TERM", None),
+    Row("lab", "threads", "default", "TERM", 5.0),
+    Row("lab", "threads", "default", "TERM", 0.5),
+    Row("rq", "simple", "default", "TERM", None),
+    Row("arq", "asyncio", "default", "TERM", None),
+    Row("celery", "prefork", "default", "TERM", None),
+    Row("celery", "prefork", "default", "QUIT", None),
+    Row("celery", "prefork", "acks-late", "QUIT", None),
+    Row("dramatiq", "processes", "default", "TERM", None),
 )
 RECOVER_S = 5.0  # the recovery timeouts made short, yet longer than a slow job (arq: its timeout)
 QUIET_S = 20.0  # the recovery timeout, kombu's 10 s restore cycle, a margin
