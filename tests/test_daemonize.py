@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from lab import procfs
 from lab.daemon.steps import STEPS
 from lab.experiments import daemonize
 from lab.experiments.daemonize import plan
@@ -131,22 +132,29 @@ def test_a_folder_left_by_a_killed_observer_is_removed_by_the_next_run(no_leaks)
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    left = Path(tempfile.mkdtemp(prefix=plan.RUN_DIR_PREFIX))
-    (left / plan.OWNER).write_text(gone.stdout)
-    alive = Path(tempfile.mkdtemp(prefix=plan.RUN_DIR_PREFIX))
-    (alive / plan.OWNER).write_text(f"{os.getpid()}\n")
+
+    def left_by(owner: str) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix=plan.RUN_DIR_PREFIX))
+        (folder / plan.OWNER).write_text(owner)
+        return folder
+
+    start = procfs.proc_stat()["starttime"]
+    left = left_by(gone.stdout)
+    reused = left_by(f"{os.getpid()} {start - 1}\n")  # its pid now names a later process
+    alive = left_by(f"{os.getpid()} {start}\n")
     folders = lambda: set(Path(tempfile.gettempdir()).glob(f"{plan.RUN_DIR_PREFIX}*"))  # noqa: E731
     before = folders()
     try:
         daemonize.run(daemonize.Params(impl=("lab",)))
         assert not left.exists(), "the dead observer's folder is still there"
+        assert not reused.exists(), "a folder whose observer's pid was given again is still there"
         assert alive.exists(), "a living observer's folder was taken away"
         assert folders() - before == set(), "the run left its own folder"
     finally:
         import shutil
 
-        shutil.rmtree(left, ignore_errors=True)
-        shutil.rmtree(alive, ignore_errors=True)
+        for folder in (left, reused, alive):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_progress_names_each_step_and_the_pid_to_watch(no_leaks) -> None:

@@ -26,7 +26,7 @@ from lab import children
 from lab.daemon.steps import STEPS
 from lab.errors import LabError
 from lab.experiments.daemonize.observe import observe
-from lab.procfs import subreaper
+from lab.procfs import proc_stat, subreaper
 from lab.runs import Session
 
 if TYPE_CHECKING:  # the lesson imports this module as it loads: Params is not yet there
@@ -94,24 +94,30 @@ def _remove_stale_run_dirs() -> None:
     """Remove the folders of observers that died without their finally (kill -9).
 
     A run's own folder goes in _watch's finally; only a KILL, which no finally
-    survives, leaves one behind. Its owner's pid says it: gone, the folder is
-    nobody's, and the next run takes it away.
+    survives, leaves one behind. Its owner file names the observer by pid and
+    start time: a pid alone could name a later process (pids are reused), and
+    the folder would then stay until that one ended.
     """
     for folder in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
         try:
-            owner = int((folder / OWNER).read_text())
-            os.kill(owner, 0)  # signal 0: only "is it there?"
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
+            pid, *start = (int(word) for word in (folder / OWNER).read_text().split())
         except (OSError, ValueError):
-            continue  # not ours (no owner file), or its owner lives (or is not ours to ask)
+            continue  # not ours: no owner file, or not one we wrote
+        stat = proc_stat(pid)
+        if stat is None or start and stat["starttime"] != start[0]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _owner() -> str:
+    """This process, as _remove_stale_run_dirs reads it: its pid and its start time."""
+    return f"{os.getpid()} {proc_stat()['starttime']}\n"
 
 
 def _watch(impl: str, params: Params) -> Iterator[dict[str, Any]]:
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
     probe: _Probe | None = None
     try:
-        (run_dir / OWNER).write_text(f"{os.getpid()}\n")
+        (run_dir / OWNER).write_text(_owner())
         os.chmod(run_dir, 0o755)
         if params.run_as and os.geteuid() == 0:
             # Like systemd's RuntimeDirectory=: the daemon's own folder is the
