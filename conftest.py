@@ -51,11 +51,40 @@ def pytest_runtest_protocol(item, nextitem):
     shared = item.config._tmp_path_factory.getbasetemp().parent
     if alone(item):
         _after_the_shared_tests(shared, sum(not alone(i) for i in item.session.items))
+    began = time.time()
     with _turn(shared, alone=alone(item)):
         yield
+    with open(shared / TURNS, "a") as turns:  # O_APPEND: a line each, whole
+        turns.write(f"{'alone' if alone(item) else 'shared'} {began} {time.time()}\n")
     if not alone(item):
         with open(shared / "shared.done", "ab") as done:  # O_APPEND: one byte a test
             done.write(b".")
+
+
+#: Each test's turn, written by the worker that ran it: the summary's two phases.
+TURNS = "turns.log"
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """Where the suite's time went, phase by phase: the shared tests side by side,
+    then the alone ones one at a time (the part that more workers cannot shorten)."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("xdist"):
+        return
+    path = config._tmp_path_factory.getbasetemp() / TURNS
+    if not path.exists():
+        return
+    spans: dict[str, list[tuple[float, float]]] = {"shared": [], "alone": []}
+    for line in path.read_text().splitlines():
+        kind, began, ended = line.split()
+        spans[kind].append((float(began), float(ended)))
+    start = min(b for kind in spans.values() for b, _ in kind)
+    said = [
+        f"{kind} {len(turns)} tests, {min(b for b, _ in turns) - start:.0f} s to "
+        f"{max(e for _, e in turns) - start:.0f} s"
+        for kind, turns in spans.items()
+        if turns
+    ]
+    terminalreporter.write_line(f"the machine's turns: {'; '.join(said)}")
 
 
 #: The longest an alone test waits for the shared ones (a worker that crashed mid-test
