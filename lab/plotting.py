@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.runs import Record, Run
+from lab.runs import NOISY, NOTES, Record, Run
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -162,7 +162,23 @@ def draw(experiment: str, runs: Sequence[Run]) -> Figure:
     if not runs:
         raise LabError(f"no stored runs of {experiment!r}: first `daemonlab run {experiment}`")
     module = _plot_module(experiment)
-    return module.draw(list(runs))
+    figure = module.draw(list(runs))
+    _say_too_noisy(figure, runs)
+    return figure
+
+
+def _say_too_noisy(figure: Figure, runs: Sequence[Run]) -> None:
+    """Under the figure, the verdict of a run its lesson judged too noisy (Session.too_noisy):
+    drawn without it, its points would teach what the run could not show."""
+    said = [
+        f"run {run.run_id}: {' '.join(note.split())}"
+        for run in runs
+        if run.env.get(NOISY)
+        for note in run.env.get(NOTES, ())
+        if "too noisy" in note
+    ]
+    if said:
+        figure.text(0.5, 0, "\n".join(said), ha="center", va="top", color="firebrick")
 
 
 def _plot_module(experiment: str) -> Any:

@@ -19,7 +19,7 @@ import pytest
 from lab import experiments, params, plotting
 from lab.experiments.sleep.plot import label as sleep_label
 from lab.results import open_store
-from lab.runs import Run
+from lab.runs import NOISY, NOTES, Run
 from tests.conftest import store_again
 
 #: Overrides on top of each tour stop: the same parts, smaller work.
@@ -192,6 +192,17 @@ def test_sleep_draws_a_peers_run_whose_records_hold_only_its_own_figures() -> No
     figure = plotting.draw("sleep", _sleep_runs(*TOUR_SLEEP, peer))
     assert "mysqlslap" in _series(_panel(figure, "wall time"))
     assert "mysqlslap" not in _series(_panel(figure, "what a client costs to make"))
+
+
+def test_a_run_judged_too_noisy_says_so_under_the_figure() -> None:
+    """Its points drawn bare would teach what the run could not show (cpu's tour chapter
+    beside a venv being built: processes at 1.07x); the verdict is written under them."""
+    noisy, quiet = _sleep_runs(*TOUR_SLEEP)
+    why = "too noisy to show the point here (spread 62%), run\n`daemonlab run sleep`"
+    noisy.env.update({NOTES: ["a note of another kind", why], NOISY: True})
+    said = [t.get_text() for t in plotting.draw("sleep", [noisy, quiet]).texts]
+    assert [t for t in said if "noisy" in t] == [f"run {noisy.run_id}: {' '.join(why.split())}"]
+    assert not [t for t in plotting.draw("sleep", [quiet]).texts if "noisy" in t.get_text()]
 
 
 def test_sleep_server_panel_says_what_its_thread_count_holds() -> None:
