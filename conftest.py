@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-# -- sharing the machine between pytest-xdist's workers (README: pytest -n 6) ---------
+# -- sharing the machine between pytest-xdist's workers (README: pytest -n 4) ---------
 # Most tests wait: for an interpreter to start, a server to answer, a SELECT
 # SLEEP to end (test_sleep.py and test_db.py used 66 s of CPU in 195 s of wall
-# time), so six workers share two cores well: five files of them took 110 s
-# with four workers (CPU 79% busy) and 101 s with six (93%). A test marked `alone` measures a
+# time), so four workers share two cores well. A test marked `alone` measures a
 # time or a CPU share, or reads a figure the whole server shares: it runs with no
 # other test beside it, after every other test of the run has ended (an alone test
 # that shut the others out as soon as its worker reached it left the others' queued

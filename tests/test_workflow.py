@@ -120,7 +120,7 @@ def test_every_action_is_pinned_to_a_version():
 
 
 def test_ci_runs_the_readme_test_command_as_written():
-    """The README's step 2 is what CI runs for the suite, options and all (-n 6 too)."""
+    """The README's step 2 is what CI runs for the suite, options and all (-n 4 too)."""
     readme = (ROOT / "README.md").read_text()
     step = readme.index("# 2. run the whole test suite")
     block = readme[step : readme.index("```", step)]
