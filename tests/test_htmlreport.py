@@ -69,8 +69,12 @@ def test_the_page_has_one_section_per_run_and_machine_with_its_sentence(page, me
         # lab.sentences (the function under test cannot be its own oracle).
         if run.experiment == "fork":
             assert said == "2 of 2 facts held.", said
-        elif run.experiment == "signals":
-            assert said.startswith("2 of 2 facts held; a signal reached its handler in "), said
+        elif run.experiment == "signals":  # a live fact may miss under load (CI's fact 2)
+            facts = [r for r in run.records if "holds" in r]
+            missed = [str(r["number"]) for r in facts if not r["holds"]]
+            held = f"{len(facts) - len(missed)} of {len(facts)} facts held"
+            held += f" (not: {', '.join(missed)})" if missed else ""
+            assert said.startswith(f"{held}; a signal reached its handler in "), said
             for record in (r for r in run.records if "state" in r):
                 assert record["state"] in said and f"{record['median_ms']:.3g} ms" in said, said
         else:
